@@ -1,0 +1,158 @@
+"""Parameter trees and per-run (ensemble) reductions.
+
+A parameter *tree* is one array, or a list / tuple / dict of trees. Its *leaves* are the arrays
+("layers"). An *ensemble* keeps independent runs along the leading ``batch_ndim`` axes of every
+leaf; all leaves share that batch shape. Every reduction here is per run: it sums or maximises
+over the trailing (event) axes only and returns an array of the batch shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = [
+    "TreeDef",
+    "batch_shape_of",
+    "expand_to_leaf",
+    "per_run_max",
+    "per_run_sum",
+    "tree_flatten",
+    "tree_leaves",
+    "tree_map",
+    "tree_per_run_sum",
+    "tree_unflatten",
+]
+
+
+class TreeDef:
+    """The structure of a tree, without its leaves (compare with ``==``)."""
+
+    __slots__ = ("_spec",)
+
+    def __init__(self, spec: Any) -> None:
+        self._spec = spec
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TreeDef) and self._spec == other._spec
+
+    def __hash__(self) -> int:
+        return hash(repr(self._spec))
+
+    def __repr__(self) -> str:
+        return f"TreeDef({self._spec!r})"
+
+    @property
+    def num_leaves(self) -> int:
+        return _count(self._spec)
+
+
+def _count(spec: Any) -> int:
+    if spec is None:
+        return 1
+    kind, children = spec
+    if kind == "dict":
+        return sum(_count(c) for _, c in children)
+    return sum(_count(c) for c in children)
+
+
+def _flatten(tree: Any, out: list[Any]) -> Any:
+    if isinstance(tree, dict):
+        return ("dict", tuple((k, _flatten(tree[k], out)) for k in tree))
+    if isinstance(tree, list | tuple):
+        return ("list" if isinstance(tree, list) else "tuple", tuple(_flatten(t, out) for t in tree))
+    if tree is None or isinstance(tree, str | bytes):
+        raise TypeError(f"a parameter tree leaf must be an array, got {type(tree).__name__}")
+    out.append(tree)
+    return None
+
+
+def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
+    """Leaves in a fixed order (dict insertion order, then positions) and the structure."""
+    leaves: list[Any] = []
+    spec = _flatten(tree, leaves)
+    if not leaves:
+        raise ValueError("the parameter tree has no arrays")
+    return leaves, TreeDef(spec)
+
+
+def tree_leaves(tree: Any) -> list[Any]:
+    """The arrays of a tree, in :func:`tree_flatten` order."""
+    return tree_flatten(tree)[0]
+
+
+def _unflatten(spec: Any, it: Any) -> Any:
+    if spec is None:
+        return next(it)
+    kind, children = spec
+    if kind == "dict":
+        return {k: _unflatten(c, it) for k, c in children}
+    items = [_unflatten(c, it) for c in children]
+    return items if kind == "list" else tuple(items)
+
+
+def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
+    """Rebuild a tree of ``treedef``'s structure from ``leaves``."""
+    if len(leaves) != treedef.num_leaves:
+        raise ValueError(f"expected {treedef.num_leaves} leaves, got {len(leaves)}")
+    return _unflatten(treedef._spec, iter(leaves))
+
+
+def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """Apply ``fn`` leaf by leaf to trees of the same structure."""
+    leaves, treedef = tree_flatten(tree)
+    others = []
+    for other in rest:
+        o_leaves, o_def = tree_flatten(other)
+        if o_def != treedef:
+            raise ValueError(f"tree structures differ: {treedef} vs {o_def}")
+        others.append(o_leaves)
+    return tree_unflatten(treedef, [fn(*args) for args in zip(leaves, *others, strict=True)])
+
+
+def batch_shape_of(leaves: Sequence[Any], batch_ndim: int) -> tuple[int, ...]:
+    """The common leading ``batch_ndim`` axes of all leaves (raises if they differ)."""
+    if batch_ndim < 0:
+        raise ValueError(f"batch_ndim must be >= 0, got {batch_ndim}")
+    shapes = set()
+    for leaf in leaves:
+        if leaf.ndim < batch_ndim:
+            raise ValueError(
+                f"a leaf of shape {tuple(leaf.shape)} has fewer than batch_ndim={batch_ndim} axes"
+            )
+        shapes.add(tuple(leaf.shape[:batch_ndim]))
+    if len(shapes) != 1:
+        raise ValueError(f"leaves disagree on the ensemble (batch) shape: {sorted(shapes)}")
+    return shapes.pop()
+
+
+def _event_axes(x: Any, batch_ndim: int) -> tuple[int, ...]:
+    return tuple(range(batch_ndim, x.ndim))
+
+
+def per_run_sum(xp: Any, x: Any, batch_ndim: int) -> Any:
+    """Sum over the trailing (event) axes: an array of the batch shape."""
+    axes = _event_axes(x, batch_ndim)
+    return xp.sum(x, axis=axes) if axes else x
+
+
+def per_run_max(xp: Any, x: Any, batch_ndim: int) -> Any:
+    """Maximum over the trailing (event) axes: an array of the batch shape."""
+    axes = _event_axes(x, batch_ndim)
+    return xp.max(x, axis=axes) if axes else x
+
+
+def tree_per_run_sum(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
+    """Sum over every leaf's event axes, added across leaves (e.g. a squared norm per run)."""
+    total = per_run_sum(xp, leaves[0], batch_ndim)
+    for leaf in leaves[1:]:
+        total = total + per_run_sum(xp, leaf, batch_ndim)
+    return total
+
+
+def expand_to_leaf(xp: Any, value: Any, leaf: Any, batch_ndim: int) -> Any:
+    """Reshape a per-run array (batch shape) so it broadcasts against ``leaf``."""
+    extra = leaf.ndim - batch_ndim
+    if extra == 0:
+        return value
+    return xp.reshape(value, tuple(value.shape) + (1,) * extra)

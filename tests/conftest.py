@@ -1,0 +1,62 @@
+"""Test configuration: the ``xp`` backend fixture and hypothesis profiles.
+
+Backends: numpy and array_api_strict always; torch, jax and cupy when they import (cupy only with
+a GPU). ``PHYSOPT_BACKENDS=numpy,torch`` selects a subset; naming a backend that is not installed
+is an error, not a silent skip.
+
+Hypothesis: the ``deterministic`` profile (derandomised, no example database) is the default, so
+CI runs are reproducible; ``HYPOTHESIS_PROFILE=explore`` draws fresh examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+import hypothesis
+import pytest
+from physopt_ref.backends import BACKENDS, available_backends, get_namespace
+
+hypothesis.settings.register_profile(
+    "deterministic",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    max_examples=40,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+hypothesis.settings.register_profile(
+    "explore",
+    deadline=None,
+    max_examples=300,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+def _selected_backends() -> list[str]:
+    here = available_backends()
+    wanted = os.environ.get("PHYSOPT_BACKENDS", "").strip()
+    if not wanted:
+        return here
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise pytest.UsageError(f"PHYSOPT_BACKENDS names unknown backends {unknown}")
+    missing = [n for n in names if n not in here]
+    if missing:
+        raise pytest.UsageError(f"PHYSOPT_BACKENDS asks for backends not installed here: {missing}")
+    return names
+
+
+SELECTED_BACKENDS = _selected_backends()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"physopt_ref backends under test: {', '.join(SELECTED_BACKENDS)}"
+
+
+@pytest.fixture(params=SELECTED_BACKENDS)
+def xp(request: pytest.FixtureRequest):
+    """An Array API namespace, once per selected backend."""
+    return get_namespace(request.param)
