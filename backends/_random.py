@@ -69,7 +69,9 @@ def _bits(
 def _split(shape: Sequence[int], batch_ndim: int) -> tuple[tuple[int, ...], int]:
     shape = tuple(int(n) for n in shape)
     if not 0 <= batch_ndim <= len(shape):
-        raise ValueError(f"batch_ndim must be in [0, {len(shape)}] for shape {shape}, got {batch_ndim}")
+        raise ValueError(
+            f"batch_ndim must be in [0, {len(shape)}] for shape {shape}, got {batch_ndim}"
+        )
     return shape[:batch_ndim], math.prod(shape[batch_ndim:])
 
 

@@ -113,7 +113,9 @@ def prepare_step(params: Any, grads: Any, batch_ndim: int) -> StepInputs:
     xp = array_namespace(*p_leaves, *g_leaves)
     for p, g in zip(p_leaves, g_leaves, strict=True):
         if tuple(p.shape) != tuple(g.shape):
-            raise ValueError(f"a gradient of shape {tuple(g.shape)} for a parameter of shape {tuple(p.shape)}")
+            raise ValueError(
+                f"a gradient of shape {tuple(g.shape)} for a parameter of shape {tuple(p.shape)}"
+            )
         if p.dtype != g.dtype:
             raise TypeError(f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}")
     check_float_leaves(xp, p_leaves)
@@ -144,7 +146,8 @@ def as_per_run(xp: Any, value: Any, like: Any, batch_shape: tuple[int, ...], nam
         return xp.broadcast_to(arr, batch_shape) if batch_shape else arr
     if tuple(arr.shape) != batch_shape:
         raise ValueError(
-            f"{name} must be a scalar or have the ensemble shape {batch_shape}, got {tuple(arr.shape)}"
+            f"{name} must be a scalar or have the ensemble shape {batch_shape}, "
+            f"got {tuple(arr.shape)}"
         )
     return arr
 

@@ -60,7 +60,10 @@ def _flatten(tree: Any, out: list[Any]) -> Any:
     if isinstance(tree, dict):
         return ("dict", tuple((k, _flatten(tree[k], out)) for k in tree))
     if isinstance(tree, list | tuple):
-        return ("list" if isinstance(tree, list) else "tuple", tuple(_flatten(t, out) for t in tree))
+        return (
+            "list" if isinstance(tree, list) else "tuple",
+            tuple(_flatten(t, out) for t in tree),
+        )
     if tree is None or isinstance(tree, str | bytes):
         raise TypeError(f"a parameter tree leaf must be an array, got {type(tree).__name__}")
     out.append(tree)

@@ -66,7 +66,9 @@ def check_int(
         raise TypeError(f"{where} must be an integer, got {type(value).__name__}: {value!r}")
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
-        raise ValueError(f"{where} must be an integer in {_fmt_range(low, high, False, False)}, got {v}")
+        raise ValueError(
+            f"{where} must be an integer in {_fmt_range(low, high, False, False)}, got {v}"
+        )
     return v
 
 

@@ -131,7 +131,8 @@ def nesterov(lr: Any = 0.01, momentum: float = 0.9) -> Optimizer:
         x_{k+1} = y_k - \eta \nabla f(y_k), \qquad y_{k+1} = x_{k+1} + \alpha (x_{k+1} - x_k).
 
     ``params`` are the points :math:`y_k` where the gradient is evaluated; the state keeps
-    :math:`x_k`, initialised to the starting point (so the first step is a gradient step).
+    :math:`x_k`, initialised to the starting point :math:`x_0 = y_0` (Nesterov 1983), so the
+    first step lands at :math:`y_1 = y_0 - (1+\alpha)\eta\nabla f(y_0)`.
 
     Parameters
     ----------
@@ -197,7 +198,9 @@ def adam(lr: Any = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) 
         zeros = tuple(xp.zeros_like(p) for p in leaves)
         return AdamState(0, batch_ndim, zeros, zeros)
 
-    def step(params: Any, grads: Any, state: AdamState, *, loss: Any = None) -> tuple[Any, AdamState]:
+    def step(
+        params: Any, grads: Any, state: AdamState, *, loss: Any = None
+    ) -> tuple[Any, AdamState]:
         del loss
         s = prepare_step(params, grads, state.batch_ndim)
         xp = s.xp

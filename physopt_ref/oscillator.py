@@ -151,7 +151,11 @@ def discrete_contraction(lr: float, momentum: float, curvature: float) -> float:
 def mechanical_energy(
     positions: Any, potential: Any, lr: float, momentum: float, h: float = 1.0
 ) -> Any:
-    r"""Kinetic plus potential energy along a run, :math:`E_k = f(x_k) + \tfrac m2 \|(x_k - x_{k-1})/h\|^2`.
+    r"""Kinetic plus potential energy along a run.
+
+    .. math::
+
+        E_k = f(x_k) + \tfrac m2 \|(x_k - x_{k-1})/h\|^2
 
     Parameters
     ----------

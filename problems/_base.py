@@ -56,6 +56,11 @@ class Problem:
     def _value(self, xp: Any, x: Any) -> Any:
         return self._value_and_grad(xp, x)[0]
 
+    @staticmethod
+    def _const(xp: Any, x: Any, values: Any) -> Any:
+        """Host data (NumPy / Python numbers) as an array with the dtype and device of ``x``."""
+        return xp.asarray(np.asarray(values, dtype=np.float64), dtype=x.dtype, device=device(x))
+
     # -- the public, checked API -------------------------------------------------------------
     def check_point(self, x: Any) -> Any:
         """Validate a point array and return its namespace (raises TypeError / ValueError)."""
@@ -85,7 +90,14 @@ class Problem:
         """Both at once (sharing the common work)."""
         return self._value_and_grad(self.check_point(x), x)
 
-    def start(self, like: Any = None, *, xp: Any = None, dtype: Any = None, batch_shape: tuple[int, ...] = ()) -> Any:
+    def start(
+        self,
+        like: Any = None,
+        *,
+        xp: Any = None,
+        dtype: Any = None,
+        batch_shape: tuple[int, ...] = (),
+    ) -> Any:
         """The suggested start as an array, broadcast to ``batch_shape + (dim,)``.
 
         Give either ``like`` (an array whose namespace, dtype and device are used) or ``xp``

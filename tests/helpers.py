@@ -17,7 +17,9 @@ __all__ = ["assert_close", "assert_like", "to_numpy", "xp_array"]
 
 def xp_array(xp: Any, values: Any, dtype: Any = None) -> Any:
     """``values`` (NumPy / lists) as an array of ``xp`` (float64 unless ``dtype`` says)."""
-    return xp.asarray(np.asarray(values, dtype=np.float64), dtype=xp.float64 if dtype is None else dtype)
+    return xp.asarray(
+        np.asarray(values, dtype=np.float64), dtype=xp.float64 if dtype is None else dtype
+    )
 
 
 def assert_like(actual: Any, xp: Any, dtype: Any, shape: tuple[int, ...]) -> None:
