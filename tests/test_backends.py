@@ -99,3 +99,24 @@ def test_to_numpy_copies_to_host(xp: Any) -> None:
     out = to_numpy(x)
     assert isinstance(out, np.ndarray)
     np.testing.assert_array_equal(out, [1.0, 2.0])
+
+
+def test_cupy_step_on_gpu() -> None:
+    """On a machine with an NVIDIA GPU and CuPy, every optimizer steps on the device.
+
+    Skipped (not failed) where CuPy or a GPU is missing, as on CI.
+    """
+    if "cupy" not in available_backends():
+        pytest.skip("cupy is not installed or no GPU is visible")
+    import physopt_ref as po
+
+    xp = get_namespace("cupy")
+    for name in po.registered_names():
+        entry = po.REGISTRY[name]
+        opt = entry.factory(**entry.test_hyperparameters)
+        x = xp.asarray(np.linspace(-1, 1, 64), dtype=xp.float32)
+        state = opt.init(x)
+        for _ in range(3):
+            x, state = opt.step(x, x, state, loss=0.5 * xp.sum(x * x) + 0.5)
+        assert_like(x, xp, xp.float32, (64,))
+        assert np.all(np.isfinite(to_numpy(x)))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from array_api_compat import device
 from physopt_ref.backends import get_namespace, to_numpy
 
 import physopt_ref
@@ -41,7 +42,7 @@ def start(batch_shape: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
 def loss_and_grads(xp: Any, params: dict[str, Any], batch_ndim: int) -> tuple[Any, dict[str, Any]]:
     grads, loss = {}, None
     for key, x in params.items():
-        c = xp.asarray(C[key], dtype=x.dtype)
+        c = xp.asarray(C[key], dtype=x.dtype, device=device(x))
         grads[key] = c * x
         axes = tuple(range(batch_ndim, x.ndim))
         term = 0.5 * xp.sum(c * x * x, axis=axes)
@@ -282,3 +283,22 @@ def test_single_array_and_list_trees(name: str) -> None:
         # Element-wise rules do not see how the parameters are split into leaves. (Per-leaf
         # rules -- Dyna's fan-in, Gravity's max|G| per tensor, per-leaf random streams -- do.)
         np.testing.assert_allclose(results["array"], results["list"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_device_is_kept(name: str) -> None:
+    """Parameters on array-api-strict's simulated non-default device stay there, with the state.
+
+    array-api-strict refuses arithmetic across devices, so any array a step creates on the
+    default device would raise here.
+    """
+    import array_api_strict as xps
+
+    dev = xps.Device("device1")
+    opt = build(name)
+    params = {k: xps.asarray(v, dtype=xps.float64, device=dev) for k, v in start((2,)).items()}
+    state = opt.init(params, batch_ndim=1)
+    for _ in range(4):
+        loss, grads = loss_and_grads(xps, params, 1)
+        params, state = opt.step(params, grads, state, loss=loss)
+    assert all(device(leaf) == dev for leaf in tree_leaves(params))
