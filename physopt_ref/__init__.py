@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 _FAMILY_MODULES = (
     "classic",
     "oscillator",
+    "coolmomentum",
+    "gravity",
 )
 
 __all__ = [

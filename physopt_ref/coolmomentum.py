@@ -1,0 +1,358 @@
+r"""CoolMomentum: momentum SGD as a discretised Langevin equation, annealed by cooling.
+
+Borysenko & Byshkin, "CoolMomentum: a method for stochastic optimization by Langevin dynamics
+with simulated annealing", Sci. Rep. 11:10705 (2021), arXiv 2005.14605. Official code:
+``borbysh/coolmomentum`` (spec: ``shared/specs/coolmomentum-gravity-dyna-yang.md`` §a). The
+paper's body was not available to us; the update and the schedules below are those of the
+official code and README, with the paper's equation number where the authors' scripts cite it.
+
+The update (identical in every official version, spec §a.2), per leaf:
+
+.. math::
+
+    x_t = \rho_t\, x_{t-1} + \mathrm{lr}\,\frac{1+\rho_t}{2}\, g_t, \qquad
+    \theta_t = \theta_{t-1} - x_t, \qquad x_{-1} = 0,
+
+with ``lr`` "a squared timestep :math:`\Delta t^2`" (README). Reading
+:math:`\rho = (1-\gamma\Delta t/2)/(1+\gamma\Delta t/2)` (friction :math:`\gamma`, unit mass;
+spec §a.2, an inference) gives :math:`\mathrm{lr}(1+\rho)/2 = \Delta t^2/(1+\gamma\Delta t/2)`,
+the Verlet-type Langevin integrator. Once :math:`\rho = 0` the step is plain SGD with step size
+:math:`\mathrm{lr}/2` (not ``lr``).
+
+Temperature. Under gradient noise of variance :math:`\sigma^2` on a flat loss the buffer is an
+AR(1) process, so its stationary variance is
+:math:`c^2\sigma^2/(1-\rho^2)` with :math:`c = \mathrm{lr}(1+\rho)/2`, i.e. the mean squared step
+(the quantity the authors log as the rescaled temperature :math:`T\Delta t^2`, spec §a.5) is
+
+.. math::
+
+    \langle \Delta\theta^2 \rangle = \frac{\mathrm{lr}^2 \sigma^2}{4}\,\frac{1+\rho}{1-\rho},
+
+so :math:`T \propto (1+\rho)/(1-\rho)`. :func:`coolmomentum_temperature` returns the per-run
+mean squared step.
+
+Cooling schedules (spec §a.3), each a plain function of the 0-based step ``t`` and each reaching
+:math:`\rho = 0` exactly at ``t = S`` and staying there:
+
+* :func:`rho_paper` (default): Eq. 20 of the paper (cited as such in the authors'
+  ``resnet_cool200.py``), :math:`\rho_t = \max(0, 1 - (1-\rho_0)/\alpha^t)`,
+  :math:`\alpha = (1-\rho_0)^{1/S}`: :math:`1/(1-\rho)` decays geometrically.
+* :func:`rho_geometric_temperature`: the 2024 ``Coolmom`` class, :math:`(1+\rho)/(1-\rho)`
+  (the temperature) decays geometrically from :math:`(1+\rho_0)/(1-\rho_0)` to 1.
+* :func:`rho_linear_temperature`: the 2024 ``Coollin`` class, :math:`(1+\rho)/(1-\rho)` decays
+  linearly, :math:`\rho_t = \rho_0(1-t/S)/(1-\rho_0 t/S)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from array_api_compat import array_namespace
+
+from ._base import Optimizer, evaluate, prepare_init, prepare_step, register
+from ._tree import tree_per_run_sum, tree_unflatten
+from ._validate import check_choice, check_int, check_real, check_real_or_schedule
+
+__all__ = [
+    "CoolMomentumState",
+    "coolmomentum",
+    "coolmomentum_schedule",
+    "coolmomentum_temperature",
+    "rho_geometric_temperature",
+    "rho_linear_temperature",
+    "rho_paper",
+]
+
+#: Names accepted by ``coolmomentum(schedule=...)`` and :func:`coolmomentum_schedule`.
+SCHEDULES = ("paper", "geometric_temperature", "linear_temperature", "constant")
+
+
+class CoolMomentumState(NamedTuple):
+    """State of :func:`coolmomentum`.
+
+    Attributes
+    ----------
+    count : int
+        Steps taken; the next step uses :math:`\\rho_t` with ``t = count``.
+    batch_ndim : int
+        Number of leading ensemble axes.
+    displacement : tuple of arrays
+        Per leaf, the buffer :math:`x_t = \\theta_{t-1} - \\theta_t` (the last step, sign
+        reversed); zeros before the first step.
+    """
+
+    count: int
+    batch_ndim: int
+    displacement: tuple[Any, ...]
+
+
+def _check_schedule_args(t: int, rho0: float, cool_steps: int) -> tuple[int, float, int]:
+    t = check_int("t", t, symbol="t", low=0)
+    rho0 = check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True)
+    cool_steps = check_int("cool_steps", cool_steps, symbol="S", low=1)
+    return t, rho0, cool_steps
+
+
+def rho_paper(t: int, rho0: float, cool_steps: int) -> float:
+    r"""The paper-era cooling schedule (Eq. 20): :math:`1/(1-\rho)` geometric in ``t``.
+
+    .. math::
+
+        \rho_t = \max\!\left(0,\ 1 - \frac{1-\rho_0}{\alpha^t}\right), \qquad
+        \alpha = (1-\rho_0)^{1/S},
+
+    evaluated as :math:`1 - (1-\rho_0)^{1-t/S}` (the same number without forming
+    :math:`\alpha^t`, which underflows for long runs). ``t`` counts from 0 as in the authors' TF
+    class and PyTorch benchmark class, so :math:`\rho_0` is used on the first step; for
+    :math:`t \ge S` the result is exactly 0 (the formula's rounding could otherwise leave
+    :math:`\pm 10^{-16}` at ``t = S``).
+
+    Parameters
+    ----------
+    t : int
+        0-based step index.
+    rho0 : float
+        Initial momentum coefficient :math:`\rho_0 \in [0, 1)`.
+    cool_steps : int
+        Cooling length :math:`S \ge 1` (total number of iterations in the authors' recipes).
+    """
+    t, rho0, cool_steps = _check_schedule_args(t, rho0, cool_steps)
+    if t >= cool_steps:
+        return 0.0
+    return max(0.0, 1.0 - (1.0 - rho0) ** (1.0 - t / cool_steps))
+
+
+def rho_geometric_temperature(t: int, rho0: float, cool_steps: int) -> float:
+    r"""The 2024 ``Coolmom`` schedule: the temperature :math:`(1+\rho)/(1-\rho)` geometric.
+
+    .. math::
+
+        k_t = r^{\,1 - t/S},\quad r = \frac{1-\rho_0}{1+\rho_0}, \qquad
+        \rho_t = \max\!\left(0, \frac{1-k_t}{1+k_t}\right),
+
+    i.e. :math:`(1+\rho_t)/(1-\rho_t) = ((1+\rho_0)/(1-\rho_0))\,\beta^t` with
+    :math:`\beta = r^{1/S}` (authors' ``optimizers/coolmomentum.py`` at ``ecf69ef``, spec §a.3 B).
+    ``t`` counts from 0; :math:`\rho_t = 0` for :math:`t \ge S`. Parameters as :func:`rho_paper`.
+    """
+    t, rho0, cool_steps = _check_schedule_args(t, rho0, cool_steps)
+    if t >= cool_steps:
+        return 0.0
+    k = ((1.0 - rho0) / (1.0 + rho0)) ** (1.0 - t / cool_steps)
+    return max(0.0, (1.0 - k) / (1.0 + k))
+
+
+def rho_linear_temperature(t: int, rho0: float, cool_steps: int) -> float:
+    r"""The 2024 ``Coollin`` schedule: the temperature :math:`(1+\rho)/(1-\rho)` linear in ``t``.
+
+    .. math::
+
+        \rho_t = \max\!\left(0, \frac{\rho_0 (1 - t/S)}{|1 - \rho_0 t/S|}\right),
+
+    so that :math:`(1+\rho_t)/(1-\rho_t) = (1 + \rho_0 - 2\rho_0 t/S)/(1-\rho_0)` falls linearly
+    to 1 at ``t = S`` (authors' ``optimizers/cool_lin.py`` at ``85da9e2``, spec §a.3 C). ``t``
+    counts from 0; :math:`\rho_t = 0` for :math:`t \ge S`. Parameters as :func:`rho_paper`.
+    """
+    t, rho0, cool_steps = _check_schedule_args(t, rho0, cool_steps)
+    if t >= cool_steps:
+        return 0.0
+    s = t / cool_steps
+    return max(0.0, rho0 * (1.0 - s) / abs(1.0 - rho0 * s))
+
+
+_SCHEDULE_FUNCTIONS: dict[str, Callable[[int, float, int], float]] = {
+    "paper": rho_paper,
+    "geometric_temperature": rho_geometric_temperature,
+    "linear_temperature": rho_linear_temperature,
+}
+
+
+def coolmomentum_schedule(
+    schedule: str, rho0: float, cool_steps: int | None
+) -> Callable[[int], float]:
+    r"""A schedule ``t -> rho_t`` by name, with :math:`\rho_0` and :math:`S` bound.
+
+    ``schedule`` is one of ``"paper"`` (:func:`rho_paper`), ``"geometric_temperature"``
+    (:func:`rho_geometric_temperature`), ``"linear_temperature"``
+    (:func:`rho_linear_temperature`) or ``"constant"`` (:math:`\rho_t = \rho_0`, the README's
+    :math:`\alpha = 1`: "the momentum coefficient is constant … behaves like simple Momentum";
+    ``cool_steps`` is then ignored and may be None).
+    """
+    check_choice("schedule", schedule, SCHEDULES)
+    rho0 = check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True)
+    if schedule == "constant":
+        return _Constant(rho0)
+    if cool_steps is None:
+        raise ValueError(f"cool_steps (S) is required for the {schedule!r} schedule")
+    cool_steps = check_int("cool_steps", cool_steps, symbol="S", low=1)
+    return _Bound(_SCHEDULE_FUNCTIONS[schedule], rho0, cool_steps)
+
+
+class _Constant:
+    def __init__(self, rho0: float) -> None:
+        self.rho0 = rho0
+
+    def __call__(self, t: int) -> float:
+        return self.rho0
+
+    def __repr__(self) -> str:
+        return f"constant(rho0={self.rho0})"
+
+
+class _Bound:
+    def __init__(self, fn: Callable[[int, float, int], float], rho0: float, cool_steps: int):
+        self.fn, self.rho0, self.cool_steps = fn, rho0, cool_steps
+
+    def __call__(self, t: int) -> float:
+        return self.fn(t, self.rho0, self.cool_steps)
+
+    def __repr__(self) -> str:
+        return f"{self.fn.__name__}(rho0={self.rho0}, cool_steps={self.cool_steps})"
+
+
+def coolmomentum_temperature(state: CoolMomentumState) -> Any:
+    r"""The rescaled temperature :math:`T\Delta t^2 = \langle(\theta_t-\theta_{t-1})^2\rangle`.
+
+    The mean over all parameters of the tree of the last step's squared displacement, per run
+    (an array of the ensemble's batch shape). The authors log this quantity averaged over an
+    epoch (``self.T += torch.sum(step*step)`` in the PyTorch benchmark class, spec §a.5).
+    """
+    leaves = list(state.displacement)
+    xp = array_namespace(*leaves)
+    total = tree_per_run_sum(xp, [x * x for x in leaves], state.batch_ndim)
+    n = sum(math.prod(x.shape[state.batch_ndim :]) for x in leaves)
+    return total / float(n)
+
+
+def coolmomentum(
+    lr: Any = 0.01,
+    rho0: float = 0.99,
+    cool_steps: int | None = 78200,
+    schedule: str | Callable[[int], float] = "paper",
+    weight_decay: float = 0.0,
+) -> Optimizer:
+    r"""CoolMomentum (Borysenko & Byshkin 2021): Langevin momentum with a cooling schedule.
+
+    .. math::
+
+        g_t &\leftarrow \nabla f(\theta_{t-1}) + \lambda\,\theta_{t-1}
+              \quad\text{(coupled L2 weight decay, optional)},\\
+        x_t &= \rho_t\, x_{t-1} + \mathrm{lr}\,\tfrac{1+\rho_t}{2}\, g_t, \qquad x_{-1} = 0,\\
+        \theta_t &= \theta_{t-1} - x_t,
+
+    with :math:`\rho_t` from the cooling schedule, ``t`` counted from 0 (the first step uses
+    :math:`\rho_0` and, the buffer being zero, is an SGD step of size
+    :math:`\mathrm{lr}(1+\rho_0)/2`). With a constant :math:`\rho` this is exactly heavy ball
+    (:func:`physopt_ref.heavy_ball`) with momentum :math:`\beta = \rho` and step
+    :math:`\eta = \mathrm{lr}(1+\rho)/2` (its velocity is :math:`v = -x`). Once cooled
+    (:math:`t \ge S`) it is SGD with step :math:`\mathrm{lr}/2`.
+
+    Parameters
+    ----------
+    lr : float or schedule
+        :math:`\mathrm{lr} = \Delta t^2 > 0` ("a squared timestep dt^2", README). Default 0.01
+        (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable
+        ``count -> float`` is a schedule (the authors use a constant).
+    rho0 : float
+        Initial momentum coefficient :math:`\rho_0 \in [0, 1)`. Default 0.99 (TF class, README,
+        all recipes, spec §a.4).
+    cool_steps : int or None
+        Cooling length :math:`S \ge 1` (the authors set it to the total number of iterations);
+        :math:`\alpha = (1-\rho_0)^{1/S}`. Default 78200 = 200 epochs × 391 iterations, the
+        ResNet-34/CIFAR-10 PyTorch benchmark (``optimizers/__init__.py`` at ``b3810c7``) and the
+        2024 ``Coolmom`` class default. Ignored (may be None) for ``schedule="constant"``.
+    schedule : str or callable
+        ``"paper"`` (default; Eq. 20, :func:`rho_paper`), ``"geometric_temperature"``
+        (:func:`rho_geometric_temperature`), ``"linear_temperature"``
+        (:func:`rho_linear_temperature`), ``"constant"`` (:math:`\rho_t = \rho_0`), or a
+        callable ``t -> rho_t`` (values checked to lie in [0, 1) when used; ``rho0`` and
+        ``cool_steps`` are then unused).
+    weight_decay : float
+        Coupled L2 coefficient :math:`\lambda \ge 0` added to the gradient before the update
+        (``d_p.add(p, alpha=weight_decay)`` in the authors' PyTorch class). Default 0; the CIFAR
+        recipes use 5e-4.
+
+    Returns
+    -------
+    Optimizer
+        State: :class:`CoolMomentumState`; :func:`coolmomentum_temperature` reads the mean
+        squared step.
+
+    Notes
+    -----
+    Differences from the authors' code (spec §a.2, §a.3, §a.7 and "disagree" items 6–9):
+
+    1. The first step is an ordinary momentum step from a zero buffer, as in the TF class and
+       the PyTorch benchmark class. The README-advertised PyTorch ``SGD`` (``coolmom_pytorch.py``)
+       discards the first gradient (a no-op step, since 2021-07-06) and, before that fix, took
+       :math:`\theta \mathrel{+}= g` (gradient ascent); we reproduce neither.
+    2. ``t`` counts from 0 (TF class, PyTorch benchmark class); ``coolmom_pytorch.py`` is
+       1-based (it uses :math:`\alpha^1` on the first call).
+    3. One step counter for the whole tree, as in the benchmark class (``coolmom_pytorch.py``
+       keeps one per parameter group).
+    4. :math:`\rho_t = 0` exactly for :math:`t \ge S`, and the paper schedule is evaluated as
+       :math:`(1-\rho_0)^{1-t/S}` rather than :math:`(1-\rho_0)/\alpha^t` (same value up to
+       rounding, no underflow of :math:`\alpha^t`).
+    5. We parametrise the cooling by :math:`S`, not by :math:`\alpha` (the TF class takes
+       :math:`\alpha`, default 0.99997); :math:`\alpha = (1-\rho_0)^{1/S}` is the README's rule.
+    6. Weight decay does not modify the caller's gradient (the benchmark class adds it to
+       ``p.grad`` in place). No Nesterov variant, no dampening (as in the authors' code).
+    7. The ImageNet recipe's 5-epoch momentum-0 warm-up and its TF ``MomentumOptimizer``
+       accumulation are not part of the optimizer (spec §a.4); the 2024 classes' logging and
+       ``period = 391`` are left out.
+    """
+    lr = check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0, low_open=True)
+    rho0 = check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True)
+    weight_decay = check_real("weight_decay", weight_decay, symbol="λ", low=0.0)
+    if callable(schedule):
+        rho_of_t = check_real_or_schedule(
+            "schedule", schedule, symbol="ρ_t", low=0.0, high=1.0, high_open=True
+        )
+    else:
+        if cool_steps is not None:
+            cool_steps = check_int("cool_steps", cool_steps, symbol="S", low=1)
+        rho_of_t = coolmomentum_schedule(schedule, rho0, cool_steps)
+
+    def init(params: Any, *, batch_ndim: int = 0) -> CoolMomentumState:
+        xp, leaves, _ = prepare_init(params, batch_ndim)
+        return CoolMomentumState(0, batch_ndim, tuple(xp.zeros_like(p) for p in leaves))
+
+    def step(
+        params: Any, grads: Any, state: CoolMomentumState, *, loss: Any = None
+    ) -> tuple[Any, CoolMomentumState]:
+        del loss
+        s = prepare_step(params, grads, state.batch_ndim)
+        rho = evaluate(rho_of_t, state.count)
+        coef = evaluate(lr, state.count) * (1.0 + rho) / 2.0
+        if weight_decay:
+            grads_ = [g + weight_decay * p for p, g in zip(s.params, s.grads, strict=True)]
+        else:
+            grads_ = s.grads
+        disp = tuple(rho * x + coef * g for x, g in zip(state.displacement, grads_, strict=True))
+        new = [p - x for p, x in zip(s.params, disp, strict=True)]
+        return tree_unflatten(s.treedef, new), CoolMomentumState(
+            state.count + 1, state.batch_ndim, disp
+        )
+
+    hyper = {
+        "lr": lr,
+        "rho0": rho0,
+        "cool_steps": cool_steps,
+        "schedule": schedule,
+        "weight_decay": weight_decay,
+    }
+    return Optimizer("coolmomentum", init, step, hyper)
+
+
+register(
+    "coolmomentum",
+    coolmomentum,
+    test_hyperparameters={
+        "lr": 0.2,
+        "rho0": 0.9,
+        "cool_steps": 4,
+        "weight_decay": 0.01,
+    },
+    family="coolmomentum",
+)
