@@ -19,6 +19,8 @@ _FAMILY_MODULES = (
     "oscillator",
     "coolmomentum",
     "gravity",
+    "bbi",
+    "ecdsep",
 )
 
 __all__ = [

@@ -1,0 +1,398 @@
+r"""BBI: energy-conserving descent with the Born-Infeld Hamiltonian and random bounces.
+
+De Luca & Silverstein, "Born-Infeld (BI) for AI: Energy-Conserving Descent (ECD) for
+Optimization", ICML 2022 (arXiv 2201.11137); official code ``gbdl/BBI`` ``inflation.py`` class
+``BBI`` (commit ``bbcd837``, lines 5-159) and ``BBI_v0tuning`` (lines 163-350). Line numbers and
+measured numbers below are from the project's spec ``shared/specs/ecd.md`` (§0, §1, §2.1).
+
+The particle moves on :math:`V(\theta) = F(\theta) - \Delta V` with the Hamiltonian
+
+.. math::
+
+    H(\theta, \pi) = \sqrt{V^2 + V\,|\pi|^2} = \frac{V}{\sqrt{1 - |\dot\theta|^2/V}},
+
+whose speed limit :math:`|\dot\theta|^2 \le V` slows it down as :math:`V \to 0`, while energy
+conservation keeps it from settling in a high local minimum (slides, "Explicit realizations of
+ECD"; spec §0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from array_api_compat import device
+
+from ._base import Optimizer, as_per_run, evaluate, prepare_init, prepare_step, register
+from ._ecd_common import (
+    EVENT_BOUNCE,
+    EVENT_FLOOR,
+    EVENT_NONE,
+    EVENT_UPDATE,
+    check_direction,
+    check_seed,
+    int_zeros,
+    lower_floor,
+    random_directions,
+    safe_divide,
+    scale_tree,
+    select_tree,
+    tree_sq_norm,
+)
+from ._tree import expand_to_leaf, tree_unflatten
+from ._validate import check_int, check_real, check_real_or_schedule
+
+__all__ = ["BBIState", "bbi"]
+
+
+class BBIState(NamedTuple):
+    r"""State of :func:`bbi`; every array field after ``momentum`` is per run (batch shape).
+
+    Attributes
+    ----------
+    count : int
+        Calls of ``step`` so far (static; also the counter of the bounce random stream).
+    batch_ndim : int
+        Number of leading ensemble axes.
+    momentum : tuple of arrays
+        :math:`\pi` per leaf (zeros until the run's first update).
+    energy : array
+        :math:`E = V_0 + \delta E`, fixed at the run's first update (0 before).
+    p2 : array
+        :math:`|\pi|^2` over the whole tree, after the call.
+    potential : array
+        :math:`V = F - \Delta V_\text{floor}` at this call's input parameters.
+    floor : array
+        The current :math:`\Delta V` (moved only by ``v0_tuning``).
+    best_potential : array
+        Smallest :math:`V` seen on an update step (``+inf`` before), for progress bounces.
+    fixed_counter, progress_counter, fixed_bounces, iteration : integer arrays
+        Update steps since the last fixed bounce (the code's ``counter0``); update steps since
+        the last new minimum or bounce (``counter``); fixed bounces performed; update steps.
+    started : bool array
+        Whether the run has made its first update (E and the initial momentum are set).
+    event : integer array
+        What the last call did: 0 nothing (stopped), 1 update, 2 bounce, 3 floor moved.
+    """
+
+    count: int
+    batch_ndim: int
+    momentum: tuple[Any, ...]
+    energy: Any
+    p2: Any
+    potential: Any
+    floor: Any
+    best_potential: Any
+    fixed_counter: Any
+    progress_counter: Any
+    fixed_bounces: Any
+    iteration: Any
+    started: Any
+    event: Any
+
+
+def _threshold(name: str, value: Any, symbol: str) -> int | None:
+    if value is None:
+        return None
+    return check_int(name, value, symbol=symbol, low=1)
+
+
+def bbi(
+    lr: Any,
+    *,
+    v0: float = 0.0,
+    delta_e: float = 0.0,
+    rescale: bool = True,
+    t0: int | None = 1000,
+    t1: int | None = 3000,
+    n_fixed_bounces: int = 1,
+    eps1: float = 1e-10,
+    eps2: float = 1e-40,
+    seed: int = 0,
+    bounce_direction: str = "cube",
+    v0_tuning: bool = False,
+) -> Optimizer:
+    r"""BBI (Born-Infeld energy-conserving descent with bounces), the official step order.
+
+    With :math:`V_t = F(\theta_t) - \Delta V` and :math:`g_t = \nabla F(\theta_t)`, a call with
+    :math:`V_t > \epsilon_2` does (spec §1.3; the slides' discretisation, "Building ECD
+    optimization algorithms")
+
+    .. math::
+
+        \pi_t' &= r_t\,\pi_t, \qquad
+            r_t = \sqrt{\frac{E^2/V_t - V_t}{|\pi_t|^2}} \quad\text{(energy rescale)} \\
+        \pi_{t+1} &= \pi_t' - \frac{\Delta t}{2}\Big(\frac{V_t}{E} + \frac{E}{V_t}\Big) g_t
+            \quad\text{(kick)} \\
+        \theta_{t+1} &= \theta_t + \Delta t\,\frac{V_t}{E}\,\pi_{t+1} \quad\text{(drift)}
+
+    so right after the rescale :math:`\sqrt{V_t^2 + V_t|\pi_t'|^2} = E`. The rescale is skipped
+    (:math:`r_t = 1`) when :math:`|\,|\pi_t|^2 - (E^2/V_t - V_t)| < \epsilon_1`, when
+    :math:`V_t > E` (no real solution) or when :math:`|\pi_t|^2 = 0`. :math:`E = V_0 + \delta E`
+    is fixed at the run's first update; the initial momentum is
+    :math:`\pi_0 = -\sqrt{E^2/V_0 - V_0}\; g_0/|g_0|`. A call with :math:`V_t \le \epsilon_2`
+    changes nothing (the run has stopped).
+
+    **Bounces** (spec §1.4). Instead of an update, a call may *bounce*: :math:`\pi` is replaced
+    by a random vector rescaled to the same :math:`|\pi|` (one factor over the whole tree),
+    :math:`\theta` is unchanged. A *fixed* bounce happens when ``T0`` update steps have passed
+    since the last fixed bounce (``n_fixed_bounces`` of them: on 0-based calls
+    :math:`T_0, 2T_0+1, \dots`); a *progress* bounce when ``T1`` update steps have passed
+    without a new strict minimum of :math:`V` (every bounce also restarts that count).
+
+    **ΔV tuning** (``v0_tuning=True``; spec §2.1, slides "Automatic (adaptive) Tuning of ΔV").
+    A call with :math:`F \le \Delta V` makes no update and moves the floor to
+    :math:`\Delta V \leftarrow F - 4(\Delta V - F)`; updates then happen for every
+    :math:`V > 0` (the code's ``V > 0`` test replaces ``V > eps2``). E is not recomputed.
+
+    Parameters
+    ----------
+    lr : float or schedule
+        :math:`\Delta t > 0`, required as in the code. A callable ``count -> float`` is a
+        schedule (the code reads ``group["lr"]`` each call, so PyTorch schedulers act on it).
+    v0 : float
+        :math:`\Delta V`, the expected minimum of F; default 0 (``BBI.__init__``, line 18).
+    delta_e : float
+        :math:`\delta E \ge 0`, extra initial energy; default 0.0 (line 18).
+    rescale : bool
+        The code's ``consEn``: rescale :math:`\pi` onto the energy shell each update; default
+        True (line 18).
+    t0 : int or None
+        :math:`T_0 \ge 1`, the fixed-bounce period in update steps; default 1000 (line 18,
+        ``threshold0``). ``None`` disables fixed bounces (the notebooks pass ``1e20``).
+    t1 : int or None
+        :math:`T_1 \ge 1`, progress-bounce patience in update steps; default 3000 (line 18,
+        ``threshold``; ``main.py`` uses 2000). ``None`` disables progress bounces.
+    n_fixed_bounces : int
+        :math:`N_b \ge 0`, number of fixed bounces; default 1 (line 18). 0 means none.
+    eps1 : float
+        Absolute tolerance under which the rescale is skipped; default 1e-10 (line 18).
+    eps2 : float
+        :math:`\epsilon`: a call with :math:`V \le \epsilon` is a no-op; default 1e-40 (line 18).
+    seed : int
+        Seed of the counter-based bounce stream (:mod:`physopt_ref.backends`); ensemble member
+        ``k`` behaves as a single run with ``seed + k``. Default 0.
+    bounce_direction : {"cube", "isotropic"}
+        ``"cube"`` (default, the code's ``torch.rand(...) - .5`` per component, line 142) or
+        ``"isotropic"`` (a standard normal vector: a uniform direction on the sphere).
+    v0_tuning : bool
+        Automatic ΔV tuning (``BBI_v0tuning``, "still in development" per the README); default
+        False.
+
+    Returns
+    -------
+    Optimizer
+        ``step(params, grads, state, loss=F)`` needs the loss of the current parameters
+        (a number or an array of the ensemble's batch shape). State: :class:`BBIState`.
+
+    Notes
+    -----
+    Differences from the authors' code (``gbdl/BBI`` ``inflation.py``), each deliberate:
+
+    1. The initial momentum is normalised over the **whole parameter tree**; the code normalises
+       each tensor separately, so k tensors start with :math:`|\pi|^2 = k(E^2/V_0 - V_0)` (the
+       first rescale then corrects it when ``consEn``; without it the energy is wrong).
+    2. **No NaN when δE = 0**: :math:`E^2/V - V` is computed as :math:`(E-V)(E+V)/V` and clipped
+       at 0 (the code's ``sqrt(E**2/V0 - V0)`` can be ``sqrt`` of a tiny negative number when
+       ``v0 != 0``); a zero gradient gives a zero initial momentum (the code divides by
+       :math:`|g| = 0`); a zero :math:`|\pi|^2` skips the rescale (the code divides by it).
+    3. Bounces are **seeded and reproducible** (counter-based stream keyed by ``seed``, the call
+       count and the leaf index); the code seeds a private generator non-deterministically.
+       ``"isotropic"`` is an added option.
+    4. ``n_fixed_bounces=0`` gives no fixed bounce; the code still performs one.
+    5. Everything is **per run** of an ensemble (E, counters, best V, triggers, stops, floor);
+       the code keeps one set per optimizer and advances the counters once per parameter group.
+    6. E and the initial momentum are set on the run's first *update* (the code resets E on
+       every call until then and the momentum on the first call with :math:`V > \epsilon_2`:
+       the same thing unless the first calls are no-ops).
+    7. ΔV tuning: no weight-decay term and hence none of the code's doubled ``wd·θ`` force
+       (``BBI_v0tuning`` adds it to ``p.grad`` in place twice, e.g. line 256); the shift is
+       written as :math:`F - 4(\Delta V - F)`, identical to ``shift += 5 V``. As in the code,
+       progress bounces compare :math:`V` measured from the current floor.
+    8. Bounce directions are drawn only on calls where a bounce is possible
+       (``count >= min(T0, T1)``); this saves host work and changes no result.
+    """
+    lr = check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True)
+    v0 = check_real("v0", v0, symbol="ΔV")
+    delta_e = check_real("delta_e", delta_e, symbol="δE", low=0.0)
+    t0 = _threshold("t0", t0, "T_0")
+    t1 = _threshold("t1", t1, "T_1")
+    n_fixed_bounces = check_int("n_fixed_bounces", n_fixed_bounces, symbol="N_b", low=0)
+    eps1 = check_real("eps1", eps1, symbol="ε₁", low=0.0)
+    eps2 = check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0)
+    seed = check_seed(seed)
+    bounce_direction = check_direction(bounce_direction)
+    rescale = bool(rescale)
+    v0_tuning = bool(v0_tuning)
+    fixed_on = t0 is not None and n_fixed_bounces > 0
+    progress_on = t1 is not None
+    # A counter can't exceed the number of calls, so no bounce is possible before this call.
+    first_bounce_call = min(
+        [t for t, on in ((t0, fixed_on), (t1, progress_on)) if on], default=None
+    )
+
+    def init(params: Any, *, batch_ndim: int = 0) -> BBIState:
+        xp, leaves, _ = prepare_init(params, batch_ndim)
+        like = leaves[0]
+        bshape = tuple(like.shape[:batch_ndim])
+        dev = device(like)
+        zeros = xp.zeros(bshape, dtype=like.dtype, device=dev)
+        return BBIState(
+            count=0,
+            batch_ndim=batch_ndim,
+            momentum=tuple(xp.zeros_like(p) for p in leaves),
+            energy=zeros,
+            p2=zeros,
+            potential=zeros,
+            floor=xp.full(bshape, v0, dtype=like.dtype, device=dev),
+            best_potential=xp.full(bshape, float("inf"), dtype=like.dtype, device=dev),
+            fixed_counter=int_zeros(xp, bshape, like),
+            progress_counter=int_zeros(xp, bshape, like),
+            fixed_bounces=int_zeros(xp, bshape, like),
+            iteration=int_zeros(xp, bshape, like),
+            started=xp.zeros(bshape, dtype=xp.bool, device=dev),
+            event=int_zeros(xp, bshape, like),
+        )
+
+    def step(
+        params: Any, grads: Any, state: BBIState, *, loss: Any = None
+    ) -> tuple[Any, BBIState]:
+        bn = state.batch_ndim
+        s = prepare_step(params, grads, bn)
+        xp = s.xp
+        loss_arr = as_per_run(xp, loss, s.params[0], s.batch_shape, "loss")
+        dt = evaluate(lr, state.count)
+
+        V = loss_arr - state.floor
+        if v0_tuning:
+            active = V > 0.0
+            retune = V <= 0.0
+        else:
+            active = V > eps2
+            retune = xp.zeros_like(active)
+        one = xp.ones_like(V)
+        Vs = xp.where(active, V, one)  # safe V: every quotient below is masked by `active`
+
+        # The run's first update fixes E = V0 + δE and π0 = -|π0| g/|g| on the shell.
+        init_now = active & ~state.started
+        energy = xp.where(init_now, Vs + delta_e, state.energy)
+        Es = xp.where(active, energy, one)
+        shell = (Es - Vs) * (Es + Vs) / Vs  # E²/V - V, exact 0 when E = V
+        g2 = tree_sq_norm(xp, s.grads, bn)
+        mag0 = xp.sqrt(xp.where(shell > 0.0, shell, xp.zeros_like(shell)))
+        coef0 = -safe_divide(xp, mag0, xp.sqrt(g2), g2 > 0.0)
+        pi = select_tree(xp, init_now, scale_tree(xp, s.grads, coef0, bn), state.momentum, bn)
+        p2 = tree_sq_norm(xp, pi, bn)
+
+        # Energy rescale factor r (1 where it is skipped).
+        if rescale:
+            keep = (xp.abs(p2 - shell) < eps1) | (shell < 0.0) | (p2 == 0.0)
+            r = xp.where(keep, one, xp.sqrt(safe_divide(xp, shell, p2, ~keep)))
+        else:
+            r = one
+
+        # Bounce triggers (per run).
+        c0, c1, nb = state.fixed_counter, state.progress_counter, state.fixed_bounces
+        no = xp.zeros_like(active)
+        fixed_hit = (c0 == t0) if fixed_on else no
+        progress_hit = (c1 == t1) if progress_on else no
+        bounce = active & (fixed_hit | progress_hit)
+        update = active & ~bounce
+
+        # Ordinary update: rescale, kick, drift (coefficients at θ_t).
+        v_over_e = Vs / Es
+        kick = 0.5 * dt * (v_over_e + Es / Vs)
+        drift = dt * v_over_e
+        pi_u, theta_u = [], []
+        for p, g, th in zip(pi, s.grads, s.params, strict=True):
+            new_p = expand_to_leaf(xp, r, p, bn) * p - expand_to_leaf(xp, kick, g, bn) * g
+            pi_u.append(new_p)
+            theta_u.append(th + expand_to_leaf(xp, drift, th, bn) * new_p)
+
+        if first_bounce_call is not None and state.count >= first_bounce_call:
+            dirs = random_directions(
+                xp, pi, seed=seed, counter=state.count, batch_ndim=bn, law=bounce_direction
+            )
+            d2 = tree_sq_norm(xp, dirs, bn)
+            fac = xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0))
+            pi_b = scale_tree(xp, dirs, fac, bn)
+            pi_new = select_tree(xp, update, pi_u, select_tree(xp, bounce, pi_b, pi, bn), bn)
+        else:
+            pi_new = select_tree(xp, update, pi_u, pi, bn)
+        theta_new = select_tree(xp, update, theta_u, s.params, bn)
+
+        # Counters (integer arrays; Python ints only as scalars).
+        zero_i = xp.zeros_like(c0)
+        new_min = update & (V < state.best_potential)
+        best = xp.where(new_min, V, state.best_potential)
+        c1_u = xp.where(new_min, zero_i, c1 + 1)
+        if fixed_on:
+            fixed_b = bounce & fixed_hit
+            nb_new = xp.where(fixed_b, nb + 1, nb)
+            c0_b = xp.where(fixed_b, xp.where(nb_new < n_fixed_bounces, zero_i, c0 + 1), c0)
+        else:
+            nb_new, c0_b = nb, c0
+        c0_new = xp.where(update, c0 + 1, c0_b)
+        c1_new = xp.where(update, c1_u, xp.where(bounce, zero_i, c1))
+        iteration = state.iteration + xp.astype(update, state.iteration.dtype)
+
+        floor = lower_floor(xp, loss_arr, state.floor, retune) if v0_tuning else state.floor
+        event = xp.where(
+            update,
+            zero_i + EVENT_UPDATE,
+            xp.where(bounce, zero_i + EVENT_BOUNCE, xp.where(retune, zero_i + EVENT_FLOOR,
+                                                              zero_i + EVENT_NONE)),
+        )
+        new_state = BBIState(
+            count=state.count + 1,
+            batch_ndim=bn,
+            momentum=tuple(pi_new),
+            energy=energy,
+            p2=tree_sq_norm(xp, pi_new, bn),
+            potential=V,
+            floor=floor,
+            best_potential=best,
+            fixed_counter=c0_new,
+            progress_counter=c1_new,
+            fixed_bounces=nb_new,
+            iteration=iteration,
+            started=state.started | active,
+            event=event,
+        )
+        return tree_unflatten(s.treedef, theta_new), new_state
+
+    hyper = {
+        "lr": lr,
+        "v0": v0,
+        "delta_e": delta_e,
+        "rescale": rescale,
+        "t0": t0,
+        "t1": t1,
+        "n_fixed_bounces": n_fixed_bounces,
+        "eps1": eps1,
+        "eps2": eps2,
+        "seed": seed,
+        "bounce_direction": bounce_direction,
+        "v0_tuning": v0_tuning,
+    }
+    return Optimizer("bbi", init, step, hyper, needs_loss=True)
+
+
+register(
+    "bbi",
+    bbi,
+    # Within 8 steps on the contract quadratic: floor moves (ΔV tuning), a fixed bounce at call
+    # 4, progress bounces at call 6, and members of an ensemble taking different branches.
+    test_hyperparameters={
+        "lr": 0.2,
+        "v0": 3.5,
+        "delta_e": 0.5,
+        "t0": 3,
+        "n_fixed_bounces": 2,
+        "t1": 1,
+        "seed": 7,
+        "v0_tuning": True,
+    },
+    family="ecd",
+    stochastic=True,
+    smooth=False,
+)
