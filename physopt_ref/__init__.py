@@ -21,6 +21,8 @@ _FAMILY_MODULES = (
     "gravity",
     "bbi",
     "ecdsep",
+    "dyna",
+    "dynamic_relaxation",
 )
 
 __all__ = [

@@ -1,0 +1,581 @@
+r"""Dyna (Han 2018, arXiv 1805.04933): momentum from damped Newtonian dynamics.
+
+Dyna adapts the dynamic relaxation of explicit finite-element codes
+(:mod:`physopt_ref.dynamic_relaxation`, Secs. 2.2–2.3) to stochastic gradients (Sec. 3): every
+parameter gets a *fictitious mass* such that its angular-frequency estimate is
+:math:`\hat\omega = \sqrt{\mathbb E|g|}` (Eqs. 11–12), the velocity is the damped
+central-difference update of Eq. 9 with :math:`\omega x \to g/\hat\omega`, and the time step is
+:math:`h = 2/\hat\omega` rescaled by the layer's number of inputs :math:`n` (Sec. 3.3).
+
+Contents
+
+- :func:`dyna` — Algorithm 1 (Eqs. 13–18), :class:`DynaState`;
+- :func:`dyna_prototype` — the Adam-based prototype of Sec. 4.3 (Eq. 21),
+  :class:`DynaPrototypeState`;
+- :func:`damping_ramp` — the varying damping ratio of Eq. 22 as a schedule;
+- :func:`dyna_restart`, :func:`dyna_warm_restart` — restart of Sec. 4.1 on a :class:`DynaState`;
+- :func:`default_fan_in`, :func:`resolve_fan_in` — the per-layer :math:`n` of
+  :math:`\alpha = 2\gamma/n`.
+
+Typo decisions (project spec ``coolmomentum-gravity-dyna-yang.md`` §c, read-first box)
+
+1. Algorithm 1 writes the normalised velocity as :math:`\hat v_t \leftarrow v_t/\mu^t`; Eq. 17
+   (and Sec. 4.1, "share the same synchronous total weight") has :math:`v_t/\mu_t`. We use
+   :math:`\mu_t`: with :math:`\mu_t = 1-\beta^t \in (0, 1]`, :math:`\mu^t` would be a power of a
+   number below one and blow the step up geometrically.
+2. Eq. 16 prints :math:`+\,(1-\beta)/(2\zeta)\, e/\hat\omega_t`; Algorithm 1 and Eq. 9 (the
+   physics, :math:`\omega x` is a restoring force) carry a minus sign. We use the minus sign:
+   with :math:`v_0 = 0` the first step is :math:`-(\text{positive})\cdot g` (descent).
+3. In the prototype (Eq. 21) the line :math:`m_t \leftarrow \beta_1 v_{t-1} + \dots` mixes the
+   :math:`|g|` average :math:`v` into the momentum; we read :math:`\beta_1 m_{t-1}`, which makes
+   the prototype Algorithm 1 itself (see :func:`dyna_prototype`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from array_api_compat import array_namespace, device
+
+from ._base import Optimizer, evaluate, prepare_init, prepare_step, register
+from ._tree import TreeDef, expand_to_leaf, tree_flatten, tree_unflatten
+from ._validate import check_int, check_real, check_real_or_schedule
+
+__all__ = [
+    "DampingRamp",
+    "DynaPrototypeState",
+    "DynaState",
+    "damping_ramp",
+    "default_fan_in",
+    "dyna",
+    "dyna_prototype",
+    "dyna_restart",
+    "dyna_warm_restart",
+    "resolve_fan_in",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# States
+
+
+class DynaState(NamedTuple):
+    r"""State of :func:`dyna` (Algorithm 1).
+
+    Attributes
+    ----------
+    count : int
+        Steps taken (Algorithm 1's :math:`t` after the step).
+    batch_ndim : int
+        Number of leading ensemble axes.
+    eta : tuple of arrays
+        :math:`\eta_t` per leaf, the moving average of :math:`|g|` ("squared angular frequency
+        estimate", Eq. 13), not normalised.
+    velocity : tuple of arrays
+        :math:`v_t` per leaf (Eq. 16 with Algorithm 1's sign), not normalised; the normalised
+        velocity is :math:`\hat v_t = v_t/\mu_t` (Eq. 17).
+    mu : tuple of arrays
+        :math:`\mu_t` per leaf ("total weight", Eq. 14), one value per run: arrays of the batch
+        shape. Without restarts :math:`\mu_t = 1 - \beta^t` (Eq. 19).
+    omega : tuple of arrays
+        :math:`\hat\omega_t = \sqrt{\eta_t/\mu_t} + \hat\omega_\epsilon` per leaf (Eq. 15) of the
+        last step (zeros before the first step). Read-only information; the recursion does not
+        use it.
+    """
+
+    count: int
+    batch_ndim: int
+    eta: tuple[Any, ...]
+    velocity: tuple[Any, ...]
+    mu: tuple[Any, ...]
+    omega: tuple[Any, ...]
+
+
+class DynaPrototypeState(NamedTuple):
+    r"""State of :func:`dyna_prototype` (Sec. 4.3, Eq. 21).
+
+    Attributes
+    ----------
+    count, batch_ndim : int
+        Steps taken; number of ensemble axes.
+    v : tuple of arrays
+        :math:`v_t = \beta_1 v_{t-1} + (1-\beta_1)|g_t|` per leaf (Adam's second-moment slot).
+    m : tuple of arrays
+        :math:`m_t` per leaf (Adam's first-moment slot), the damped velocity.
+    """
+
+    count: int
+    batch_ndim: int
+    v: tuple[Any, ...]
+    m: tuple[Any, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fan-in (the n of alpha = 2 gamma / n)
+
+FanIn = None | int | Callable[[tuple[int, ...]], int] | Sequence[Any] | dict[str, Any]
+
+
+def default_fan_in(event_shape: Sequence[int]) -> int:
+    r"""The default number of inputs :math:`n` of a leaf with the given (event) shape.
+
+    - a scalar, shape ``()``: :math:`n = 1`;
+    - a vector, shape ``(d,)``: :math:`n = d`;
+    - otherwise a weight tensor laid out ``(..., n_in, n_out)`` (JAX/Flax layout; a convolution
+      kernel ``(kh, kw, c_in, c_out)``): :math:`n = \prod` of all axes but the last.
+
+    Why a vector gets :math:`n = d`: the paper's only experiment (Sec. 5, logistic regression on
+    MNIST) uses :math:`\alpha = 2/784`, with 784 the length of the input vector that each
+    class's weight vector multiplies. A plain parameter vector is read as the weights of one
+    neuron, i.e. the ``(d, 1)`` matrix, consistent with the matrix rule. Sec. 3.3's rescaling
+    "h to h/n" then bounds the L1 length of a whole step of the vector by :math:`2\gamma` at the
+    first step (Eq. 20), the "one upper bound" of the abstract.
+
+    Biases are the case the default cannot see: in the paper's experiment the bias shares the
+    weight's :math:`\alpha = 2/784` (one global learning rate), whereas this rule gives a bias
+    of length 10 :math:`n = 10`. Pass ``fan_in`` explicitly (a tree of ints) for biases and
+    for PyTorch-layout weights ``(n_out, n_in, ...)``, whose fan-in is not the product of the
+    leading axes.
+    """
+    shape = tuple(int(s) for s in event_shape)
+    if not shape:
+        return 1
+    if len(shape) == 1:
+        return max(shape[0], 1)
+    return max(math.prod(shape[:-1]), 1)
+
+
+def _check_fan_in(fan_in: Any) -> Any:
+    """Build-time validation of ``fan_in``; returns it (ints as Python ints)."""
+    if fan_in is None or callable(fan_in):
+        return fan_in
+    if isinstance(fan_in, int) and not isinstance(fan_in, bool):
+        return check_int("fan_in", fan_in, symbol="n", low=1)
+    if isinstance(fan_in, list | tuple | dict):
+        leaves, treedef = tree_flatten(fan_in)
+        checked = [check_int("fan_in", n, symbol="n", low=1) for n in leaves]
+        return tree_unflatten(treedef, checked)
+    raise TypeError(
+        "fan_in (n) must be None, a positive int, a tree of positive ints matching the "
+        f"parameters, or a callable event_shape -> int; got {type(fan_in).__name__}"
+    )
+
+
+def _fan_ins(fan_in: Any, leaves: Sequence[Any], treedef: TreeDef, batch_ndim: int) -> list[int]:
+    """One :math:`n` per leaf, in leaf order."""
+    shapes = [tuple(leaf.shape[batch_ndim:]) for leaf in leaves]
+    if fan_in is None:
+        return [default_fan_in(s) for s in shapes]
+    if isinstance(fan_in, int):
+        return [fan_in] * len(leaves)
+    if callable(fan_in):
+        return [check_int("fan_in(event_shape)", fan_in(s), symbol="n", low=1) for s in shapes]
+    n_leaves, n_def = tree_flatten(fan_in)
+    if n_def != treedef:
+        raise ValueError(f"fan_in must have the structure of the parameters: {n_def} vs {treedef}")
+    return list(n_leaves)
+
+
+def resolve_fan_in(params: Any, fan_in: FanIn = None, *, batch_ndim: int = 0) -> Any:
+    """The per-leaf :math:`n` that :func:`dyna` uses, as a tree shaped like ``params``.
+
+    Useful to log and check the per-layer table (spec §c.2, point 4).
+    """
+    fan_in = _check_fan_in(fan_in)
+    _, leaves, treedef = prepare_init(params, batch_ndim)
+    return tree_unflatten(treedef, _fan_ins(fan_in, leaves, treedef, batch_ndim))
+
+
+# ---------------------------------------------------------------------------------------------
+# Damping ramp (Eq. 22)
+
+
+@dataclass(frozen=True)
+class DampingRamp:
+    r"""The damping-ratio schedule of Eq. 22, generalised to any start and end ratio.
+
+    .. math::
+
+        \frac{1}{2\zeta(t)} = \frac{1}{2\zeta_0}
+            + \Big(\frac{1}{2\zeta_1} - \frac{1}{2\zeta_0}\Big) \min\big(1, (t/T)^2\big),
+
+    which with :math:`\zeta_0 = 0.5`, :math:`\zeta_1 = 1` is the paper's
+    :math:`1/(2\zeta) = 1 - 0.5\min(1, (t/T)^2)`. ``ramp(count)`` evaluates it at Algorithm 1's
+    step index :math:`t = \text{count} + 1` (the library calls schedules with the number of
+    steps already taken; Algorithm 1 increments :math:`t` before using it).
+    """
+
+    T: float
+    zeta_start: float = 0.5
+    zeta_end: float = 1.0
+
+    def __call__(self, count: int) -> float:
+        t = count + 1
+        frac = min(1.0, (t / self.T) ** 2)
+        inv = 0.5 / self.zeta_start + (0.5 / self.zeta_end - 0.5 / self.zeta_start) * frac
+        return 0.5 / inv
+
+
+def damping_ramp(T: float, zeta_start: float = 0.5, zeta_end: float = 1.0) -> DampingRamp:
+    r"""The varying damping ratio of Eq. 22 as a schedule for ``zeta`` / ``b2``.
+
+    Parameters
+    ----------
+    T : float
+        Ramp length in steps, :math:`T > 0`. The paper uses :math:`T = 10 \times n_\text{batches}`
+        (10 epochs of 96 batches, Sec. 5).
+    zeta_start, zeta_end : float
+        :math:`\zeta_0, \zeta_1 \in (0, 2]`; defaults 0.5 and 1.0 give Eq. 22 exactly ("a varying
+        damping ratio increasing from 0.5 to 1.0", Sec. 5). The ratio moves monotonically from
+        :math:`\zeta_0` towards :math:`\zeta_1` and stays at :math:`\zeta_1` from :math:`t = T`.
+    """
+    T = check_real("T", T, symbol="T", low=0.0, low_open=True)
+    z0 = check_real("zeta_start", zeta_start, symbol="ζ₀", low=0.0, high=2.0, low_open=True)
+    z1 = check_real("zeta_end", zeta_end, symbol="ζ₁", low=0.0, high=2.0, low_open=True)
+    return DampingRamp(T, z0, z1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm 1
+
+
+def _zeta(value: Any, name: str = "zeta", symbol: str = "ζ") -> Any:
+    return check_real_or_schedule(name, value, symbol=symbol, low=0.0, high=2.0, low_open=True)
+
+
+def dyna(
+    gamma: Any = 1.0,
+    beta: float = 0.9,
+    zeta: Any = 1.0,
+    omega_eps: float = 1e-8,
+    fan_in: FanIn = None,
+) -> Optimizer:
+    r"""Dyna, Algorithm 1 of Han (2018): a momentum optimizer from dynamic relaxation.
+
+    Per leaf ("layer" :math:`l`) and element, with :math:`t` counted from 1 and
+    :math:`\eta_0 = v_0 = \mu_0 = 0`:
+
+    .. math::
+
+        \eta_t &= \beta\,\eta_{t-1} + (1-\beta)\,|g_t|
+            && \text{(Eq. 13, squared angular-frequency estimate)} \\
+        \mu_t &= \beta\,\mu_{t-1} + (1-\beta)
+            && \text{(Eq. 14, total weight; } = 1-\beta^t \text{, Eq. 19)} \\
+        \hat\omega_t &= \sqrt{\eta_t/\mu_t} + \hat\omega_\epsilon && \text{(Eq. 15)} \\
+        v_t &= \beta\,v_{t-1} - \frac{1-\beta}{2\zeta_t}\,\frac{g_t}{\hat\omega_t}
+            && \text{(Eq. 16 with Algorithm 1's sign; Eq. 9 with } \omega x \to g/\hat\omega) \\
+        \hat v_t &= v_t/\mu_t && \text{(Eq. 17)} \\
+        \alpha_t &= 2\gamma/n^{\{l\}}, \qquad
+        \theta_t = \theta_{t-1} + \alpha_t\,\hat v_t/\hat\omega_t && \text{(Eq. 18)}
+
+    :math:`\mu_t` is kept per leaf and per run (so that :func:`dyna_restart` can reset one layer
+    of one ensemble member); without restarts it is the same :math:`1-\beta^t` everywhere.
+
+    Parameters
+    ----------
+    gamma : float or schedule
+        Stepsize factor :math:`\gamma > 0`; default 1 (Algorithm 1; Sec. 3.3 "defaults to 1.0").
+    beta : float
+        Smoothing factor :math:`\beta \in [0, 1)`; default 0.9 (Algorithm 1; Sec. 3.2,
+        "recommended ... as :math:`\beta_1` in the Adam Optimizer").
+    zeta : float or schedule
+        Damping ratio :math:`\zeta \in (0, 2]` (Algorithm 1's range); default 1, critical damping
+        (Algorithm 1). A callable ``count -> ζ`` varies it, e.g. :func:`damping_ramp` (Eq. 22).
+    omega_eps : float
+        Cut-off :math:`\hat\omega_\epsilon > 0`; default :math:`10^{-8}` (Algorithm 1, Eq. 15).
+        It must be positive: a coordinate whose gradient has always been zero has
+        :math:`\eta = 0`, and :math:`g/\hat\omega` would be 0/0.
+    fan_in : None, int, tree of ints or callable
+        :math:`n^{\{l\}}`, the number of inputs of each layer. ``None`` applies
+        :func:`default_fan_in` to each leaf's event shape (the shape without the ensemble axes);
+        an int is used for every leaf (``fan_in=784`` reproduces the paper's MNIST setting,
+        :math:`\alpha = 2/784` everywhere); a tree of ints shaped like the parameters gives one
+        per leaf; a callable receives a leaf's event shape and returns its :math:`n`.
+
+    Notes
+    -----
+    **Step bound (Sec. 4.2).** The paper states :math:`|\Delta\theta_t| \le \alpha_t`, i.e.
+    :math:`|\hat v_t| \le \hat\omega_t`, for :math:`\zeta \ge 0.5` "for less sparse cases" and
+    derives it for the first step from rest (Eq. 20):
+    :math:`|\Delta\theta_1| = \alpha_1/(2\zeta)\cdot|g|/(\sqrt{|g|}+\hat\omega_\epsilon)^2`.
+    It does **not** hold for every gradient sequence when
+    :math:`\zeta < 1/(1+\sqrt{1-\beta})` (0.760 for :math:`\beta = 0.9`). What holds,
+    element-wise, with :math:`\zeta_{\min} = \min_{s \le t}\zeta_s`:
+
+    * for **every** gradient sequence (restarts included),
+      :math:`|\Delta\theta_t| \le \alpha_t / (\zeta_{\min}(1+\sqrt{1-\beta}))`, and the constant
+      is sharp. So the paper's bound holds for all sequences once
+      :math:`\zeta_{\min} \ge 1/(1+\sqrt{1-\beta})`, in particular at the default
+      :math:`\zeta = 1`. Proof: let :math:`V_t = \sum_{s \le t}(1-\beta)\beta^{t-s}
+      |g_s|/\hat\omega_s`, so :math:`2\zeta_{\min}|v_t| \le V_t`. By induction
+      :math:`V_t \le K\sqrt{\eta_t\mu_t}` with :math:`K = 2/(1+\sqrt{1-\beta})`: using
+      :math:`|g_t|/\hat\omega_t \le |g_t|\sqrt{\mu_t/\eta_t}`,
+      :math:`(1-\beta)|g_t| = \eta_t - \beta\eta_{t-1}` and :math:`\mu_{t-1} \le \mu_t \le 1`,
+      :math:`V_t/\sqrt{\eta_t\mu_t} \le \beta K r + 1 - \beta r^2` with
+      :math:`r = \sqrt{\eta_{t-1}/\eta_t} \in [0, \beta^{-1/2}]`, and this is :math:`\le K`
+      because :math:`\max_r (1-\beta r^2)/(1-\beta r) = 2/(1+\sqrt{1-\beta})`. Then
+      :math:`|\hat v_t| \le K\sqrt{\eta_t/\mu_t}/(2\zeta_{\min}) \le K\hat\omega_t /
+      (2\zeta_{\min})`. A restart scales both sides of the induction hypothesis alike;
+    * without restarts, when no gradient magnitude exceeds the running mean it joins
+      (:math:`|g_s| \le \eta_s/\mu_s`; e.g. :math:`|g|` non-increasing along the coordinate,
+      a constant gradient): :math:`|\Delta\theta_t| \le \alpha_t/(2\zeta_{\min})`, so
+      :math:`\le \alpha_t` for :math:`\zeta \ge 0.5` (then :math:`|g_s|/\hat\omega_s \le
+      \sqrt{|g_s|}` and Jensen gives :math:`\sum_s p_s\sqrt{|g_s|} \le \sqrt{\eta_t/\mu_t}`).
+
+    Counterexample outside: :math:`\beta = 0.9`, :math:`\zeta = 0.5`, gradients growing
+    geometrically, :math:`|g_t| = c^t` with :math:`c = (1+\sqrt{1-\beta})^2 \approx 1.73`:
+    :math:`|\Delta\theta_t| \to 2\alpha_t/(1+\sqrt{0.1}) \approx 1.52\,\alpha_t`.
+
+    **Scale invariance.** The step is invariant under a rescaling of the gradients (up to
+    :math:`\hat\omega_\epsilon`): on a deterministic quadratic Dyna moves by :math:`O(\alpha)`
+    whatever the distance to the minimum, so it descends from starts farther than a few
+    :math:`\alpha` and then oscillates in a band of a few percent of :math:`\alpha` (like
+    sign-based methods at a constant rate); started inside that band the loss rises.
+
+    Differences from the authors' code
+    ----------------------------------
+    There is no released code (spec §c.1). Decisions against the paper's text:
+
+    * :math:`\hat v_t = v_t/\mu_t` (Eq. 17), not Algorithm 1's :math:`v_t/\mu^t` (typo);
+    * the minus sign of Algorithm 1 in the velocity update (Eq. 16 prints a plus);
+    * :math:`\theta_0` is the user's starting point (Algorithm 1's ":math:`\theta_0 \leftarrow
+      0`" is a placeholder);
+    * :math:`n` per leaf by :func:`default_fan_in` unless given; the paper leaves biases and
+      non-layer parameters unspecified;
+    * a schedule for :math:`\zeta` (or :math:`\gamma`) is evaluated at the count of steps
+      already taken; :func:`damping_ramp` converts that to Algorithm 1's :math:`t`.
+    """
+    gamma = check_real_or_schedule("gamma", gamma, symbol="γ", low=0.0, low_open=True)
+    beta = check_real("beta", beta, symbol="β", low=0.0, high=1.0, high_open=True)
+    zeta = _zeta(zeta)
+    omega_eps = check_real("omega_eps", omega_eps, symbol="ω̂_ε", low=0.0, low_open=True)
+    fan_in = _check_fan_in(fan_in)
+
+    def init(params: Any, *, batch_ndim: int = 0) -> DynaState:
+        xp, leaves, treedef = prepare_init(params, batch_ndim)
+        _fan_ins(fan_in, leaves, treedef, batch_ndim)  # validate the structure early
+        zeros = tuple(xp.zeros_like(p) for p in leaves)
+        mu = tuple(
+            xp.zeros(tuple(p.shape[:batch_ndim]), dtype=p.dtype, device=device(p)) for p in leaves
+        )
+        return DynaState(0, batch_ndim, zeros, zeros, mu, zeros)
+
+    def step(
+        params: Any, grads: Any, state: DynaState, *, loss: Any = None
+    ) -> tuple[Any, DynaState]:
+        del loss
+        s = prepare_step(params, grads, state.batch_ndim)
+        xp, bn = s.xp, state.batch_ndim
+        ns = _fan_ins(fan_in, s.params, s.treedef, bn)
+        z = evaluate(zeta, state.count)
+        gam = evaluate(gamma, state.count)
+        kick = (1.0 - beta) / (2.0 * z)
+        new_p, new_eta, new_v, new_mu, new_om = [], [], [], [], []
+        for p, g, eta, v, mu, n in zip(
+            s.params, s.grads, state.eta, state.velocity, state.mu, ns, strict=True
+        ):
+            eta = beta * eta + (1.0 - beta) * xp.abs(g)
+            mu = beta * mu + (1.0 - beta)
+            mu_l = expand_to_leaf(xp, mu, p, bn)
+            omega = xp.sqrt(eta / mu_l) + omega_eps
+            v = beta * v - kick * (g / omega)
+            alpha = 2.0 * gam / n
+            new_p.append(p + alpha * ((v / mu_l) / omega))
+            new_eta.append(eta)
+            new_v.append(v)
+            new_mu.append(mu)
+            new_om.append(omega)
+        new_state = DynaState(
+            state.count + 1, bn, tuple(new_eta), tuple(new_v), tuple(new_mu), tuple(new_om)
+        )
+        return tree_unflatten(s.treedef, new_p), new_state
+
+    hp = {"gamma": gamma, "beta": beta, "zeta": zeta, "omega_eps": omega_eps, "fan_in": fan_in}
+    return Optimizer("dyna", init, step, hp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Restart (Sec. 4.1)
+
+
+def dyna_warm_restart(
+    state: DynaState, factor: float, *, layers: Sequence[int] | None = None, where: Any = None
+) -> DynaState:
+    r"""Warm restart (Sec. 4.1): rescale :math:`\eta`, :math:`v` and :math:`\mu` of some layers.
+
+    "With Eqs. 13, 14 and 16, the squared angular frequency estimate and velocity share the same
+    synchronous total weight. It is possible to zero or rescale the existing estimates as well
+    the total weight within a neural network layer to restart or warm restart the learning
+    process. This operation can be performed within the same time step whenever the objective
+    function increases." Scaling all three by the same ``factor`` keeps the normalised
+    estimates :math:`\eta/\mu` and :math:`v/\mu` and lowers the weight of the past against the
+    next gradient; ``factor = 0`` is a full restart (:func:`dyna_restart`). Apply it to the
+    state before the next :func:`dyna` step. The step count (and so a :math:`\zeta` schedule)
+    is not reset, and ``state.omega`` (information only) is left as it was.
+
+    Parameters
+    ----------
+    state : DynaState
+        A state of :func:`dyna`; it is not modified.
+    factor : float
+        Scale :math:`c \in [0, 1]`.
+    layers : sequence of int, optional
+        Leaf indices (in :func:`physopt_ref.tree_flatten` order) to rescale; default all.
+    where : bool or array of the batch shape, optional
+        Which runs of an ensemble to rescale (e.g. ``loss > previous_loss``); default all. Applied
+        with ``xp.where`` (no host synchronisation).
+    """
+    factor = check_real("factor", factor, symbol="c", low=0.0, high=1.0)
+    if not isinstance(state, DynaState):
+        raise TypeError(f"expected a DynaState, got {type(state).__name__}")
+    n_leaves = len(state.eta)
+    chosen = set(range(n_leaves)) if layers is None else set(layers)
+    for i in chosen:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_leaves:
+            raise ValueError(f"layers must hold leaf indices in [0, {n_leaves}), got {i!r}")
+    xp = array_namespace(*state.eta)
+    bn = state.batch_ndim
+    mask = None
+    if where is not None:
+        if isinstance(where, bool):
+            if not where:
+                return state
+        else:
+            mask = xp.asarray(where)
+            if mask.dtype != xp.bool:
+                raise TypeError(f"where must be boolean, got dtype {mask.dtype}")
+            batch_shape = tuple(state.mu[0].shape)
+            if tuple(mask.shape) not in ((), batch_shape):
+                raise ValueError(
+                    f"where must be a scalar or have the ensemble shape {batch_shape}, "
+                    f"got {tuple(mask.shape)}"
+                )
+
+    def scale(x: Any, mu_like: bool) -> Any:
+        scaled = factor * x
+        if mask is None:
+            return scaled
+        m = mask if mu_like else expand_to_leaf(xp, mask, x, bn)
+        return xp.where(m, scaled, x)
+
+    eta, vel, mu = list(state.eta), list(state.velocity), list(state.mu)
+    for i in sorted(chosen):
+        eta[i] = scale(eta[i], False)
+        vel[i] = scale(vel[i], False)
+        mu[i] = scale(mu[i], True)
+    return state._replace(eta=tuple(eta), velocity=tuple(vel), mu=tuple(mu))
+
+
+def dyna_restart(
+    state: DynaState, *, layers: Sequence[int] | None = None, where: Any = None
+) -> DynaState:
+    r"""Restart (Sec. 4.1): zero :math:`\eta`, :math:`v` and :math:`\mu` of some layers.
+
+    The next step then behaves as a first step from rest (Eq. 20):
+    :math:`|\Delta\theta| = \alpha/(2\zeta)` up to :math:`\hat\omega_\epsilon`. See
+    :func:`dyna_warm_restart` for ``layers`` and ``where``.
+    """
+    return dyna_warm_restart(state, 0.0, layers=layers, where=where)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prototype (Sec. 4.3)
+
+
+def dyna_prototype(
+    lr: Any = 1e-3, b1: float = 0.9, b2: Any = 0.999, eps: float = 1e-8
+) -> Optimizer:
+    r"""The Adam-based prototype of Dyna (Sec. 4.3, Eq. 21), read with :math:`\beta_1 m_{t-1}`.
+
+    Adam's last five loop lines replaced by (per element, :math:`t` from 1,
+    :math:`v_0 = m_0 = 0`)
+
+    .. math::
+
+        v_t &= \beta_1 v_{t-1} + (1-\beta_1)\,|g_t| \\
+        \hat v_t &= \sqrt{v_t/(1-\beta_1^t)} + \epsilon \\
+        m_t &= \beta_1 m_{t-1} + \frac{1-\beta_1}{2\beta_2}\,\frac{g_t}{\hat v_t} \\
+        \hat m_t &= m_t/(1-\beta_1^t) \\
+        \theta_t &= \theta_{t-1} - \alpha\,\hat m_t/\hat v_t,
+
+    where :math:`\beta_2` is the damping ratio :math:`\zeta` ("in which :math:`\beta_2` is used
+    as the damping ratio that defaults :math:`\zeta = 0.999`"). With the :math:`\beta_1
+    m_{t-1}` reading this is exactly :func:`dyna` with :math:`\beta = \beta_1`,
+    :math:`\zeta = \beta_2`, :math:`2\gamma/n = \alpha` and :math:`m = -v` (the bias correction
+    :math:`1-\beta_1^t` is :math:`\mu_t`, Eq. 19); the tests check that identity.
+
+    Parameters
+    ----------
+    lr : float or schedule
+        :math:`\alpha > 0`; default :math:`10^{-3}`, Adam's default (Kingma & Ba, Algorithm 1),
+        which the prototype keeps since it only replaces Adam's loop lines. The paper's MNIST
+        run uses :math:`\alpha = 0.00255 = 2/784`, i.e. :math:`2\gamma/n` with :math:`n = 784`
+        (Sec. 5).
+    b1 : float
+        :math:`\beta_1 \in [0, 1)`; default 0.9 (Adam's default; Sec. 5 uses 0.9).
+    b2 : float or schedule
+        :math:`\beta_2 = \zeta \in (0, 2]`; default 0.999 (Sec. 4.3). Sec. 5 also runs 1.0, 0.5
+        and the ramp of Eq. 22 (:func:`damping_ramp`).
+    eps : float
+        :math:`\epsilon > 0`; default :math:`10^{-8}` (Adam's default; the role of
+        :math:`\hat\omega_\epsilon`). Positive, so that an always-zero gradient gives no 0/0.
+
+    Differences from the authors' code
+    ----------------------------------
+    The paper's prototype lived in a modified copy of ``adam::update`` in Bondarenko's
+    ``ml-mnist`` (Sec. 5), not released. Decisions: :math:`\beta_1 m_{t-1}` in the :math:`m_t`
+    line (Eq. 21 prints :math:`\beta_1 v_{t-1}`, a typo: it would feed the :math:`|g|` average
+    into the momentum); no restart (its total weight is the closed form :math:`1-\beta_1^t`;
+    use :func:`dyna` with :func:`dyna_restart` for that).
+    """
+    lr = check_real_or_schedule("lr", lr, symbol="α", low=0.0, low_open=True)
+    b1 = check_real("b1", b1, symbol="β₁", low=0.0, high=1.0, high_open=True)
+    b2 = _zeta(b2, "b2", "β₂ = ζ")
+    eps = check_real("eps", eps, symbol="ε", low=0.0, low_open=True)
+
+    def init(params: Any, *, batch_ndim: int = 0) -> DynaPrototypeState:
+        xp, leaves, _ = prepare_init(params, batch_ndim)
+        zeros = tuple(xp.zeros_like(p) for p in leaves)
+        return DynaPrototypeState(0, batch_ndim, zeros, zeros)
+
+    def step(
+        params: Any, grads: Any, state: DynaPrototypeState, *, loss: Any = None
+    ) -> tuple[Any, DynaPrototypeState]:
+        del loss
+        s = prepare_step(params, grads, state.batch_ndim)
+        xp = s.xp
+        t = state.count + 1
+        alpha = evaluate(lr, state.count)
+        zeta = evaluate(b2, state.count)
+        correction = 1.0 - b1**t  # Python float64: no device sync
+        kick = (1.0 - b1) / (2.0 * zeta)
+        new_p, new_v, new_m = [], [], []
+        for p, g, v, m in zip(s.params, s.grads, state.v, state.m, strict=True):
+            v = b1 * v + (1.0 - b1) * xp.abs(g)
+            v_hat = xp.sqrt(v / correction) + eps
+            m = b1 * m + kick * (g / v_hat)
+            m_hat = m / correction
+            new_p.append(p - alpha * (m_hat / v_hat))
+            new_v.append(v)
+            new_m.append(m)
+        new_state = DynaPrototypeState(t, state.batch_ndim, tuple(new_v), tuple(new_m))
+        return tree_unflatten(s.treedef, new_p), new_state
+
+    return Optimizer("dyna_prototype", init, step, {"lr": lr, "b1": b1, "b2": b2, "eps": eps})
+
+
+register(
+    "dyna",
+    dyna,
+    test_hyperparameters={"gamma": 0.5, "beta": 0.8, "zeta": damping_ramp(4.0), "omega_eps": 1e-8},
+    family="dyna",
+)
+register(
+    "dyna_prototype",
+    dyna_prototype,
+    test_hyperparameters={"lr": 0.1, "b1": 0.8, "b2": 0.6, "eps": 1e-8},
+    family="dyna",
+)
