@@ -17,12 +17,14 @@ __version__ = "0.1.0"
 _FAMILY_MODULES = (
     "classic",
     "oscillator",
-    "coolmomentum",
-    "gravity",
     "bbi",
     "ecdsep",
+    "coolmomentum",
+    "gravity",
     "dyna",
     "dynamic_relaxation",
+    "_run",
+    "scipy_adapter",
 )
 
 __all__ = [
