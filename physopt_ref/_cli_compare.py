@@ -249,16 +249,10 @@ def _headlines(
 
     out: list[Headline] = []
 
-    # 1. BBI vs heavy ball on Ackley b = 0.02 (ECD Sec. 4.1).
-    bbi, hb = _row(result, "ackley_b0.02", "bbi"), _row(result, "ackley_b0.02", "heavy_ball")
-    if bbi and hb:
-        out.append(Headline(
-            "BBI vs heavy ball on Ackley (b = 0.02, starts U[-4,4]², success f < 5e-4)",
-            f"BBI {bbi.success_rate:.0%} vs heavy ball {hb.success_rate:.0%} "
-            f"of {bbi.ensemble} starts, {bbi.steps} steps",
-            "BBI 83/100 (90% in the text) vs GDM 0/100, 30 000 steps (gbdl/BBI ackley.ipynb)",
-            {"bbi_success": bbi.success_rate, "heavy_ball_success": hb.success_rate},
-        ))
+    # 1. BBI vs heavy ball on Ackley b = 0.02 (ECD Sec. 4.1), at the paper's 30 000 steps in
+    #    both modes (the quick mode uses fewer starts, not fewer steps).
+    if "ackley_b0.02" in built and "bbi" in REGISTRY:
+        out.append(_ackley_headline(built["ackley_b0.02"], xp, dtype, full, seed))
 
     # 2. BBI on Zakharov (ECD Sec. 4.2).
     bbi = _row(result, "zakharov", "bbi")
@@ -325,13 +319,19 @@ def _headlines(
             {"solutions_found": {n: sorted(s) for n, s in found.items()}},
         ))
 
-    # 5. Lennard-Jones N = 13 with ΔV tuning.
+    # 5. Lennard-Jones N = 13 with ΔV tuning. From random starts BBI keeps the start's energy
+    #    (often > 0, core overlaps) and rarely reaches E* in the quick budget: the line shows
+    #    the median and the other methods next to it rather than only the best run.
     bbi = _row(result, "lennard_jones13", "bbi")
     if bbi:
+        others = [r for r in (_row(result, "lennard_jones13", n) for n in ("ecdsep", "adam"))
+                  if r]
+        extra = "".join(f"; {r.optimizer} best {r.best:.4f}, median {r.median_best:.4g}, "
+                        f"{r.success_rate:.0%}" for r in others)
         out.append(Headline(
             "Lennard-Jones N = 13 global minimum, BBI with ΔV tuning (negative energy)",
-            f"best E = {bbi.best:.6f} ({bbi.success_rate:.0%} of {bbi.ensemble} runs within "
-            f"1e-4 of E*)",
+            f"BBI best E = {bbi.best:.6f}, median {bbi.median_best:.4g} ({bbi.success_rate:.0%} "
+            f"of {bbi.ensemble} runs within 1e-4 of E*){extra}",
             "E* = -44.326801 (Cambridge Cluster Database, Wales & Doye 1997)",
             {"best": bbi.best, "success": bbi.success_rate},
         ))
@@ -340,6 +340,37 @@ def _headlines(
     if "coolmomentum" in REGISTRY and "quadratic" in built:
         out.append(_cooling_under_noise(built["quadratic"], xp, dtype, full, seed))
     return out
+
+
+#: Heavy ball tuned by the ECD notebook over lr in [1e-5, 0.5], momentum in [0, 1]: lr 0.1993,
+#: momentum 0.5634 (spec ecd.md §4.1, "GDM baseline"). The issue asks for exactly this baseline.
+ACKLEY_HEAVY_BALL = {"lr": 0.1993, "momentum": 0.5634}
+
+
+def _ackley_headline(problem: Any, xp: Any, dtype: Any, full: bool, seed: int) -> Headline:
+    """The notebook's protocol: a start succeeds when one of up to 5 BBI runs reaches f < 5e-4."""
+    setting = SETTINGS["ackley_b0.02"]
+    n, runs_per_start, n_steps = (100 if full else 24), 5, 30000
+    starts = starts_for(problem, setting, n, seed)
+    target = problem.f_min + setting.target_tol
+    hp, _ = hyperparameters_for("bbi", setting, seed)
+    kw = {"target": target, "check_every": 500, "record_every": n_steps}
+    x_bbi = xp.asarray(np.repeat(starts[:, None, :], runs_per_start, axis=1), dtype=dtype)
+    tb = run(get_optimizer("bbi", **hp), problem, x_bbi, n_steps, batch_ndim=2, **kw)
+    x_hb = xp.asarray(starts, dtype=dtype)
+    th = run(get_optimizer("heavy_ball", **ACKLEY_HEAVY_BALL), problem, x_hb, n_steps, **kw)
+    kb = int(np.sum(np.any(tb.reached_target, axis=1)))
+    single = float(np.mean(tb.reached_target))
+    kh = int(np.sum(th.reached_target))
+    return Headline(
+        "BBI vs heavy ball on Ackley (b = 0.02, starts U[-4,4]², success f < 5e-4)",
+        f"BBI {kb}/{n} starts ({runs_per_start} runs each; {single:.0%} of single runs) vs "
+        f"heavy ball (lr 0.1993, momentum 0.5634) {kh}/{n}, {n_steps} steps",
+        "BBI 83/100 (90% in the text; up to 5 runs per start) vs GDM 0/100, 30 000 steps "
+        "(gbdl/BBI ackley.ipynb)",
+        {"bbi_success": kb / n, "bbi_single_run_success": single,
+         "heavy_ball_success": kh / n, "starts": n},
+    )
 
 
 def _cooling_under_noise(problem: Any, xp: Any, dtype: Any, full: bool, seed: int) -> Headline:

@@ -60,7 +60,7 @@ def test_critical_momentum_gives_unit_damping_ratio(s: float, k: float) -> None:
     assert po.damping_ratio(lr, alpha, k) == pytest.approx(1.0, rel=1e-9)
     assert po.damping_regime(lr, alpha, k, rtol=1e-8) == "critical"
     assert po.damping_regime(lr, alpha + 0.5 * (1 - alpha), k) == "under"
-    if alpha > 0:
+    if alpha > 1e-6:  # at K·η = 1/2 the critical momentum is 0: nothing lies below it
         assert po.damping_regime(lr, 0.5 * alpha, k) == "over"
     # first-order agreement with α ≈ 1 − 2√(Kη) (Yang et al. Sec. 3.2)
     assert abs(alpha - (1 - 2 * math.sqrt(s))) <= 2 * s
@@ -94,12 +94,15 @@ def test_discrete_contraction_matches_the_run(lr: float, momentum: float, k: flo
     rho = po.discrete_contraction(lr, momentum, k)
     # too fast (the envelope is not resolved) or too slow to measure in a few thousand steps
     assume(0.8 < rho < 0.99)
-    rate = -math.log(rho)
     b = 1 + momentum - lr * k
+    # Near critical damping the two roots merge and x_k ~ (A + Bk) r^k: the polynomial factor
+    # biases any finite-window rate, so those cases are left to the critical-damping test.
+    assume(abs(b * b - 4 * momentum) > 0.04 * momentum)
+    rate = -math.log(rho)
     theta = math.acos(max(-1.0, min(1.0, b / (2 * math.sqrt(momentum))))) if momentum else math.pi
     window = int(2 * math.pi / max(theta, 1e-3)) + 2
-    n1 = int(5 / rate) + window
-    n2 = n1 + int(20 / rate)
+    n1 = int(10 / rate) + window
+    n2 = n1 + int(30 / rate)
     measured = _measured_rate(_run(lr, momentum, k, n2), n1, n2, min(window, n1))
     assert measured == pytest.approx(rate, rel=0.05)
 

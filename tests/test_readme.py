@@ -1,0 +1,22 @@
+"""The README's Python examples run as written (in order, in one namespace)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) >= 2, "the README should show the NumPy and array-api-strict examples"
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "float32" in out  # the array-api-strict example printed a float32 Array
+    x = namespace["x"]
+    assert float(abs(x[0])) < 1e-6  # converged on |x|²
