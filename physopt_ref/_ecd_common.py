@@ -91,8 +91,8 @@ def safe_divide(xp: Any, num: Any, den: Any, ok: Any) -> Any:
     Both branches of ``xp.where`` are evaluated, so the denominator is replaced by 1 outside
     ``ok`` first: no division by zero, no warnings, no NaN leaking through a gradient.
     """
-    den_ok = xp.where(ok, den, xp.ones_like(den))
-    return xp.where(ok, num / den_ok, xp.zeros_like(num / den_ok))
+    quotient = num / xp.where(ok, den, xp.ones_like(den))
+    return xp.where(ok, quotient, xp.zeros_like(quotient))
 
 
 def int_zeros(xp: Any, batch_shape: tuple[int, ...], like: Any) -> Any:
