@@ -60,3 +60,27 @@ def pytest_report_header(config: pytest.Config) -> str:
 def xp(request: pytest.FixtureRequest):
     """An Array API namespace, once per selected backend."""
     return get_namespace(request.param)
+
+
+_BACKEND_OUTCOMES: dict[str, dict[str, int]] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "xp" in callspec.params and report.when == "call":
+        counts = _BACKEND_OUTCOMES.setdefault(callspec.params["xp"], {})
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Per backend, how many backend-parametrised tests (the generic ones among them) ran."""
+    if not _BACKEND_OUTCOMES:
+        return
+    terminalreporter.section("tests run per backend (the xp fixture)")
+    for name in SELECTED_BACKENDS:
+        counts = _BACKEND_OUTCOMES.get(name, {})
+        text = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        terminalreporter.write_line(f"{name}: {text or 'none'}")
