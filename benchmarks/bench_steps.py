@@ -56,16 +56,18 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     names = po.registered_names()
     print(f"backend {args.backend}; median step time, and ratio to sgd in the same run")
-    header = f"{'optimizer':<16}" + "".join(f"{f'n={n:.0e}':>24}" for n in sizes)
+    width = max(len(n) for n in names) + 2
+    header = f"{'optimizer':<{width}}" + "".join(f"{f'n={n:.0e}':>24}" for n in sizes)
     print(header)
     print("-" * len(header))
+    time_step("sgd", xp, sizes[0], args.repeats)  # warm the interpreter and allocator first
     base = {n: time_step("sgd", xp, n, args.repeats) for n in sizes}
     for name in names:
         cells = []
         for n in sizes:
             t = base[n] if name == "sgd" else time_step(name, xp, n, args.repeats)
             cells.append(f"{t * 1e6:>12.1f} us {t / base[n]:>7.2f}x")
-        print(f"{name:<16}" + "".join(f"{c:>24}" for c in cells))
+        print(f"{name:<{width}}" + "".join(f"{c:>24}" for c in cells))
 
 
 if __name__ == "__main__":
