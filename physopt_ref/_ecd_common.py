@@ -40,7 +40,6 @@ __all__ = [
     "random_directions",
     "safe_divide",
     "scale_tree",
-    "select_tree",
     "tree_sq_norm",
 ]
 
@@ -73,16 +72,6 @@ def tree_sq_norm(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
 def scale_tree(xp: Any, leaves: Sequence[Any], factor: Any, batch_ndim: int) -> list[Any]:
     """Multiply every leaf by a per-run factor."""
     return [leaf * expand_to_leaf(xp, factor, leaf, batch_ndim) for leaf in leaves]
-
-
-def select_tree(
-    xp: Any, cond: Any, if_true: Sequence[Any], if_false: Sequence[Any], batch_ndim: int
-) -> list[Any]:
-    """Leaf-wise ``xp.where`` with a per-run condition."""
-    return [
-        xp.where(expand_to_leaf(xp, cond, a, batch_ndim), a, b)
-        for a, b in zip(if_true, if_false, strict=True)
-    ]
 
 
 def safe_divide(xp: Any, num: Any, den: Any, ok: Any) -> Any:

@@ -24,7 +24,14 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from ._base import Optimizer
-from ._tree import batch_shape_of, expand_to_leaf, tree_flatten, tree_unflatten
+from ._tree import (
+    batch_shape_of,
+    expand_to_leaf,
+    per_run_max,
+    select_tree,
+    tree_flatten,
+    tree_unflatten,
+)
 
 __all__ = ["STATUS_MESSAGES", "StepInfo", "Trace", "run"]
 
@@ -374,15 +381,10 @@ def _loop(
         return ok
 
     def small_grad(grads: list[Any]) -> Any:
-        out = None
-        for g in grads:
-            axes = tuple(range(batch_ndim, g.ndim))
-            m = xp.max(xp.abs(g), axis=axes) if axes else xp.abs(g)
-            out = m if out is None else xp.maximum(out, m)
+        out = per_run_max(xp, xp.abs(grads[0]), batch_ndim)
+        for g in grads[1:]:
+            out = xp.maximum(out, per_run_max(xp, xp.abs(g), batch_ndim))
         return out <= gtol
-
-    def keep(mask: Any, new: Any, old: Any) -> Any:
-        return xp.where(expand_to_leaf(xp, mask, new, batch_ndim), new, old)
 
     state = optimizer.init(x, batch_ndim=batch_ndim)
     f, g = evaluate(x)
@@ -396,15 +398,23 @@ def _loop(
     active = ok
     status = xp.where(ok, status, xp.asarray(4, dtype=int_dtype, device=dev))
     steps_to_target = zeros_i - 1
-    if target is not None:
-        hit = ok & (f <= target)
-        steps_to_target = xp.where(hit, zeros_i, steps_to_target)
-        status = xp.where(hit, xp.asarray(1, dtype=int_dtype, device=dev), status)
-        active = active & ~hit
-    if gtol is not None:
-        small = active & small_grad(g)
-        status = xp.where(small, xp.asarray(2, dtype=int_dtype, device=dev), status)
-        active = active & ~small
+
+    def stop_converged(
+        f_now: Any, g_now: list[Any], active: Any, status: Any, steps_to_target: Any, step: int
+    ) -> tuple[Any, Any, Any]:
+        """Active runs at the target value (status 1) or below gtol (status 2) stop here."""
+        if target is not None:
+            hit = active & (f_now <= target)
+            steps_to_target = xp.where(hit, zeros_i + step, steps_to_target)
+            status = xp.where(hit, xp.asarray(1, dtype=int_dtype, device=dev), status)
+            active = active & ~hit
+        if gtol is not None:
+            small = active & small_grad(g_now)
+            status = xp.where(small, xp.asarray(2, dtype=int_dtype, device=dev), status)
+            active = active & ~small
+        return active, status, steps_to_target
+
+    active, status, steps_to_target = stop_converged(f, g, active, status, steps_to_target, 0)
     steps_taken = zeros_i
     inf = xp.asarray(float("inf"), dtype=like.dtype, device=dev)
     best_f = xp.where(ok, f, inf)
@@ -439,26 +449,18 @@ def _loop(
         ok = finite(f_new, g_new)
         moving = active & ok
         diverged = active & ~ok
-        x_leaves = [keep(moving, a, b) for a, b in zip(new_leaves, x_leaves, strict=True)]
+        x_leaves = select_tree(xp, moving, new_leaves, x_leaves, batch_ndim)
         x = tree_unflatten(treedef, x_leaves)
         state = _freeze(xp, state_new, state, moving, batch_shape)
         f = xp.where(moving, f_new, f)
-        g = [keep(moving, a, b) for a, b in zip(g_new, g, strict=True)]
+        g = select_tree(xp, moving, g_new, g, batch_ndim)
         steps_taken = xp.where(active, steps_taken + 1, steps_taken)
         status = xp.where(diverged, xp.asarray(4, dtype=int_dtype, device=dev), status)
         active = moving
         better = moving & (f < best_f)
         best_f = xp.where(better, f, best_f)
-        best_x = [keep(better, a, b) for a, b in zip(x_leaves, best_x, strict=True)]
-        if target is not None:
-            hit = active & (f <= target)
-            steps_to_target = xp.where(hit, zeros_i + k, steps_to_target)
-            status = xp.where(hit, xp.asarray(1, dtype=int_dtype, device=dev), status)
-            active = active & ~hit
-        if gtol is not None:
-            small = active & small_grad(g)
-            status = xp.where(small, xp.asarray(2, dtype=int_dtype, device=dev), status)
-            active = active & ~small
+        best_x = select_tree(xp, better, x_leaves, best_x, batch_ndim)
+        active, status, steps_to_target = stop_converged(f, g, active, status, steps_to_target, k)
 
         last = k == steps
         done = False

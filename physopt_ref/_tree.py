@@ -17,6 +17,7 @@ __all__ = [
     "expand_to_leaf",
     "per_run_max",
     "per_run_sum",
+    "select_tree",
     "tree_flatten",
     "tree_leaves",
     "tree_map",
@@ -159,3 +160,13 @@ def expand_to_leaf(xp: Any, value: Any, leaf: Any, batch_ndim: int) -> Any:
     if extra == 0:
         return value
     return xp.reshape(value, tuple(value.shape) + (1,) * extra)
+
+
+def select_tree(
+    xp: Any, cond: Any, if_true: Sequence[Any], if_false: Sequence[Any], batch_ndim: int
+) -> list[Any]:
+    """Leaf-wise ``xp.where(cond, a, b)`` with a per-run condition (an array of batch shape)."""
+    return [
+        xp.where(expand_to_leaf(xp, cond, a, batch_ndim), a, b)
+        for a, b in zip(if_true, if_false, strict=True)
+    ]

@@ -39,10 +39,9 @@ from ._ecd_common import (
     random_directions,
     safe_divide,
     scale_tree,
-    select_tree,
     tree_sq_norm,
 )
-from ._tree import expand_to_leaf, tree_unflatten
+from ._tree import expand_to_leaf, select_tree, tree_unflatten
 from ._validate import check_real, check_real_or_schedule
 
 __all__ = ["ECDSepState", "ecdsep"]
