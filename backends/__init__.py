@@ -14,7 +14,7 @@ from ._names import (
     get_namespace,
     namespace_name,
 )
-from ._random import host_normal, host_uniform, normal, uniform
+from ._random import host_normal, host_uniform, normal, philox4x32, random_bits, uniform
 
 __all__ = [
     "BACKENDS",
@@ -28,6 +28,8 @@ __all__ = [
     "namespace_name",
     "namespace_of",
     "normal",
+    "philox4x32",
+    "random_bits",
     "to_numpy",
     "uniform",
 ]

@@ -79,9 +79,7 @@ def get_namespace(name: str) -> ModuleType:
 
         cupy.cuda.runtime.getDeviceCount()  # raises without a usable GPU
     elif name == "jax":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+        # JAX's x64 flag is the user's choice (float64 needs it); it is never changed here.
         import jax.numpy as xp
     else:
         import array_api_strict as xp

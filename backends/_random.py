@@ -1,19 +1,54 @@
-"""Seeded, counter-based random draws that give the same numbers on every backend.
+r"""Counter-based random draws computed on the device: Philox-4x32-10 in Array API integer code.
 
-The Array API standard has no random-number generator (data-apis/array-api#431). We follow the
-dominant pattern of SciPy and scikit-learn: draw on the host with NumPy in float64, then move the
-result with ``xp.asarray(..., dtype=..., device=...)``. To keep optimizer steps pure, the draws
-are *counter-based*: every number is a hash of ``(seed, counter, stream, element)``, so a step
-needs only its seed and step count, not a generator object in its state.
+The Array API standard has no random-number generator (data-apis/array-api#431), and a step that
+draws on the host pays a transfer per step and cannot be compiled. So the draws here are
+*counter-based* (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as 1, 2, 3",
+SC'11): every 32-bit word is a pure function of a key and a counter, computed with the
+namespace's own integer operations, on the device of the parameters, inside ``jax.jit`` and
+``torch.compile``. A step needs only its seed and its step count, never a generator object.
 
-The hash is the SplitMix64 finaliser (Steele, Lea & Flood, "Fast splittable pseudorandom number
-generators", OOPSLA 2014; constants 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
-applied once per key component, chained. Uniforms take the top 53 bits; normals use the
-Box-Muller transform on two uniforms.
+The generator is **Philox-4x32-10** (the SC'11 paper; the generator of cuRAND's
+``curand_Philox4x32_10`` and Random123), checked against the Random123 known-answer vectors
+(``tests/test_random.py``; multipliers ``M0 = 0xD2511F53``, ``M1 = 0xCD9E8D57`` and Weyl key
+increments ``W0 = 0x9E3779B9``, ``W1 = 0xBB67AE85`` from the paper's Table 2 / Random123's
+``philox.h``). One call of the bijection maps a 128-bit counter and a 64-bit key to four 32-bit
+words.
 
-Ensembles: the leading ``batch_ndim`` axes of a draw index independent runs. Member ``k`` (flat,
-C order) of an ensemble drawn with seed ``s`` receives exactly the numbers a single run with seed
-``s + k`` receives, so K runs in one array reproduce K separate runs.
+Integer carriers (the facts are in the project spec ``random-draws.md``): each 32-bit word is
+held in an ``int64`` array, masked to 32 bits after every add; a 32 x 32 -> 64 bit product wraps
+in two's complement and keeps the bit pattern of the unsigned product, so its high word is
+``(p >> 32) & 0xFFFFFFFF``. This works on NumPy, CuPy, array-api-strict, torch (which has no add
+or right shift for ``uint32``) and JAX with x64. JAX without x64 has no ``int64``: there the
+words are ``uint32`` and the high word of a product is assembled from 16-bit halves. Both give
+the same bits.
+
+The key and counter packing (stable: seeded results depend on it)
+-----------------------------------------------------------------
+For ensemble member ``k`` (flat C-order index over the batch axes) of a draw with seed ``s``,
+stream ``r`` and step counter ``c``, word ``i`` of the member's event (its trailing axes,
+flattened in C order) is word ``i mod 4`` of
+
+.. math::
+
+    \mathrm{Philox}_{10}\big(\text{ctr} = (\lfloor i/4 \rfloor,\ c,\ r,\ 0),\
+    \text{key} = ((s + k) \bmod 2^{32},\ \lfloor (s + k)/2^{32} \rfloor)\big),
+
+so member ``k`` of an ensemble draws exactly what a single run with seed ``s + k`` draws (the
+guarantee that makes ensembles, chunked and distributed runs exact). ``c`` may differ per member
+(an array of the batch shape: each run's own step count).
+
+Floats from words
+-----------------
+* ``float32``: one word per uniform, :math:`u = \lfloor w/2^8 \rfloor\, 2^{-24} \in [0, 1)`.
+* ``float64``: two words per uniform (``w_a``, ``w_b``, consecutive), 53 bits,
+  :math:`u = (\lfloor w_a/2^5\rfloor 2^{26} + \lfloor w_b/2^6 \rfloor)\,2^{-53}` (the
+  conversion of NumPy's ``random_standard_uniform``).
+* normals: Box-Muller on consecutive uniform pairs :math:`(u_1, u_2)`, both outputs used,
+  :math:`z_{2j} = \rho\cos\theta,\ z_{2j+1} = \rho\sin\theta` with
+  :math:`\rho = \sqrt{-2\log(1-u_1)}`, :math:`\theta = 2\pi u_2`, computed in the target dtype.
+
+The integer bits are identical on every backend; uniforms are exact; normals agree to a few
+ulps (the backends' ``log``, ``cos`` and ``sin`` differ in the last bits).
 """
 
 from __future__ import annotations
@@ -23,51 +58,143 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace, device, is_jax_namespace
 
-__all__ = ["host_normal", "host_uniform", "normal", "uniform"]
+__all__ = [
+    "PHILOX_M0",
+    "PHILOX_M1",
+    "PHILOX_W0",
+    "PHILOX_W1",
+    "host_normal",
+    "host_uniform",
+    "normal",
+    "philox4x32",
+    "random_bits",
+    "uniform",
+]
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_MASK = (1 << 64) - 1
+PHILOX_M0 = 0xD2511F53  #: Philox-4x32 multiplier 0 (Salmon et al. SC'11, Table 2)
+PHILOX_M1 = 0xCD9E8D57  #: Philox-4x32 multiplier 1 (ibid.)
+PHILOX_W0 = 0x9E3779B9  #: Weyl key increment 0: golden ratio (ibid.)
+PHILOX_W1 = 0xBB67AE85  #: Weyl key increment 1: sqrt(3) - 1 (ibid.)
+_MASK = 0xFFFFFFFF
+_ROUNDS = 10
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
-    """SplitMix64: add the golden gamma, then the finaliser (uint64 arithmetic wraps)."""
-    z = z + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
+class _Int64Words:
+    """32-bit words held in int64 arrays (every backend with 64-bit integers)."""
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self.dtype = xp.int64
+
+    def const(self, value: int) -> Any:
+        return value
+
+    def add(self, a: Any, b: Any) -> Any:
+        return (a + b) & _MASK
+
+    def add_carry(self, a: Any, b: Any) -> tuple[Any, Any]:
+        """(a + b) mod 2^32 and the carry (0 or 1), for word arrays or ints."""
+        s = a + b
+        return s & _MASK, s >> 32
+
+    def mulhilo(self, a: Any, m: int) -> tuple[Any, Any]:
+        p = a * m  # wraps in two's complement: the low 64 bits of the unsigned product
+        return (p >> 32) & _MASK, p & _MASK
 
 
-def _check_key(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+class _Uint32Words:
+    """32-bit words held in uint32 arrays (JAX without x64, which has no int64)."""
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self.dtype = xp.uint32
+
+    def const(self, value: int) -> Any:
+        # JAX parses a bare Python int as a (weak) int32: words above 2^31 must be typed.
+        return self.xp.asarray(value, dtype=self.dtype)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return a + self.const(b) if isinstance(b, int) else a + b  # wraps modulo 2^32
+
+    def add_carry(self, a: Any, b: Any) -> tuple[Any, Any]:
+        s = self.add(a, b)
+        return s, self.xp.astype(s < a, self.dtype)
+
+    def mulhilo(self, a: Any, m: int) -> tuple[Any, Any]:
+        # High word from 16-bit halves: a = ah 2^16 + al, m = mh 2^16 + ml.
+        al, ah = a & 0xFFFF, a >> 16
+        ml, mh = m & 0xFFFF, m >> 16
+        ll, lh, hl = al * ml, al * mh, ah * ml
+        mid = (ll >> 16) + (lh & 0xFFFF) + (hl & 0xFFFF)  # < 3 * 2^16: no overflow
+        hi = ah * mh + (lh >> 16) + (hl >> 16) + (mid >> 16)
+        return hi, a * self.const(m)
+
+
+def _words(xp: Any) -> _Int64Words | _Uint32Words:
+    """The integer carrier for ``xp``: int64 words, or uint32 on JAX without x64."""
+    if is_jax_namespace(xp):
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return _Uint32Words(xp)
+    return _Int64Words(xp)
+
+
+def philox4x32(
+    xp: Any, counter: Sequence[Any], key: Sequence[Any], *, rounds: int = _ROUNDS
+) -> tuple[Any, Any, Any, Any]:
+    """The Philox-4x32 bijection on word arrays (Salmon et al. SC'11, Sec. 3.2).
+
+    Parameters
+    ----------
+    xp : namespace
+    counter : four arrays (or ints) of 32-bit words
+        ``(c0, c1, c2, c3)``, broadcastable together, held in the carrier dtype of
+        :func:`random_bits` (int64, or uint32 on JAX without x64).
+    key : two arrays (or ints) of 32-bit words
+        ``(k0, k1)``.
+    rounds : int
+        10 for Philox-4x32-10 (the known-answer vectors' setting).
+
+    Returns
+    -------
+    tuple of four arrays
+        The output words, in the carrier dtype.
+
+    Notes
+    -----
+    One round, with :math:`(h_0, l_0) = \\mathrm{mulhilo}(M_0, c_0)` and
+    :math:`(h_1, l_1) = \\mathrm{mulhilo}(M_1, c_2)`:
+    :math:`(c_0, c_1, c_2, c_3) \\leftarrow (h_1 \\oplus c_1 \\oplus k_0,\\ l_1,\\
+    h_0 \\oplus c_3 \\oplus k_1,\\ l_0)`, then :math:`k \\leftarrow k + (W_0, W_1)`.
+    """
+    w = _words(xp)
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for r in range(rounds):
+        hi0, lo0 = w.mulhilo(c0, PHILOX_M0)
+        hi1, lo1 = w.mulhilo(c2, PHILOX_M1)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        if r + 1 < rounds:
+            k0, k1 = w.add(k0, PHILOX_W0), w.add(k1, PHILOX_W1)
+    return c0, c1, c2, c3
+
+
+def _check_key(name: str, value: int, bits: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be a Python int, got {type(value).__name__}")
     value = int(value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if not 0 <= value < 2**bits:
+        raise ValueError(f"{name} must be in [0, 2**{bits}), got {value}")
     return value
-
-
-def _bits(
-    seed: int, counter: int, stream: int, batch_shape: tuple[int, ...], n_event: int
-) -> np.ndarray:
-    """64-bit hashes of shape ``(n_members, n_event)``."""
-    seed = _check_key("seed", seed)
-    counter = _check_key("counter", counter)
-    stream = _check_key("stream", stream)
-    n_members = math.prod(batch_shape)
-    with np.errstate(over="ignore"):
-        members = np.arange(n_members, dtype=np.uint64) + np.uint64(seed & _MASK)
-        h = _mix(members)
-        h = _mix(h ^ np.uint64(counter & _MASK))
-        h = _mix(h ^ np.uint64(stream & _MASK))
-        elements = np.arange(n_event, dtype=np.uint64)
-        return _mix(h[:, None] ^ _mix(elements)[None, :])
 
 
 def _split(shape: Sequence[int], batch_ndim: int) -> tuple[tuple[int, ...], int]:
     shape = tuple(int(n) for n in shape)
+    if isinstance(batch_ndim, bool) or not isinstance(batch_ndim, int):
+        raise TypeError(f"batch_ndim must be an int, got {type(batch_ndim).__name__}")
     if not 0 <= batch_ndim <= len(shape):
         raise ValueError(
             f"batch_ndim must be in [0, {len(shape)}] for shape {shape}, got {batch_ndim}"
@@ -75,40 +202,86 @@ def _split(shape: Sequence[int], batch_ndim: int) -> tuple[tuple[int, ...], int]
     return shape[:batch_ndim], math.prod(shape[batch_ndim:])
 
 
-def _to_unit(bits: np.ndarray) -> np.ndarray:
-    """Top 53 bits -> float64 in [0, 1)."""
-    return (bits >> np.uint64(11)).astype(np.float64) * (2.0**-53)
+def _counter_words(w: Any, counter: Any, batch_shape: tuple[int, ...], dev: Any) -> Any:
+    """The step counter as words of shape ``batch_shape + (1,)`` (or a Python int)."""
+    xp = w.xp
+    if isinstance(counter, int | np.integer) and not isinstance(counter, bool):
+        return _check_key("counter", counter, 32)
+    if not hasattr(counter, "dtype") or not xp.isdtype(counter.dtype, "integral"):
+        raise TypeError(
+            "counter must be a Python int or an integer array of the ensemble's batch shape, "
+            f"got {type(counter).__name__}"
+        )
+    c = xp.astype(counter, w.dtype)
+    if isinstance(w, _Int64Words):
+        c = c & _MASK
+    c = xp.broadcast_to(c, batch_shape)
+    return xp.reshape(c, batch_shape + (1,))
 
 
-def host_uniform(
-    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0
-) -> np.ndarray:
-    """Uniform draws on [0, 1) as a NumPy float64 array of ``shape`` (see the module notes)."""
-    batch_shape, n_event = _split(shape, batch_ndim)
-    u = _to_unit(_bits(seed, counter, 2 * stream, batch_shape, n_event))
-    return u.reshape(tuple(shape))
+def random_bits(
+    xp: Any,
+    seed: int,
+    counter: Any,
+    batch_shape: tuple[int, ...],
+    n_words: int,
+    *,
+    stream: int = 0,
+    device: Any = None,
+) -> Any:
+    """Philox words for every member: shape ``batch_shape + (n_words,)``, in the carrier dtype.
+
+    See the module notes for the key and counter packing. ``counter`` is a Python int or an
+    integer array broadcastable to ``batch_shape`` (one step count per member).
+    """
+    seed = _check_key("seed", seed, 64)
+    stream = _check_key("stream", stream, 32)
+    w = _words(xp)
+    n_members = math.prod(batch_shape)
+    if n_members >= 2**32:
+        raise ValueError(f"at most 2**32 - 1 ensemble members per draw, got {n_members}")
+    n_blocks = -(-n_words // 4)
+    if n_blocks >= 2**32:
+        raise ValueError(f"at most 2**34 words per member and draw, got {n_words}")
+    ctr = _counter_words(w, counter, batch_shape, device)
+    members = xp.reshape(
+        xp.arange(n_members, dtype=w.dtype, device=device), batch_shape + (1,)
+    )
+    k0, carry = w.add_carry(members, seed & _MASK)
+    k1 = w.add(carry, (seed >> 32) & _MASK)
+    blocks = xp.arange(n_blocks, dtype=w.dtype, device=device)
+    zero = xp.zeros((), dtype=w.dtype, device=device)
+    if isinstance(ctr, int):
+        ctr = xp.asarray(ctr, dtype=w.dtype, device=device)
+    stream_word = xp.asarray(stream, dtype=w.dtype, device=device)
+    lanes = philox4x32(xp, (blocks, ctr, stream_word, zero), (k0, k1))
+    lanes = [xp.broadcast_to(lane, batch_shape + (n_blocks,)) for lane in lanes]
+    words = xp.reshape(xp.stack(lanes, axis=-1), batch_shape + (4 * n_blocks,))
+    return words if 4 * n_blocks == n_words else words[..., :n_words]
 
 
-def host_normal(
-    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0
-) -> np.ndarray:
-    """Standard normal draws as a NumPy float64 array of ``shape`` (Box-Muller)."""
-    batch_shape, n_event = _split(shape, batch_ndim)
-    u1 = _to_unit(_bits(seed, counter, 2 * stream, batch_shape, n_event))
-    u2 = _to_unit(_bits(seed, counter, 2 * stream + 1, batch_shape, n_event))
-    z = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
-    return z.reshape(tuple(shape))
+def _uniform_from_words(xp: Any, words: Any, dtype: Any) -> Any:
+    """Uniforms in [0, 1) of ``dtype`` from words (the last axis is consumed 1 or 2 per value)."""
+    if xp.finfo(dtype).bits <= 32:
+        return xp.astype(words >> 8, dtype) * (2.0**-24)
+    a, b = words[..., 0::2], words[..., 1::2]
+    return xp.astype((a >> 5) * 67108864 + (b >> 6), dtype) * (2.0**-53)
 
 
-def _move(values: np.ndarray, like: Any) -> Any:
-    from ._device import asarray_like
+def _words_per_uniform(xp: Any, dtype: Any) -> int:
+    return 1 if xp.finfo(dtype).bits <= 32 else 2
 
-    return asarray_like(values, like)
+
+def _template(like: Any) -> tuple[Any, Any, Any]:
+    xp = array_namespace(like)
+    if not xp.isdtype(like.dtype, "real floating"):
+        raise TypeError(f"like must have a real floating dtype, got {like.dtype}")
+    return xp, like.dtype, device(like)
 
 
 def uniform(
     seed: int,
-    counter: int,
+    counter: Any,
     shape: Sequence[int],
     *,
     like: Any,
@@ -119,27 +292,74 @@ def uniform(
 
     Parameters
     ----------
-    seed, counter, stream : int
-        The key of the draw: the user's seed, the step count, and an index that separates the
-        independent draws one step makes (one per parameter leaf, say).
+    seed : int
+        The user's seed, in [0, 2**64). Ensemble member ``k`` draws with ``seed + k``.
+    counter : int or integer array
+        The step count: a Python int, or an integer array broadcastable to the batch shape
+        (each member's own count).
     shape : sequence of int
         Shape of the result; its first ``batch_ndim`` axes index ensemble members.
     like : array
-        Template array: the result has its namespace, floating dtype and device.
+        Template: the result has its namespace, floating dtype and device.
     batch_ndim : int
-        Number of leading ensemble axes. Member ``k`` gets the numbers of seed ``seed + k``.
+        Number of leading ensemble axes.
+    stream : int
+        Separates the independent draws one step makes (one per parameter leaf, say).
     """
-    return _move(host_uniform(seed, counter, shape, batch_ndim=batch_ndim, stream=stream), like)
+    xp, dtype, dev = _template(like)
+    batch_shape, n_event = _split(shape, batch_ndim)
+    per = _words_per_uniform(xp, dtype)
+    words = random_bits(xp, seed, counter, batch_shape, per * n_event, stream=stream, device=dev)
+    return xp.reshape(_uniform_from_words(xp, words, dtype), tuple(shape))
 
 
 def normal(
     seed: int,
-    counter: int,
+    counter: Any,
     shape: Sequence[int],
     *,
     like: Any,
     batch_ndim: int = 0,
     stream: int = 0,
 ) -> Any:
-    """Standard normal draws as an array like ``like`` (see :func:`uniform`)."""
-    return _move(host_normal(seed, counter, shape, batch_ndim=batch_ndim, stream=stream), like)
+    """Standard normal draws as an array like ``like`` (Box-Muller; see :func:`uniform`)."""
+    xp, dtype, dev = _template(like)
+    batch_shape, n_event = _split(shape, batch_ndim)
+    n_pairs = -(-n_event // 2)
+    per = _words_per_uniform(xp, dtype)
+    words = random_bits(
+        xp, seed, counter, batch_shape, 2 * per * n_pairs, stream=stream, device=dev
+    )
+    u = _uniform_from_words(xp, words, dtype)
+    u1, u2 = u[..., 0::2], u[..., 1::2]
+    radius = xp.sqrt(-2.0 * xp.log1p(-u1))
+    theta = (2.0 * math.pi) * u2
+    z = xp.stack([radius * xp.cos(theta), radius * xp.sin(theta)], axis=-1)
+    z = xp.reshape(z, batch_shape + (2 * n_pairs,))
+    if 2 * n_pairs != n_event:
+        z = z[..., :n_event]
+    return xp.reshape(z, tuple(shape))
+
+
+def _host_like() -> Any:
+    import array_api_compat.numpy as npx
+
+    return npx.empty((), dtype=npx.float64)
+
+
+def host_uniform(
+    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0
+) -> np.ndarray:
+    """:func:`uniform` as a NumPy float64 array (for start points and reports, not steps)."""
+    return np.asarray(
+        uniform(seed, counter, shape, like=_host_like(), batch_ndim=batch_ndim, stream=stream)
+    )
+
+
+def host_normal(
+    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0
+) -> np.ndarray:
+    """:func:`normal` as a NumPy float64 array (for start points and reports, not steps)."""
+    return np.asarray(
+        normal(seed, counter, shape, like=_host_like(), batch_ndim=batch_ndim, stream=stream)
+    )

@@ -7,7 +7,19 @@ JAX). See ``DESIGN`` in the README for the contract.
 
 from importlib import import_module
 
-from ._base import REGISTRY, Optimizer, RegistryEntry, get_optimizer, register, registered_names
+from ._base import (
+    COUNT_MAX,
+    REGISTRY,
+    Optimizer,
+    RegistryEntry,
+    batch_ndim_of,
+    checks_enabled,
+    debug_checks,
+    get_optimizer,
+    register,
+    registered_names,
+    set_debug_checks,
+)
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 
 __version__ = "0.1.0"
@@ -15,6 +27,7 @@ __version__ = "0.1.0"
 #: The optimizer family modules. Each registers its optimizers on import and lists its public
 #: names in ``__all__``, which are re-exported here.
 _FAMILY_MODULES = (
+    "schedules",
     "classic",
     "oscillator",
     "bbi",
@@ -28,11 +41,16 @@ _FAMILY_MODULES = (
 )
 
 __all__ = [
+    "COUNT_MAX",
     "REGISTRY",
     "Optimizer",
     "RegistryEntry",
     "__version__",
+    "batch_ndim_of",
+    "checks_enabled",
+    "debug_checks",
     "get_optimizer",
+    "set_debug_checks",
     "register",
     "registered_names",
     "tree_flatten",
@@ -45,5 +63,5 @@ for _name in _FAMILY_MODULES:
     _module = import_module(f"{__name__}.{_name}")
     for _attr in _module.__all__:
         globals()[_attr] = getattr(_module, _attr)
-    __all__ += list(_module.__all__)
+    __all__ += [a for a in _module.__all__ if a not in __all__]
 del _name, _module, _attr

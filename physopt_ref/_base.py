@@ -1,4 +1,4 @@
-"""The optimizer contract and the registry that the generic tests iterate.
+"""The optimizer contract (v2), the step scaffold every optimizer is built on, and the registry.
 
 An :class:`Optimizer` is a pair of pure functions::
 
@@ -6,82 +6,134 @@ An :class:`Optimizer` is a pair of pure functions::
     params, state = opt.step(params, grads, state, loss=None)
 
 ``params`` and ``grads`` are trees (:mod:`physopt_ref._tree`) of arrays of one Array API
-namespace; ``batch_ndim`` leading axes of every leaf hold independent runs of an ensemble; the
-state is a ``NamedTuple`` of arrays plus the static Python ints ``count`` (steps taken) and
-``batch_ndim``. A step never mutates its inputs, keeps the dtype and device of ``params`` and
-contains no host synchronisation on array data.
+namespace; ``batch_ndim`` leading axes of every leaf hold independent runs of an ensemble. The
+state is a ``NamedTuple`` of arrays only: its first field ``count`` is an ``int32`` array of the
+ensemble's batch shape (each run's number of steps taken, saturating at :data:`COUNT_MAX`), so
+the number of ensemble axes is ``state.count.ndim``. Its structure, shapes and dtypes never
+change from step to step, so ``jax.jit``, ``jax.lax.scan`` and ``torch.compile`` trace a step
+once. A step never mutates its inputs, keeps the dtype and device of ``params``, and makes no
+host round trip on array data.
+
+Validation happens once: hyperparameters when the optimizer is built, the parameter tree at
+``init``. A step checks only the tree structure, shapes and dtypes (metadata, free under a
+tracer); the full checks (namespaces, float dtypes, the state against the parameters, the loss,
+schedule values) run when :func:`debug_checks` is on, or with ``PHYSOPT_CHECKS=1`` in the
+environment. The tests turn them on.
+
+Every family module writes its update rule once, as two module-level functions
+``init(hp, ctx, leaves) -> fields`` and ``update(hp, ctx, params, grads, state, loss) ->
+(new_params, fields)`` over lists of leaves, and builds its :class:`Optimizer` from them; the
+scaffold here does the rest (trees, namespaces, the count, checks). Optimizers are therefore
+picklable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
-from array_api_compat import array_namespace, device
+import numpy as np
+from array_api_compat import array_namespace, device, is_jax_array, is_torch_array
 
-from ._tree import TreeDef, batch_shape_of, tree_flatten
+from ._tree import TreeDef, batch_shape_of, expand_to_leaf, tree_flatten, tree_unflatten
+from ._validate import is_array
+from .schedules import Schedule
 
 __all__ = [
+    "COUNT_MAX",
     "REGISTRY",
     "Optimizer",
     "RegistryEntry",
-    "StepInputs",
+    "StepContext",
     "as_per_run",
+    "batch_ndim_of",
     "check_float_leaves",
-    "evaluate",
+    "checks_enabled",
+    "debug_checks",
     "get_optimizer",
+    "is_tracing",
+    "namespace_of_leaves",
     "prepare_init",
-    "prepare_step",
     "register",
     "registered_names",
+    "set_debug_checks",
 ]
 
-InitFn = Callable[..., Any]
-StepFn = Callable[..., tuple[Any, Any]]
+#: The step count saturates here (``int32``): a run of more steps keeps ``count == COUNT_MAX``,
+#: so schedules and random streams then see the same ``t`` on every further step.
+COUNT_MAX = 2**31 - 1
+
+# ---------------------------------------------------------------------------------------------
+# The debug switch
+
+_CHECKS = [os.environ.get("PHYSOPT_CHECKS", "").strip().lower() in ("1", "true", "yes", "on")]
 
 
-@dataclass(frozen=True)
-class Optimizer:
-    """A physics-inspired optimizer as two pure functions.
+def checks_enabled() -> bool:
+    """Whether steps run their full input checks (:func:`debug_checks`)."""
+    return _CHECKS[0]
 
-    Attributes
-    ----------
-    name : str
-        The registry name (``"bbi"``, ``"gravity"``, ...).
-    init : callable
-        ``init(params, *, batch_ndim=0) -> state``.
-    step : callable
-        ``step(params, grads, state, *, loss=None) -> (params, state)``.
-    hyperparameters : mapping
-        The validated hyperparameters, as Python numbers (or schedules).
-    needs_loss : bool
-        Whether ``step`` requires ``loss`` (the energy-conserving family does).
+
+def set_debug_checks(enabled: bool) -> bool:
+    """Turn the full per-step checks on or off for the whole process; returns the old setting."""
+    old = _CHECKS[0]
+    _CHECKS[0] = bool(enabled)
+    return old
+
+
+@contextlib.contextmanager
+def debug_checks(enabled: bool = True) -> Iterator[None]:
+    """Context manager: full per-step checks on (or off) inside the block.
+
+    With the checks on, every step also checks that all leaves, the loss and the state belong
+    to one namespace, that the parameters are real floating point, that the state matches the
+    parameters (shapes, dtypes, ensemble shape), the loss's shape, and (outside a tracer) that
+    schedule values lie in their hyperparameter's interval. They cost host work per step, so
+    they are off by default; ``PHYSOPT_CHECKS=1`` turns them on at start-up.
     """
-
-    name: str
-    init: InitFn
-    step: StepFn
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    needs_loss: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hyperparameters", MappingProxyType(dict(self.hyperparameters)))
-
-    def __repr__(self) -> str:
-        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
-        return f"{self.name}({hp})"
+    old = set_debug_checks(enabled)
+    try:
+        yield
+    finally:
+        set_debug_checks(old)
 
 
-class StepInputs(NamedTuple):
-    """What :func:`prepare_step` hands to an optimizer's step."""
+def is_tracing(x: Any) -> bool:
+    """True when ``x`` is being traced (a JAX tracer, or inside ``torch.compile``)."""
+    if is_jax_array(x):
+        import jax
 
-    xp: Any
-    params: list[Any]
-    grads: list[Any]
-    treedef: TreeDef
-    batch_shape: tuple[int, ...]
+        return isinstance(x, jax.core.Tracer)
+    if is_torch_array(x):
+        import torch
+
+        return bool(torch.compiler.is_compiling())
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces and validation
+
+_NAMESPACES: dict[type, Any] = {}
+
+
+def namespace_of_leaves(*groups: list[Any]) -> Any:
+    """The namespace of several lists of arrays: a cached lookup when all share one type.
+
+    Mixed types go through ``array_namespace``, which raises for mixed libraries.
+    """
+    first = groups[0][0]
+    kind = type(first)
+    if all(type(a) is kind for group in groups for a in group):
+        xp = _NAMESPACES.get(kind)
+        if xp is None:
+            xp = _NAMESPACES[kind] = array_namespace(first)
+        return xp
+    return array_namespace(*(a for group in groups for a in group))
 
 
 def check_float_leaves(xp: Any, leaves: list[Any]) -> None:
@@ -104,22 +156,9 @@ def prepare_init(params: Any, batch_ndim: int) -> tuple[Any, list[Any], TreeDef]
     return xp, leaves, treedef
 
 
-def prepare_step(params: Any, grads: Any, batch_ndim: int) -> StepInputs:
-    """Validate a step's inputs: same structure, shapes, dtypes and namespace for both trees."""
-    p_leaves, treedef = tree_flatten(params)
-    g_leaves, g_def = tree_flatten(grads)
-    if g_def != treedef:
-        raise ValueError(f"grads must have the structure of params: {g_def} vs {treedef}")
-    xp = array_namespace(*p_leaves, *g_leaves)
-    for p, g in zip(p_leaves, g_leaves, strict=True):
-        if tuple(p.shape) != tuple(g.shape):
-            raise ValueError(
-                f"a gradient of shape {tuple(g.shape)} for a parameter of shape {tuple(p.shape)}"
-            )
-        if p.dtype != g.dtype:
-            raise TypeError(f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}")
-    check_float_leaves(xp, p_leaves)
-    return StepInputs(xp, p_leaves, g_leaves, treedef, batch_shape_of(p_leaves, batch_ndim))
+def batch_ndim_of(state: Any) -> int:
+    """The number of ensemble axes of a contract-v2 state (``state.count.ndim``)."""
+    return state.count.ndim
 
 
 def as_per_run(xp: Any, value: Any, like: Any, batch_shape: tuple[int, ...], name: str) -> Any:
@@ -129,19 +168,30 @@ def as_per_run(xp: Any, value: Any, like: Any, batch_shape: tuple[int, ...], nam
     """
     if value is None:
         raise ValueError(f"this optimizer's step needs {name}=...; got None")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        arr = xp.asarray(value, dtype=like.dtype, device=device(like))
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or an array, got a bool ({value!r})")
+    if isinstance(value, int | float) or (
+        isinstance(value, np.generic) and np.isrealobj(value) and value.dtype.kind in "iuf"
+    ):
+        arr = xp.asarray(float(value), dtype=like.dtype, device=device(like))
+    elif not is_array(value):
+        raise TypeError(
+            f"{name} must be a number or an array of the parameters' namespace, "
+            f"got {type(value).__name__}"
+        )
     else:
         arr = value
-        try:
-            array_namespace(arr, like)
-        except TypeError as exc:
-            raise TypeError(
-                f"{name} must be a number or an array of the parameters' namespace: {exc}"
-            ) from exc
-        if not xp.isdtype(arr.dtype, "real floating"):
-            raise TypeError(f"{name} must be real floating-point, got dtype {arr.dtype}")
-        arr = xp.astype(arr, like.dtype)
+        if type(arr) is not type(like):
+            try:
+                array_namespace(arr, like)
+            except TypeError as exc:
+                raise TypeError(
+                    f"{name} must be a number or an array of the parameters' namespace: {exc}"
+                ) from exc
+        if arr.dtype != like.dtype:
+            if not xp.isdtype(arr.dtype, "real floating"):
+                raise TypeError(f"{name} must be real floating-point, got dtype {arr.dtype}")
+            arr = xp.astype(arr, like.dtype)
     if arr.ndim == 0:
         return xp.broadcast_to(arr, batch_shape) if batch_shape else arr
     if tuple(arr.shape) != batch_shape:
@@ -152,9 +202,307 @@ def as_per_run(xp: Any, value: Any, like: Any, batch_shape: tuple[int, ...], nam
     return arr
 
 
-def evaluate(value: float | Callable[[int], float], count: int) -> float:
-    """The value of a hyperparameter at step ``count``: a constant, or a schedule's value."""
-    return value(count) if callable(value) else value
+# ---------------------------------------------------------------------------------------------
+# The step context
+
+
+class StepContext:
+    """What an update rule sees besides its arrays: namespace, ensemble, count, dtype.
+
+    Attributes
+    ----------
+    xp : namespace
+    batch_ndim : int
+        Number of leading ensemble axes.
+    batch_shape : tuple of int
+    count : array
+        Steps taken by each run, ``int32`` of the batch shape.
+    like : array
+        The first parameter leaf: per-run arrays take its dtype and device.
+    treedef : TreeDef or None
+        The structure of the parameter tree (for per-leaf settings given as trees).
+    """
+
+    __slots__ = ("_t", "batch_ndim", "batch_shape", "count", "dtype", "like", "treedef", "xp")
+
+    def __init__(self, xp: Any, count: Any, like: Any, treedef: TreeDef | None = None) -> None:
+        self.xp = xp
+        self.treedef = treedef
+        self.count = count
+        self.like = like
+        self.dtype = like.dtype
+        self.batch_shape = tuple(count.shape)
+        self.batch_ndim = len(self.batch_shape)
+        self._t = None
+
+    @property
+    def device(self) -> Any:
+        return device(self.like)
+
+    @property
+    def t(self) -> Any:
+        """The count as a float array of the parameters' dtype (what schedules receive)."""
+        if self._t is None:
+            self._t = self.xp.astype(self.count, self.dtype)
+        return self._t
+
+    def hp(self, value: Any) -> Any:
+        """A hyperparameter's value at this step: a Python float, or a per-run array.
+
+        Constants stay Python floats (no promotion, no kernel); per-run arrays are cast to the
+        parameters' dtype; schedules are evaluated at :attr:`t`.
+        """
+        if isinstance(value, float | int):
+            return value
+        if isinstance(value, Schedule):
+            return self._schedule(value)
+        xp = self.xp
+        return value if value.dtype == self.dtype else xp.astype(value, self.dtype)
+
+    def _schedule(self, schedule: Schedule) -> Any:
+        xp = self.xp
+        if schedule.host:
+            out = _host_schedule_values(schedule, self)
+        else:
+            out = schedule(self.t)
+        if isinstance(out, bool) or not (isinstance(out, int | float) or _has_array_type(out)):
+            name = schedule.bounds.name if schedule.bounds is not None else "schedule"
+            raise TypeError(
+                f"the schedule for {name} returned {type(out).__name__}; "
+                "expected a number or an array"
+            )
+        if _has_array_type(out) and out.dtype != self.dtype:
+            out = xp.astype(xp.asarray(out), self.dtype)
+        if isinstance(out, int):
+            out = float(out)
+        if checks_enabled() and schedule.bounds is not None and not is_tracing(self.like):
+            from .backends import to_numpy
+
+            values = out if isinstance(out, float) else to_numpy(out)
+            schedule.bounds.check_values(values, f"{schedule.bounds.where} schedule value")
+        return out
+
+    def leaf(self, value: Any, leaf: Any) -> Any:
+        """A per-run value (float or batch-shaped array) shaped to broadcast against ``leaf``."""
+        if isinstance(value, float | int):
+            return value
+        return expand_to_leaf(self.xp, value, leaf, self.batch_ndim)
+
+    def full(self, value: Any, dtype: Any = None) -> Any:
+        """A per-run array of the batch shape filled with ``value`` (a float or per-run array)."""
+        xp = self.xp
+        dtype = self.dtype if dtype is None else dtype
+        if isinstance(value, float | int):
+            return xp.full(self.batch_shape, value, dtype=dtype, device=self.device)
+        return xp.broadcast_to(xp.astype(value, dtype), self.batch_shape)
+
+
+def _host_schedule_values(schedule: Schedule, ctx: StepContext) -> Any:
+    """Evaluate a :class:`~physopt_ref.schedules.HostSchedule` (documented non-traceable)."""
+    import numpy as np
+
+    from .backends import asarray_like, to_numpy
+
+    if is_tracing(ctx.like):
+        raise TypeError(
+            f"{schedule!r} needs the step count on the host and cannot be traced "
+            "(jax.jit / torch.compile); write the schedule with array operations instead"
+        )
+    counts = to_numpy(ctx.count)
+    unique, inverse = np.unique(counts, return_inverse=True)
+    values = np.asarray([float(schedule.fn(int(c))) for c in unique], dtype=np.float64)
+    if counts.ndim == 0:
+        return float(values[0])
+    return asarray_like(values[inverse].reshape(counts.shape), ctx.like)
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimizer
+
+InitRule = Callable[[Mapping[str, Any], StepContext, list[Any]], dict[str, Any]]
+UpdateRule = Callable[..., tuple[list[Any], dict[str, Any]]]
+
+
+class Optimizer:
+    """A physics-inspired optimizer as two pure functions, ``init`` and ``step``.
+
+    Built by the family factories (``physopt_ref.bbi(...)``, ``get_optimizer(name, ...)``);
+    picklable, and compilable: ``jax.jit(opt.step)``, ``torch.compile(opt.step)``.
+
+    Attributes
+    ----------
+    name : str
+        The registry name (``"bbi"``, ``"gravity"``, ...).
+    hyperparameters : mapping
+        The validated hyperparameters: Python numbers, schedules or per-run arrays.
+    needs_loss : bool
+        Whether ``step`` requires ``loss`` (the energy-conserving family does).
+    state_type : type
+        The ``NamedTuple`` class of the state.
+
+    Notes
+    -----
+    Family modules build it from two module-level rules, ``init(hp, ctx, leaves) -> fields``
+    and ``update(hp, ctx, params, grads, state, loss) -> (new_params, fields)``, where ``hp``
+    holds the hyperparameters and the ``derived`` constants; the rules are written once and
+    the scaffold adds the trees, the count and the checks.
+    """
+
+    __slots__ = (
+        "_hp",
+        "_init_rule",
+        "_rule_hp",
+        "_update_rule",
+        "name",
+        "needs_loss",
+        "state_type",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        hyperparameters: Mapping[str, Any],
+        *,
+        init: InitRule,
+        update: UpdateRule,
+        state_type: type,
+        needs_loss: bool = False,
+        derived: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self._hp = dict(hyperparameters)
+        # What the rules read: the hyperparameters plus values derived from them at build time.
+        self._rule_hp = {**self._hp, **(derived or {})}
+        self._init_rule = init
+        self._update_rule = update
+        self.state_type = state_type
+        self.needs_loss = needs_loss
+
+    @property
+    def hyperparameters(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._hp)
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={_short(v)}" for k, v in self._hp.items())
+        return f"{self.name}({hp})"
+
+    def init(self, params: Any, *, batch_ndim: int = 0) -> Any:
+        """The initial state for ``params``, whose ``batch_ndim`` leading axes are an ensemble.
+
+        Validates the tree (one namespace, real floating leaves, a shared batch shape) and the
+        per-run hyperparameter arrays (namespace, batch shape).
+        """
+        xp, leaves, treedef = prepare_init(params, batch_ndim)
+        like = leaves[0]
+        batch_shape = tuple(like.shape[:batch_ndim])
+        self._check_per_run_arrays(like, batch_shape)
+        count = xp.zeros(batch_shape, dtype=xp.int32, device=device(like))
+        fields = self._init_rule(self._rule_hp, StepContext(xp, count, like, treedef), leaves)
+        return self.state_type(count=count, **fields)
+
+    def step(self, params: Any, grads: Any, state: Any, *, loss: Any = None) -> tuple[Any, Any]:
+        """One step: ``(new_params, new_state)``; nothing passed in is modified."""
+        p_leaves, treedef = tree_flatten(params)
+        g_leaves, g_def = tree_flatten(grads)
+        if g_def != treedef:
+            raise ValueError(f"grads must have the structure of params: {g_def} vs {treedef}")
+        for p, g in zip(p_leaves, g_leaves, strict=True):
+            if p.shape != g.shape:
+                raise ValueError(
+                    f"a gradient of shape {tuple(g.shape)} for a parameter of shape "
+                    f"{tuple(p.shape)}"
+                )
+            if p.dtype != g.dtype:
+                raise TypeError(
+                    f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}"
+                )
+        xp = namespace_of_leaves(p_leaves, g_leaves)
+        if not isinstance(state, self.state_type):
+            raise TypeError(
+                f"{self.name} expects a {self.state_type.__name__} state (from its init), "
+                f"got {type(state).__name__}"
+            )
+        count = state.count
+        if checks_enabled():
+            self._full_checks(xp, p_leaves, state)
+        ctx = StepContext(xp, count, p_leaves[0], treedef)
+        if self.needs_loss:
+            loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
+        new_leaves, fields = self._update_rule(self._rule_hp, ctx, p_leaves, g_leaves, state, loss)
+        new_count = xp.minimum(count, COUNT_MAX - 1) + 1
+        return tree_unflatten(treedef, new_leaves), self.state_type(count=new_count, **fields)
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _check_per_run_arrays(self, like: Any, batch_shape: tuple[int, ...]) -> None:
+        for name, value in self._rule_hp.items():
+            if not is_array(value):
+                continue
+            try:
+                array_namespace(value, like)
+            except TypeError as exc:
+                raise TypeError(
+                    f"{self.name}: the per-run array {name} must belong to the parameters' "
+                    f"namespace: {exc}"
+                ) from exc
+            if value.ndim and tuple(value.shape) != batch_shape:
+                raise ValueError(
+                    f"{self.name}: the per-run array {name} has shape {tuple(value.shape)}; "
+                    f"it must be a scalar or have the ensemble's batch shape {batch_shape}"
+                )
+            if device(value) != device(like):
+                raise ValueError(
+                    f"{self.name}: the per-run array {name} is on {device(value)}, the "
+                    f"parameters on {device(like)}"
+                )
+
+    def _full_checks(self, xp: Any, leaves: list[Any], state: Any) -> None:
+        check_float_leaves(xp, leaves)
+        count = state.count
+        if not _has_array_type(count) or not xp.isdtype(count.dtype, "integral"):
+            raise TypeError(f"{self.name}: state.count must be an integer array")
+        batch_shape = tuple(count.shape)
+        if batch_shape_of(leaves, len(batch_shape)) != batch_shape:
+            raise ValueError(
+                f"{self.name}: the state is for the ensemble shape {batch_shape}, the "
+                f"parameters have {batch_shape_of(leaves, len(batch_shape))}"
+            )
+        self._check_per_run_arrays(leaves[0], batch_shape)
+        for name, value in zip(state._fields, state, strict=True):
+            arrays = list(value) if isinstance(value, tuple) else [value]
+            for a in arrays:
+                if not _has_array_type(a):
+                    raise TypeError(f"{self.name}: state.{name} holds a {type(a).__name__}")
+                array_namespace(a, leaves[0])
+                if tuple(a.shape[: len(batch_shape)]) != batch_shape:
+                    raise ValueError(
+                        f"{self.name}: state.{name} has shape {tuple(a.shape)}, not led by the "
+                        f"ensemble shape {batch_shape}"
+                    )
+            if isinstance(value, tuple):
+                if len(value) != len(leaves):
+                    raise ValueError(
+                        f"{self.name}: state.{name} has {len(value)} leaves, the parameters "
+                        f"{len(leaves)}"
+                    )
+                for a, p in zip(value, leaves, strict=True):
+                    per_leaf = tuple(a.shape) in (tuple(p.shape), batch_shape)
+                    if not per_leaf or a.dtype != p.dtype:
+                        raise ValueError(
+                            f"{self.name}: state.{name} holds {a.dtype}{tuple(a.shape)} for a "
+                            f"parameter {p.dtype}{tuple(p.shape)}"
+                        )
+
+
+def _has_array_type(x: Any) -> bool:
+    """An array, or a NumPy scalar (what NumPy returns for 0-d results)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _short(value: Any) -> str:
+    if is_array(value):
+        return f"<per-run array {tuple(value.shape)}>"
+    return repr(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +529,9 @@ class RegistryEntry:
     smooth : bool
         False for steps with discontinuous decisions (bounces, max-normalisation): backend
         parity is then checked over fewer steps.
+    sweep : mapping
+        Hyperparameters that accept per-run arrays, each with a few values for the generic
+        "K values in one ensemble == K separate runs" test.
     """
 
     name: str
@@ -189,6 +540,7 @@ class RegistryEntry:
     family: str
     stochastic: bool = False
     smooth: bool = True
+    sweep: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 REGISTRY: dict[str, RegistryEntry] = {}
@@ -202,12 +554,19 @@ def register(
     family: str,
     stochastic: bool = False,
     smooth: bool = True,
+    sweep: Mapping[str, tuple[float, ...]] | None = None,
 ) -> None:
     """Add an optimizer to :data:`REGISTRY` (the generic tests then cover it)."""
     if name in REGISTRY and REGISTRY[name].factory is not factory:
         raise ValueError(f"an optimizer named {name!r} is registered already")
     REGISTRY[name] = RegistryEntry(
-        name, factory, dict(test_hyperparameters), family, stochastic, smooth
+        name,
+        factory,
+        dict(test_hyperparameters),
+        family,
+        stochastic,
+        smooth,
+        MappingProxyType(dict(sweep or {})),
     )
 
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from array_api_compat import device
-
 from physopt_ref.backends import normal, uniform
 
-from ._tree import expand_to_leaf, tree_per_run_sum
+from ._base import StepContext
+from ._tree import expand_to_leaf, select_tree, tree_per_run_sum
 from ._validate import check_choice, check_int
 
 __all__ = [
@@ -35,9 +34,13 @@ __all__ = [
     "EVENT_UPDATE",
     "check_direction",
     "check_seed",
+    "energy_shell_phase",
+    "finish_call",
+    "initial_momentum",
     "int_zeros",
     "lower_floor",
     "random_directions",
+    "rescale_factor",
     "safe_divide",
     "scale_tree",
     "tree_sq_norm",
@@ -55,8 +58,8 @@ DIRECTIONS = ("cube", "isotropic")
 
 
 def check_seed(seed: Any) -> int:
-    """Validate the user seed (a non-negative Python int)."""
-    return check_int("seed", seed, symbol="seed", low=0)
+    """Validate the user seed (a Python int in [0, 2**64))."""
+    return check_int("seed", seed, symbol="seed", low=0, high=2**64 - 1)
 
 
 def check_direction(direction: Any) -> str:
@@ -84,9 +87,9 @@ def safe_divide(xp: Any, num: Any, den: Any, ok: Any) -> Any:
     return xp.where(ok, quotient, xp.zeros_like(quotient))
 
 
-def int_zeros(xp: Any, batch_shape: tuple[int, ...], like: Any) -> Any:
-    """A per-run integer counter array (int64) on the device of ``like``."""
-    return xp.zeros(batch_shape, dtype=xp.int64, device=device(like))
+def int_zeros(ctx: StepContext) -> Any:
+    """A per-run integer counter array (``int32``, batch shape) on the parameters' device."""
+    return ctx.full(0, ctx.xp.int32)
 
 
 def lower_floor(xp: Any, loss: Any, floor: Any, hit: Any) -> Any:
@@ -98,12 +101,86 @@ def lower_floor(xp: Any, loss: Any, floor: Any, hit: Any) -> Any:
     return xp.where(hit, loss - 4.0 * (floor - loss), floor)
 
 
+def energy_shell_phase(xp: Any, V: Any, *, tuning: bool, eps2: Any, started: Any) -> tuple:
+    """The per-run decision every energy-conserving call starts with.
+
+    Returns ``(active, retune, init_now)``: ``active`` runs update (``V > ε₂``, or ``V > 0``
+    with floor tuning), ``retune`` runs move their floor (tuning and ``V <= 0``), ``init_now``
+    runs make their first update now (their energy and initial momentum are set here).
+    """
+    if tuning:
+        active = V > 0.0
+        retune = ~active
+    else:
+        active = V > eps2
+        retune = xp.zeros_like(active)
+    return active, retune, active & ~started
+
+
+def initial_momentum(
+    xp: Any,
+    grads: Sequence[Any],
+    magnitude: Any,
+    init_now: Any,
+    momentum: Sequence[Any],
+    batch_ndim: int,
+) -> list[Any]:
+    """``-magnitude · g/|g|`` (over the whole tree, per run) where ``init_now``, else ``momentum``.
+
+    A zero gradient gives a zero momentum (no 0/0).
+    """
+    g2 = tree_sq_norm(xp, grads, batch_ndim)
+    coef = -safe_divide(xp, magnitude, xp.sqrt(g2), g2 > 0.0)
+    return select_tree(xp, init_now, scale_tree(xp, grads, coef, batch_ndim), momentum, batch_ndim)
+
+
+def rescale_factor(xp: Any, p2: Any, target: Any, eps1: Any) -> Any:
+    """The energy rescale :math:`\\sqrt{\\text{target}/|p|^2}`, 1 where it is skipped.
+
+    Skipped (as in the authors' code) when :math:`|\\text{target} - |p|^2| < \\epsilon_1`,
+    when the target is negative (no real solution), or when :math:`|p|^2 = 0`.
+    """
+    keep = (xp.abs(p2 - target) < eps1) | (target < 0.0) | (p2 == 0.0)
+    return xp.where(keep, xp.ones_like(p2), xp.sqrt(safe_divide(xp, target, p2, ~keep)))
+
+
+def finish_call(
+    ctx: StepContext,
+    state: Any,
+    *,
+    update: Any,
+    active: Any,
+    retune: Any,
+    floor_value: Any,
+    tuning: bool,
+    bounce: Any = None,
+) -> dict[str, Any]:
+    """The bookkeeping fields every energy-conserving call ends with (per run).
+
+    ``floor`` (moved where ``retune``), ``iteration`` (+1 where ``update``), ``started``
+    (where ``active``) and ``event`` (what the call did).
+    """
+    xp = ctx.xp
+    zero_i = xp.zeros_like(state.iteration)
+    floor = lower_floor(xp, floor_value, state.floor, retune) if tuning else state.floor
+    event = xp.where(retune, zero_i + EVENT_FLOOR, zero_i + EVENT_NONE)
+    if bounce is not None:
+        event = xp.where(bounce, zero_i + EVENT_BOUNCE, event)
+    event = xp.where(update, zero_i + EVENT_UPDATE, event)
+    return {
+        "floor": floor,
+        "iteration": state.iteration + xp.astype(update, state.iteration.dtype),
+        "started": state.started | active,
+        "event": event,
+    }
+
+
 def random_directions(
     xp: Any,
     leaves: Sequence[Any],
     *,
     seed: int,
-    counter: int,
+    counter: Any,
     batch_ndim: int,
     law: str,
     stream_offset: int = 0,
@@ -112,7 +189,8 @@ def random_directions(
 
     ``law="cube"``: i.i.d. U(-1/2, 1/2) components (the authors' ``torch.rand(...) - .5``);
     ``law="isotropic"``: i.i.d. standard normals. Leaf ``i`` uses stream ``stream_offset + i``;
-    ensemble member ``k`` gets the numbers of a single run with seed ``seed + k``.
+    ``counter`` is each run's step count; ensemble member ``k`` gets the numbers of a single
+    run with seed ``seed + k``. Computed on the device (Philox-4x32-10).
     """
     out = []
     for i, leaf in enumerate(leaves):

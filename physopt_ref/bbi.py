@@ -18,27 +18,26 @@ ECD"; spec §0).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from array_api_compat import device
-
-from ._base import Optimizer, as_per_run, evaluate, prepare_init, prepare_step, register
+from ._base import Optimizer, StepContext, register
+from ._control import if_any
 from ._ecd_common import (
-    EVENT_BOUNCE,
-    EVENT_FLOOR,
-    EVENT_NONE,
-    EVENT_UPDATE,
     check_direction,
     check_seed,
+    energy_shell_phase,
+    finish_call,
+    initial_momentum,
     int_zeros,
-    lower_floor,
     random_directions,
+    rescale_factor,
     safe_divide,
     scale_tree,
     tree_sq_norm,
 )
-from ._tree import expand_to_leaf, select_tree, tree_unflatten
-from ._validate import check_int, check_real, check_real_or_schedule
+from ._tree import expand_to_leaf, select_tree
+from ._validate import check_bool, check_int, check_real, check_real_or_schedule
 
 __all__ = ["BBIState", "bbi"]
 
@@ -48,10 +47,9 @@ class BBIState(NamedTuple):
 
     Attributes
     ----------
-    count : int
-        Calls of ``step`` so far (static; also the counter of the bounce random stream).
-    batch_ndim : int
-        Number of leading ensemble axes.
+    count : array
+        Calls of ``step`` so far, per run (``int32``; also the counter of the bounce random
+        stream).
     momentum : tuple of arrays
         :math:`\pi` per leaf (zeros until the run's first update).
     energy : array
@@ -73,8 +71,7 @@ class BBIState(NamedTuple):
         What the last call did: 0 nothing (stopped), 1 update, 2 bounce, 3 floor moved.
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     momentum: tuple[Any, ...]
     energy: Any
     p2: Any
@@ -98,8 +95,8 @@ def _threshold(name: str, value: Any, symbol: str) -> int | None:
 def bbi(
     lr: Any,
     *,
-    v0: float = 0.0,
-    delta_e: float = 0.0,
+    v0: Any = 0.0,
+    delta_e: Any = 0.0,
     rescale: bool = True,
     t0: int | None = 1000,
     t1: int | None = 3000,
@@ -210,170 +207,154 @@ def bbi(
     8. Bounce directions are drawn only on calls where a bounce is possible
        (``count >= min(T0, T1)``); this saves host work and changes no result.
     """
-    lr = check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True)
-    v0 = check_real("v0", v0, symbol="ΔV")
-    delta_e = check_real("delta_e", delta_e, symbol="δE", low=0.0)
-    t0 = _threshold("t0", t0, "T_0")
-    t1 = _threshold("t1", t1, "T_1")
-    n_fixed_bounces = check_int("n_fixed_bounces", n_fixed_bounces, symbol="N_b", low=0)
-    eps1 = check_real("eps1", eps1, symbol="ε₁", low=0.0)
-    eps2 = check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0)
-    seed = check_seed(seed)
-    bounce_direction = check_direction(bounce_direction)
-    rescale = bool(rescale)
-    v0_tuning = bool(v0_tuning)
-    fixed_on = t0 is not None and n_fixed_bounces > 0
-    progress_on = t1 is not None
-    # A counter can't exceed the number of calls, so no bounce is possible before this call.
-    first_bounce_call = min(
-        [t for t, on in ((t0, fixed_on), (t1, progress_on)) if on], default=None
+    hp = {
+        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
+        "v0": check_real("v0", v0, symbol="ΔV", per_run=True),
+        "delta_e": check_real("delta_e", delta_e, symbol="δE", low=0.0, per_run=True),
+        "rescale": check_bool("rescale", rescale),
+        "t0": _threshold("t0", t0, "T_0"),
+        "t1": _threshold("t1", t1, "T_1"),
+        "n_fixed_bounces": check_int("n_fixed_bounces", n_fixed_bounces, symbol="N_b", low=0),
+        "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
+        "eps2": check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
+        "seed": check_seed(seed),
+        "bounce_direction": check_direction(bounce_direction),
+        "v0_tuning": check_bool("v0_tuning", v0_tuning),
+    }
+    derived = {
+        "fixed_on": hp["t0"] is not None and hp["n_fixed_bounces"] > 0,
+        "progress_on": hp["t1"] is not None,
+    }
+    return Optimizer(
+        "bbi",
+        hp,
+        init=_bbi_init,
+        update=_bbi_update,
+        state_type=BBIState,
+        needs_loss=True,
+        derived=derived,
     )
 
-    def init(params: Any, *, batch_ndim: int = 0) -> BBIState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        like = leaves[0]
-        bshape = tuple(like.shape[:batch_ndim])
-        dev = device(like)
-        zeros = xp.zeros(bshape, dtype=like.dtype, device=dev)
-        return BBIState(
-            count=0,
-            batch_ndim=batch_ndim,
-            momentum=tuple(xp.zeros_like(p) for p in leaves),
-            energy=zeros,
-            p2=zeros,
-            potential=zeros,
-            floor=xp.full(bshape, v0, dtype=like.dtype, device=dev),
-            best_potential=xp.full(bshape, float("inf"), dtype=like.dtype, device=dev),
-            fixed_counter=int_zeros(xp, bshape, like),
-            progress_counter=int_zeros(xp, bshape, like),
-            fixed_bounces=int_zeros(xp, bshape, like),
-            iteration=int_zeros(xp, bshape, like),
-            started=xp.zeros(bshape, dtype=xp.bool, device=dev),
-            event=int_zeros(xp, bshape, like),
-        )
 
-    def step(
-        params: Any, grads: Any, state: BBIState, *, loss: Any = None
-    ) -> tuple[Any, BBIState]:
-        bn = state.batch_ndim
-        s = prepare_step(params, grads, bn)
-        xp = s.xp
-        loss_arr = as_per_run(xp, loss, s.params[0], s.batch_shape, "loss")
-        dt = evaluate(lr, state.count)
-
-        V = loss_arr - state.floor
-        if v0_tuning:
-            active = V > 0.0
-            retune = V <= 0.0
-        else:
-            active = V > eps2
-            retune = xp.zeros_like(active)
-        one = xp.ones_like(V)
-        Vs = xp.where(active, V, one)  # safe V: every quotient below is masked by `active`
-
-        # The run's first update fixes E = V0 + δE and π0 = -|π0| g/|g| on the shell.
-        init_now = active & ~state.started
-        energy = xp.where(init_now, Vs + delta_e, state.energy)
-        Es = xp.where(active, energy, one)
-        shell = (Es - Vs) * (Es + Vs) / Vs  # E²/V - V, exact 0 when E = V
-        g2 = tree_sq_norm(xp, s.grads, bn)
-        mag0 = xp.sqrt(xp.where(shell > 0.0, shell, xp.zeros_like(shell)))
-        coef0 = -safe_divide(xp, mag0, xp.sqrt(g2), g2 > 0.0)
-        pi = select_tree(xp, init_now, scale_tree(xp, s.grads, coef0, bn), state.momentum, bn)
-        p2 = tree_sq_norm(xp, pi, bn)
-
-        # Energy rescale factor r (1 where it is skipped).
-        if rescale:
-            keep = (xp.abs(p2 - shell) < eps1) | (shell < 0.0) | (p2 == 0.0)
-            r = xp.where(keep, one, xp.sqrt(safe_divide(xp, shell, p2, ~keep)))
-        else:
-            r = one
-
-        # Bounce triggers (per run).
-        c0, c1, nb = state.fixed_counter, state.progress_counter, state.fixed_bounces
-        no = xp.zeros_like(active)
-        fixed_hit = (c0 == t0) if fixed_on else no
-        progress_hit = (c1 == t1) if progress_on else no
-        bounce = active & (fixed_hit | progress_hit)
-        update = active & ~bounce
-
-        # Ordinary update: rescale, kick, drift (coefficients at θ_t).
-        v_over_e = Vs / Es
-        kick = 0.5 * dt * (v_over_e + Es / Vs)
-        drift = dt * v_over_e
-        pi_u, theta_u = [], []
-        for p, g, th in zip(pi, s.grads, s.params, strict=True):
-            new_p = expand_to_leaf(xp, r, p, bn) * p - expand_to_leaf(xp, kick, g, bn) * g
-            pi_u.append(new_p)
-            theta_u.append(th + expand_to_leaf(xp, drift, th, bn) * new_p)
-
-        if first_bounce_call is not None and state.count >= first_bounce_call:
-            dirs = random_directions(
-                xp, pi, seed=seed, counter=state.count, batch_ndim=bn, law=bounce_direction
-            )
-            d2 = tree_sq_norm(xp, dirs, bn)
-            fac = xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0))
-            pi_b = scale_tree(xp, dirs, fac, bn)
-            pi_new = select_tree(xp, update, pi_u, select_tree(xp, bounce, pi_b, pi, bn), bn)
-        else:
-            pi_new = select_tree(xp, update, pi_u, pi, bn)
-        theta_new = select_tree(xp, update, theta_u, s.params, bn)
-
-        # Counters (integer arrays; Python ints only as scalars).
-        zero_i = xp.zeros_like(c0)
-        new_min = update & (V < state.best_potential)
-        best = xp.where(new_min, V, state.best_potential)
-        c1_u = xp.where(new_min, zero_i, c1 + 1)
-        if fixed_on:
-            fixed_b = bounce & fixed_hit
-            nb_new = xp.where(fixed_b, nb + 1, nb)
-            c0_b = xp.where(fixed_b, xp.where(nb_new < n_fixed_bounces, zero_i, c0 + 1), c0)
-        else:
-            nb_new, c0_b = nb, c0
-        c0_new = xp.where(update, c0 + 1, c0_b)
-        c1_new = xp.where(update, c1_u, xp.where(bounce, zero_i, c1))
-        iteration = state.iteration + xp.astype(update, state.iteration.dtype)
-
-        floor = lower_floor(xp, loss_arr, state.floor, retune) if v0_tuning else state.floor
-        event = xp.where(
-            update,
-            zero_i + EVENT_UPDATE,
-            xp.where(bounce, zero_i + EVENT_BOUNCE, xp.where(retune, zero_i + EVENT_FLOOR,
-                                                              zero_i + EVENT_NONE)),
-        )
-        new_state = BBIState(
-            count=state.count + 1,
-            batch_ndim=bn,
-            momentum=tuple(pi_new),
-            energy=energy,
-            p2=tree_sq_norm(xp, pi_new, bn),
-            potential=V,
-            floor=floor,
-            best_potential=best,
-            fixed_counter=c0_new,
-            progress_counter=c1_new,
-            fixed_bounces=nb_new,
-            iteration=iteration,
-            started=state.started | active,
-            event=event,
-        )
-        return tree_unflatten(s.treedef, theta_new), new_state
-
-    hyper = {
-        "lr": lr,
-        "v0": v0,
-        "delta_e": delta_e,
-        "rescale": rescale,
-        "t0": t0,
-        "t1": t1,
-        "n_fixed_bounces": n_fixed_bounces,
-        "eps1": eps1,
-        "eps2": eps2,
-        "seed": seed,
-        "bounce_direction": bounce_direction,
-        "v0_tuning": v0_tuning,
+def _bbi_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    xp = ctx.xp
+    zeros = ctx.full(0.0)
+    return {
+        "momentum": tuple(xp.zeros_like(p) for p in leaves),
+        "energy": zeros,
+        "p2": zeros,
+        "potential": zeros,
+        "floor": ctx.full(ctx.hp(hp["v0"])),
+        "best_potential": ctx.full(float("inf")),
+        "fixed_counter": int_zeros(ctx),
+        "progress_counter": int_zeros(ctx),
+        "fixed_bounces": int_zeros(ctx),
+        "iteration": int_zeros(ctx),
+        "started": ctx.full(False, xp.bool),
+        "event": int_zeros(ctx),
     }
-    return Optimizer("bbi", init, step, hyper, needs_loss=True)
+
+
+def _bbi_update(
+    hp: Mapping[str, Any],
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: BBIState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    xp, bn = ctx.xp, ctx.batch_ndim
+    dt = ctx.hp(hp["lr"])
+    tuning = hp["v0_tuning"]
+
+    V = loss - state.floor
+    active, retune, init_now = energy_shell_phase(
+        xp, V, tuning=tuning, eps2=hp["eps2"], started=state.started
+    )
+    one = xp.ones_like(V)
+    Vs = xp.where(active, V, one)  # safe V: every quotient below is masked by `active`
+
+    # The run's first update fixes E = V0 + δE and π0 = -|π0| g/|g| on the shell.
+    energy = xp.where(init_now, Vs + ctx.hp(hp["delta_e"]), state.energy)
+    Es = xp.where(active, energy, one)
+    shell = (Es - Vs) * (Es + Vs) / Vs  # E²/V - V, exact 0 when E = V
+    mag0 = xp.sqrt(xp.where(shell > 0.0, shell, xp.zeros_like(shell)))
+    pi = initial_momentum(xp, grads, mag0, init_now, state.momentum, bn)
+    p2 = tree_sq_norm(xp, pi, bn)
+
+    # Energy rescale factor r (1 where it is skipped).
+    r = rescale_factor(xp, p2, shell, hp["eps1"]) if hp["rescale"] else one
+
+    # Bounce triggers (per run).
+    c0, c1, nb = state.fixed_counter, state.progress_counter, state.fixed_bounces
+    no = xp.zeros_like(active)
+    fixed_hit = (c0 == hp["t0"]) if hp["fixed_on"] else no
+    progress_hit = (c1 == hp["t1"]) if hp["progress_on"] else no
+    bounce = active & (fixed_hit | progress_hit)
+    update = active & ~bounce
+
+    # Ordinary update: rescale, kick, drift (coefficients at θ_t).
+    v_over_e = Vs / Es
+    kick = 0.5 * dt * (v_over_e + Es / Vs)
+    drift = dt * v_over_e
+    pi_u, theta_u = [], []
+    for p, g, th in zip(pi, grads, params, strict=True):
+        new_p = expand_to_leaf(xp, r, p, bn) * p - expand_to_leaf(xp, kick, g, bn) * g
+        pi_u.append(new_p)
+        theta_u.append(th + expand_to_leaf(xp, drift, th, bn) * new_p)
+
+    # A bounce redraws the direction at the same |π|; the draw is paid for only when some run
+    # bounces, where the backend allows it (physopt_ref._control.if_any).
+    def bounced(momentum: list[Any]) -> list[Any]:
+        dirs = random_directions(
+            xp,
+            momentum,
+            seed=hp["seed"],
+            counter=ctx.count,
+            batch_ndim=bn,
+            law=hp["bounce_direction"],
+        )
+        d2 = tree_sq_norm(xp, dirs, bn)
+        return scale_tree(xp, dirs, xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0)), bn)
+
+    pi_b = if_any(xp, bounce, bounced, list, pi)
+    pi_new = select_tree(xp, update, pi_u, select_tree(xp, bounce, pi_b, pi, bn), bn)
+    theta_new = select_tree(xp, update, theta_u, params, bn)
+
+    # Counters (integer arrays; Python ints only as scalars).
+    zero_i = xp.zeros_like(c0)
+    new_min = update & (V < state.best_potential)
+    best = xp.where(new_min, V, state.best_potential)
+    c1_u = xp.where(new_min, zero_i, c1 + 1)
+    if hp["fixed_on"]:
+        fixed_b = bounce & fixed_hit
+        nb_new = xp.where(fixed_b, nb + 1, nb)
+        c0_b = xp.where(
+            fixed_b, xp.where(nb_new < hp["n_fixed_bounces"], zero_i, c0 + 1), c0
+        )
+    else:
+        nb_new, c0_b = nb, c0
+    fields = {
+        "momentum": tuple(pi_new),
+        "energy": energy,
+        "p2": tree_sq_norm(xp, pi_new, bn),
+        "potential": V,
+        "best_potential": best,
+        "fixed_counter": xp.where(update, c0 + 1, c0_b),
+        "progress_counter": xp.where(update, c1_u, xp.where(bounce, zero_i, c1)),
+        "fixed_bounces": nb_new,
+        **finish_call(
+            ctx,
+            state,
+            update=update,
+            active=active,
+            retune=retune,
+            floor_value=loss,
+            tuning=tuning,
+            bounce=bounce,
+        ),
+    }
+    return theta_new, fields
 
 
 register(
@@ -394,4 +375,5 @@ register(
     family="ecd",
     stochastic=True,
     smooth=False,
+    sweep={"lr": (0.1, 0.2, 0.3), "v0": (3.0, 3.5, 4.0), "delta_e": (0.0, 0.5, 1.0)},
 )

@@ -9,20 +9,21 @@ heavy ball and Nesterov carry the mass :math:`m = (1+\alpha)h^2/(2\eta)` and dam
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ._base import Optimizer, evaluate, prepare_init, prepare_step, register
-from ._tree import tree_unflatten
+from ._base import Optimizer, StepContext, register
 from ._validate import check_real, check_real_or_schedule
 
 __all__ = ["AdamState", "MomentumState", "SGDState", "adam", "heavy_ball", "nesterov", "sgd"]
 
+Hyper = Mapping[str, Any]
+
 
 class SGDState(NamedTuple):
-    """State of :func:`sgd`: only the static step count and ensemble rank."""
+    """State of :func:`sgd`: the step count of each run (``int32``, batch shape)."""
 
-    count: int
-    batch_ndim: int
+    count: Any
 
 
 class MomentumState(NamedTuple):
@@ -32,22 +33,39 @@ class MomentumState(NamedTuple):
     gradient-step point :math:`x_{k}` (Nesterov).
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     previous: tuple[Any, ...]
 
 
 class AdamState(NamedTuple):
     """State of :func:`adam`: first and second moment estimates per leaf (not bias-corrected)."""
 
-    count: int
-    batch_ndim: int
+    count: Any
     mu: tuple[Any, ...]
     nu: tuple[Any, ...]
 
 
 def _lr(value: Any) -> Any:
     return check_real_or_schedule("lr", value, symbol="η", low=0.0, low_open=True)
+
+
+def _momentum(value: Any) -> Any:
+    return check_real("momentum", value, symbol="β", low=0.0, high=1.0, high_open=True, per_run=True)
+
+
+def _no_fields(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    return {}
+
+
+def _zeros_previous(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    return {"previous": tuple(ctx.xp.zeros_like(p) for p in leaves)}
+
+
+def _sgd_update(
+    hp: Hyper, ctx: StepContext, params: list[Any], grads: list[Any], state: SGDState, loss: Any
+) -> tuple[list[Any], dict[str, Any]]:
+    eta = ctx.hp(hp["lr"])
+    return [p - ctx.leaf(eta, p) * g for p, g in zip(params, grads, strict=True)], {}
 
 
 def sgd(lr: Any = 0.01) -> Optimizer:
@@ -59,31 +77,33 @@ def sgd(lr: Any = 0.01) -> Optimizer:
 
     Parameters
     ----------
-    lr : float or schedule
-        Step size :math:`\eta > 0`; a callable ``count -> float`` is a schedule. Default 0.01
-        (a conventional value; the paper fixes none).
+    lr : float, per-run array or schedule
+        Step size :math:`\eta > 0`; a callable of the step count is a schedule
+        (:mod:`physopt_ref.schedules`). Default 0.01 (a conventional value; the paper fixes none).
     """
-    lr = _lr(lr)
-
-    def init(params: Any, *, batch_ndim: int = 0) -> SGDState:
-        prepare_init(params, batch_ndim)
-        return SGDState(0, batch_ndim)
-
-    def step(params: Any, grads: Any, state: SGDState, *, loss: Any = None) -> tuple[Any, SGDState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        eta = evaluate(lr, state.count)
-        new = [p - eta * g for p, g in zip(s.params, s.grads, strict=True)]
-        return tree_unflatten(s.treedef, new), SGDState(state.count + 1, state.batch_ndim)
-
-    return Optimizer("sgd", init, step, {"lr": lr})
+    return Optimizer(
+        "sgd", {"lr": _lr(lr)}, init=_no_fields, update=_sgd_update, state_type=SGDState
+    )
 
 
-def _momentum(value: Any) -> float:
-    return check_real("momentum", value, symbol="β", low=0.0, high=1.0, high_open=True)
+def _heavy_ball_update(
+    hp: Hyper,
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: MomentumState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    eta, beta = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
+    vel = [
+        ctx.leaf(beta, v) * v - ctx.leaf(eta, g) * g
+        for v, g in zip(state.previous, grads, strict=True)
+    ]
+    new = [p + v for p, v in zip(params, vel, strict=True)]
+    return new, {"previous": tuple(vel)}
 
 
-def heavy_ball(lr: Any = 0.01, momentum: float = 0.9) -> Optimizer:
+def heavy_ball(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
     r"""Polyak's heavy-ball momentum.
 
     .. math::
@@ -96,34 +116,41 @@ def heavy_ball(lr: Any = 0.01, momentum: float = 0.9) -> Optimizer:
 
     Parameters
     ----------
-    lr : float or schedule
+    lr : float, per-run array or schedule
         Step size :math:`\eta > 0` (default 0.01).
-    momentum : float
+    momentum : float or per-run array
         :math:`\beta \in [0, 1)` (default 0.9, the usual deep-learning value).
     """
-    lr = _lr(lr)
-    beta = _momentum(momentum)
-
-    def init(params: Any, *, batch_ndim: int = 0) -> MomentumState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        return MomentumState(0, batch_ndim, tuple(xp.zeros_like(p) for p in leaves))
-
-    def step(
-        params: Any, grads: Any, state: MomentumState, *, loss: Any = None
-    ) -> tuple[Any, MomentumState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        eta = evaluate(lr, state.count)
-        vel = [beta * v - eta * g for v, g in zip(state.previous, s.grads, strict=True)]
-        new = [p + v for p, v in zip(s.params, vel, strict=True)]
-        return tree_unflatten(s.treedef, new), MomentumState(
-            state.count + 1, state.batch_ndim, tuple(vel)
-        )
-
-    return Optimizer("heavy_ball", init, step, {"lr": lr, "momentum": beta})
+    return Optimizer(
+        "heavy_ball",
+        {"lr": _lr(lr), "momentum": _momentum(momentum)},
+        init=_zeros_previous,
+        update=_heavy_ball_update,
+        state_type=MomentumState,
+    )
 
 
-def nesterov(lr: Any = 0.01, momentum: float = 0.9) -> Optimizer:
+def _copy_previous(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    return {"previous": tuple(ctx.xp.asarray(p, copy=True) for p in leaves)}
+
+
+def _nesterov_update(
+    hp: Hyper,
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: MomentumState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    eta, alpha = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
+    x_new = [y - ctx.leaf(eta, g) * g for y, g in zip(params, grads, strict=True)]
+    y_new = [
+        x + ctx.leaf(alpha, x) * (x - x0) for x, x0 in zip(x_new, state.previous, strict=True)
+    ]
+    return y_new, {"previous": tuple(x_new)}
+
+
+def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
     r"""Nesterov's accelerated gradient in the form of Yang et al. (2018), Eq. 2.1.
 
     .. math::
@@ -136,35 +163,48 @@ def nesterov(lr: Any = 0.01, momentum: float = 0.9) -> Optimizer:
 
     Parameters
     ----------
-    lr : float or schedule
+    lr : float, per-run array or schedule
         Step size :math:`\eta > 0` (default 0.01).
-    momentum : float
+    momentum : float or per-run array
         :math:`\alpha \in [0, 1)` (default 0.9). For a :math:`\mu`-strongly convex problem
         Yang et al. (Sec. 3.2) use :math:`\alpha = (1-\sqrt{\mu\eta})/(1+\sqrt{\mu\eta})`.
     """
-    lr = _lr(lr)
-    alpha = _momentum(momentum)
-
-    def init(params: Any, *, batch_ndim: int = 0) -> MomentumState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        return MomentumState(0, batch_ndim, tuple(xp.asarray(p, copy=True) for p in leaves))
-
-    def step(
-        params: Any, grads: Any, state: MomentumState, *, loss: Any = None
-    ) -> tuple[Any, MomentumState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        eta = evaluate(lr, state.count)
-        x_new = [y - eta * g for y, g in zip(s.params, s.grads, strict=True)]
-        y_new = [x + alpha * (x - x0) for x, x0 in zip(x_new, state.previous, strict=True)]
-        return tree_unflatten(s.treedef, y_new), MomentumState(
-            state.count + 1, state.batch_ndim, tuple(x_new)
-        )
-
-    return Optimizer("nesterov", init, step, {"lr": lr, "momentum": alpha})
+    return Optimizer(
+        "nesterov",
+        {"lr": _lr(lr), "momentum": _momentum(momentum)},
+        init=_copy_previous,
+        update=_nesterov_update,
+        state_type=MomentumState,
+    )
 
 
-def adam(lr: Any = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+def _adam_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    zeros = tuple(ctx.xp.zeros_like(p) for p in leaves)
+    return {"mu": zeros, "nu": zeros}
+
+
+def _adam_update(
+    hp: Hyper, ctx: StepContext, params: list[Any], grads: list[Any], state: AdamState, loss: Any
+) -> tuple[list[Any], dict[str, Any]]:
+    xp = ctx.xp
+    eta, b1, b2, eps = (ctx.hp(hp[k]) for k in ("lr", "b1", "b2", "eps"))
+    t = ctx.t + 1.0
+    # Bias corrections per run, in the parameters' dtype (traceable; no host round trip).
+    c1 = 1.0 - b1**t
+    c2 = 1.0 - b2**t
+    mu, nu, new = [], [], []
+    for p, g, m, v in zip(params, grads, state.mu, state.nu, strict=True):
+        b1l, b2l = ctx.leaf(b1, g), ctx.leaf(b2, g)
+        m = b1l * m + (1.0 - b1l) * g
+        v = b2l * v + (1.0 - b2l) * (g * g)
+        step = ctx.leaf(eta / c1, p) * m / (xp.sqrt(v / ctx.leaf(c2, v)) + ctx.leaf(eps, v))
+        mu.append(m)
+        nu.append(v)
+        new.append(p - step)
+    return new, {"mu": tuple(mu), "nu": tuple(nu)}
+
+
+def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Optimizer:
     r"""Adam (Kingma & Ba, ICLR 2015, Algorithm 1), with bias correction.
 
     .. math::
@@ -177,52 +217,48 @@ def adam(lr: Any = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) 
     with :math:`t` counted from 1 and :math:`m_0 = v_0 = 0`. :math:`\epsilon` is added outside
     the square root, as in the paper's Algorithm 1 (PyTorch's and optax's placement; TF1 differs).
     Under a constant gradient the bias-corrected moments equal :math:`g` and :math:`g^2` from the
-    first step (the reason for the correction, Kingma & Ba Sec. 3).
+    first step (the reason for the correction, Kingma & Ba Sec. 3). The corrections
+    :math:`1-\beta^t` are computed per run in the parameters' dtype from the count array.
 
     Parameters
     ----------
-    lr : float or schedule
+    lr : float, per-run array or schedule
         :math:`\eta > 0`; default 1e-3 (Kingma & Ba, Algorithm 1).
-    b1, b2 : float
+    b1, b2 : float or per-run array
         :math:`\beta_1, \beta_2 \in [0, 1)`; defaults 0.9 and 0.999 (ibid.).
-    eps : float
+    eps : float or per-run array
         :math:`\epsilon \ge 0`; default 1e-8 (ibid.).
     """
-    lr = _lr(lr)
-    b1 = check_real("b1", b1, symbol="β₁", low=0.0, high=1.0, high_open=True)
-    b2 = check_real("b2", b2, symbol="β₂", low=0.0, high=1.0, high_open=True)
-    eps = check_real("eps", eps, symbol="ε", low=0.0)
-
-    def init(params: Any, *, batch_ndim: int = 0) -> AdamState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        zeros = tuple(xp.zeros_like(p) for p in leaves)
-        return AdamState(0, batch_ndim, zeros, zeros)
-
-    def step(
-        params: Any, grads: Any, state: AdamState, *, loss: Any = None
-    ) -> tuple[Any, AdamState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        xp = s.xp
-        t = state.count + 1
-        eta = evaluate(lr, state.count)
-        # Bias corrections in Python float64 (exact enough, and free of device syncs).
-        c1 = 1.0 - b1**t
-        c2 = 1.0 - b2**t
-        mu = tuple(b1 * m + (1.0 - b1) * g for m, g in zip(state.mu, s.grads, strict=True))
-        nu = tuple(b2 * v + (1.0 - b2) * (g * g) for v, g in zip(state.nu, s.grads, strict=True))
-        new = [
-            p - eta * (m / c1) / (xp.sqrt(v / c2) + eps)
-            for p, m, v in zip(s.params, mu, nu, strict=True)
-        ]
-        return tree_unflatten(s.treedef, new), AdamState(t, state.batch_ndim, mu, nu)
-
-    return Optimizer("adam", init, step, {"lr": lr, "b1": b1, "b2": b2, "eps": eps})
+    hp = {
+        "lr": _lr(lr),
+        "b1": check_real("b1", b1, symbol="β₁", low=0.0, high=1.0, high_open=True, per_run=True),
+        "b2": check_real("b2", b2, symbol="β₂", low=0.0, high=1.0, high_open=True, per_run=True),
+        "eps": check_real("eps", eps, symbol="ε", low=0.0, per_run=True),
+    }
+    return Optimizer("adam", hp, init=_adam_init, update=_adam_update, state_type=AdamState)
 
 
-register("sgd", sgd, test_hyperparameters={"lr": 0.1}, family="classic")
 register(
-    "heavy_ball", heavy_ball, test_hyperparameters={"lr": 0.1, "momentum": 0.8}, family="classic"
+    "sgd", sgd, test_hyperparameters={"lr": 0.1}, family="classic", sweep={"lr": (0.05, 0.1, 0.2)}
 )
-register("nesterov", nesterov, test_hyperparameters={"lr": 0.1, "momentum": 0.8}, family="classic")
-register("adam", adam, test_hyperparameters={"lr": 0.05}, family="classic")
+register(
+    "heavy_ball",
+    heavy_ball,
+    test_hyperparameters={"lr": 0.1, "momentum": 0.8},
+    family="classic",
+    sweep={"lr": (0.05, 0.1, 0.2), "momentum": (0.0, 0.5, 0.9)},
+)
+register(
+    "nesterov",
+    nesterov,
+    test_hyperparameters={"lr": 0.1, "momentum": 0.8},
+    family="classic",
+    sweep={"lr": (0.05, 0.1, 0.2), "momentum": (0.0, 0.5, 0.9)},
+)
+register(
+    "adam",
+    adam,
+    test_hyperparameters={"lr": 0.05},
+    family="classic",
+    sweep={"lr": (0.01, 0.05, 0.1), "b1": (0.0, 0.5, 0.9), "b2": (0.9, 0.99, 0.999)},
+)

@@ -46,14 +46,22 @@ Cooling schedules (spec §a.3), each a plain function of the 0-based step ``t`` 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from array_api_compat import array_namespace
 
-from ._base import Optimizer, evaluate, prepare_init, prepare_step, register
-from ._tree import tree_per_run_sum, tree_unflatten
-from ._validate import check_choice, check_int, check_real, check_real_or_schedule
+from ._base import Optimizer, StepContext, register
+from ._tree import tree_per_run_sum
+from ._validate import Bounds, check_int, check_real, check_real_or_schedule
+from .schedules import (
+    COOLING_SCHEDULES,
+    CoolingSchedule,
+    coolmomentum_schedule,
+    rho_geometric_temperature,
+    rho_linear_temperature,
+    rho_paper,
+)
 
 __all__ = [
     "CoolMomentumState",
@@ -66,7 +74,10 @@ __all__ = [
 ]
 
 #: Names accepted by ``coolmomentum(schedule=...)`` and :func:`coolmomentum_schedule`.
-SCHEDULES = ("paper", "geometric_temperature", "linear_temperature", "constant")
+SCHEDULES = (*COOLING_SCHEDULES, "constant")
+
+Hyper = Mapping[str, Any]
+_RHO_BOUNDS = Bounds("schedule", "ρ_t", 0.0, 1.0, high_open=True)
 
 
 class CoolMomentumState(NamedTuple):
@@ -74,141 +85,16 @@ class CoolMomentumState(NamedTuple):
 
     Attributes
     ----------
-    count : int
-        Steps taken; the next step uses :math:`\\rho_t` with ``t = count``.
-    batch_ndim : int
-        Number of leading ensemble axes.
+    count : array
+        Steps taken by each run (``int32``, batch shape); the next step uses
+        :math:`\\rho_t` with ``t = count``.
     displacement : tuple of arrays
         Per leaf, the buffer :math:`x_t = \\theta_{t-1} - \\theta_t` (the last step, sign
         reversed); zeros before the first step.
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     displacement: tuple[Any, ...]
-
-
-def _check_schedule_args(t: int, rho0: float, cool_steps: int) -> tuple[int, float, int]:
-    t = check_int("t", t, symbol="t", low=0)
-    rho0 = check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True)
-    cool_steps = check_int("cool_steps", cool_steps, symbol="S", low=1)
-    return t, rho0, cool_steps
-
-
-def rho_paper(t: int, rho0: float, cool_steps: int) -> float:
-    r"""The paper-era cooling schedule (Eq. 20): :math:`1/(1-\rho)` geometric in ``t``.
-
-    .. math::
-
-        \rho_t = \max\!\left(0,\ 1 - \frac{1-\rho_0}{\alpha^t}\right), \qquad
-        \alpha = (1-\rho_0)^{1/S},
-
-    evaluated as :math:`1 - (1-\rho_0)^{1-t/S}` (the same number without forming
-    :math:`\alpha^t`, which underflows for long runs). ``t`` counts from 0 as in the authors' TF
-    class and PyTorch benchmark class, so :math:`\rho_0` is used on the first step; for
-    :math:`t \ge S` the result is exactly 0 (the formula's rounding could otherwise leave
-    :math:`\pm 10^{-16}` at ``t = S``).
-
-    Parameters
-    ----------
-    t : int
-        0-based step index.
-    rho0 : float
-        Initial momentum coefficient :math:`\rho_0 \in [0, 1)`.
-    cool_steps : int
-        Cooling length :math:`S \ge 1` (total number of iterations in the authors' recipes).
-    """
-    t, rho0, cool_steps = _check_schedule_args(t, rho0, cool_steps)
-    if t >= cool_steps:
-        return 0.0
-    return max(0.0, 1.0 - (1.0 - rho0) ** (1.0 - t / cool_steps))
-
-
-def rho_geometric_temperature(t: int, rho0: float, cool_steps: int) -> float:
-    r"""The 2024 ``Coolmom`` schedule: the temperature :math:`(1+\rho)/(1-\rho)` geometric.
-
-    .. math::
-
-        k_t = r^{\,1 - t/S},\quad r = \frac{1-\rho_0}{1+\rho_0}, \qquad
-        \rho_t = \max\!\left(0, \frac{1-k_t}{1+k_t}\right),
-
-    i.e. :math:`(1+\rho_t)/(1-\rho_t) = ((1+\rho_0)/(1-\rho_0))\,\beta^t` with
-    :math:`\beta = r^{1/S}` (authors' ``optimizers/coolmomentum.py`` at ``ecf69ef``, spec §a.3 B).
-    ``t`` counts from 0; :math:`\rho_t = 0` for :math:`t \ge S`. Parameters as :func:`rho_paper`.
-    """
-    t, rho0, cool_steps = _check_schedule_args(t, rho0, cool_steps)
-    if t >= cool_steps:
-        return 0.0
-    k = ((1.0 - rho0) / (1.0 + rho0)) ** (1.0 - t / cool_steps)
-    return max(0.0, (1.0 - k) / (1.0 + k))
-
-
-def rho_linear_temperature(t: int, rho0: float, cool_steps: int) -> float:
-    r"""The 2024 ``Coollin`` schedule: the temperature :math:`(1+\rho)/(1-\rho)` linear in ``t``.
-
-    .. math::
-
-        \rho_t = \max\!\left(0, \frac{\rho_0 (1 - t/S)}{|1 - \rho_0 t/S|}\right),
-
-    so that :math:`(1+\rho_t)/(1-\rho_t) = (1 + \rho_0 - 2\rho_0 t/S)/(1-\rho_0)` falls linearly
-    to 1 at ``t = S`` (authors' ``optimizers/cool_lin.py`` at ``85da9e2``, spec §a.3 C). ``t``
-    counts from 0; :math:`\rho_t = 0` for :math:`t \ge S`. Parameters as :func:`rho_paper`.
-    """
-    t, rho0, cool_steps = _check_schedule_args(t, rho0, cool_steps)
-    if t >= cool_steps:
-        return 0.0
-    s = t / cool_steps
-    return max(0.0, rho0 * (1.0 - s) / abs(1.0 - rho0 * s))
-
-
-_SCHEDULE_FUNCTIONS: dict[str, Callable[[int, float, int], float]] = {
-    "paper": rho_paper,
-    "geometric_temperature": rho_geometric_temperature,
-    "linear_temperature": rho_linear_temperature,
-}
-
-
-def coolmomentum_schedule(
-    schedule: str, rho0: float, cool_steps: int | None
-) -> Callable[[int], float]:
-    r"""A schedule ``t -> rho_t`` by name, with :math:`\rho_0` and :math:`S` bound.
-
-    ``schedule`` is one of ``"paper"`` (:func:`rho_paper`), ``"geometric_temperature"``
-    (:func:`rho_geometric_temperature`), ``"linear_temperature"``
-    (:func:`rho_linear_temperature`) or ``"constant"`` (:math:`\rho_t = \rho_0`, the README's
-    :math:`\alpha = 1`: "the momentum coefficient is constant … behaves like simple Momentum";
-    ``cool_steps`` is then ignored and may be None).
-    """
-    check_choice("schedule", schedule, SCHEDULES)
-    rho0 = check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True)
-    if schedule == "constant":
-        return _Constant(rho0)
-    if cool_steps is None:
-        raise ValueError(f"cool_steps (S) is required for the {schedule!r} schedule")
-    cool_steps = check_int("cool_steps", cool_steps, symbol="S", low=1)
-    return _Bound(_SCHEDULE_FUNCTIONS[schedule], rho0, cool_steps)
-
-
-class _Constant:
-    def __init__(self, rho0: float) -> None:
-        self.rho0 = rho0
-
-    def __call__(self, t: int) -> float:
-        return self.rho0
-
-    def __repr__(self) -> str:
-        return f"constant(rho0={self.rho0})"
-
-
-class _Bound:
-    def __init__(self, fn: Callable[[int, float, int], float], rho0: float, cool_steps: int):
-        self.fn, self.rho0, self.cool_steps = fn, rho0, cool_steps
-
-    def __call__(self, t: int) -> float:
-        return self.fn(t, self.rho0, self.cool_steps)
-
-    def __repr__(self) -> str:
-        return f"{self.fn.__name__}(rho0={self.rho0}, cool_steps={self.cool_steps})"
 
 
 def coolmomentum_temperature(state: CoolMomentumState) -> Any:
@@ -220,8 +106,9 @@ def coolmomentum_temperature(state: CoolMomentumState) -> Any:
     """
     leaves = list(state.displacement)
     xp = array_namespace(*leaves)
-    total = tree_per_run_sum(xp, [x * x for x in leaves], state.batch_ndim)
-    n = sum(math.prod(x.shape[state.batch_ndim :]) for x in leaves)
+    bn = state.count.ndim
+    total = tree_per_run_sum(xp, [x * x for x in leaves], bn)
+    n = sum(math.prod(x.shape[bn:]) for x in leaves)
     return total / float(n)
 
 
@@ -302,47 +189,57 @@ def coolmomentum(
        accumulation are not part of the optimizer (spec §a.4); the 2024 classes' logging and
        ``period = 391`` are left out.
     """
-    lr = check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0, low_open=True)
-    rho0 = check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True)
-    weight_decay = check_real("weight_decay", weight_decay, symbol="λ", low=0.0)
-    if callable(schedule):
+    hp = {
+        "lr": check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0, low_open=True),
+        "rho0": check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True),
+        "cool_steps": None,
+        "schedule": schedule,
+        "weight_decay": check_real("weight_decay", weight_decay, symbol="λ", low=0.0, per_run=True),
+    }
+    if callable(schedule) and not isinstance(schedule, str):
         rho_of_t = check_real_or_schedule(
             "schedule", schedule, symbol="ρ_t", low=0.0, high=1.0, high_open=True
         )
     else:
         if cool_steps is not None:
-            cool_steps = check_int("cool_steps", cool_steps, symbol="S", low=1)
-        rho_of_t = coolmomentum_schedule(schedule, rho0, cool_steps)
-
-    def init(params: Any, *, batch_ndim: int = 0) -> CoolMomentumState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        return CoolMomentumState(0, batch_ndim, tuple(xp.zeros_like(p) for p in leaves))
-
-    def step(
-        params: Any, grads: Any, state: CoolMomentumState, *, loss: Any = None
-    ) -> tuple[Any, CoolMomentumState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        rho = evaluate(rho_of_t, state.count)
-        coef = evaluate(lr, state.count) * (1.0 + rho) / 2.0
-        if weight_decay:
-            grads_ = [g + weight_decay * p for p, g in zip(s.params, s.grads, strict=True)]
-        else:
-            grads_ = s.grads
-        disp = tuple(rho * x + coef * g for x, g in zip(state.displacement, grads_, strict=True))
-        new = [p - x for p, x in zip(s.params, disp, strict=True)]
-        return tree_unflatten(s.treedef, new), CoolMomentumState(
-            state.count + 1, state.batch_ndim, disp
+            hp["cool_steps"] = check_int("cool_steps", cool_steps, symbol="S", low=1)
+        rho_of_t = coolmomentum_schedule(schedule, hp["rho0"], hp["cool_steps"]).bind(
+            _RHO_BOUNDS
         )
+    return Optimizer(
+        "coolmomentum",
+        hp,
+        derived={"rho": rho_of_t},
+        init=_coolmomentum_init,
+        update=_coolmomentum_update,
+        state_type=CoolMomentumState,
+    )
 
-    hyper = {
-        "lr": lr,
-        "rho0": rho0,
-        "cool_steps": cool_steps,
-        "schedule": schedule,
-        "weight_decay": weight_decay,
-    }
-    return Optimizer("coolmomentum", init, step, hyper)
+
+def _coolmomentum_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    return {"displacement": tuple(ctx.xp.zeros_like(p) for p in leaves)}
+
+
+def _coolmomentum_update(
+    hp: Hyper,
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: CoolMomentumState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    rho = ctx.hp(hp["rho"])
+    coef = ctx.hp(hp["lr"]) * (1.0 + rho) / 2.0
+    wd = hp["weight_decay"]
+    if not isinstance(wd, float) or wd != 0.0:
+        wd = ctx.hp(wd)
+        grads = [g + ctx.leaf(wd, p) * p for p, g in zip(params, grads, strict=True)]
+    disp = tuple(
+        ctx.leaf(rho, x) * x + ctx.leaf(coef, g) * g
+        for x, g in zip(state.displacement, grads, strict=True)
+    )
+    new = [p - x for p, x in zip(params, disp, strict=True)]
+    return new, {"displacement": disp}
 
 
 register(
@@ -355,4 +252,5 @@ register(
         "weight_decay": 0.01,
     },
     family="coolmomentum",
+    sweep={"lr": (0.05, 0.2, 0.4), "weight_decay": (0.0, 0.01, 0.1)},
 )

@@ -34,15 +34,17 @@ Typo decisions (project spec ``coolmomentum-gravity-dyna-yang.md`` §c, read-fir
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace
 
-from ._base import Optimizer, evaluate, prepare_init, prepare_step, register
+from ._base import Optimizer, StepContext, prepare_init, register
 from ._tree import TreeDef, expand_to_leaf, tree_flatten, tree_unflatten
 from ._validate import check_int, check_real, check_real_or_schedule
+from .schedules import DampingRamp, damping_ramp
+
+Hyper = Mapping[str, Any]
 
 __all__ = [
     "DampingRamp",
@@ -67,10 +69,9 @@ class DynaState(NamedTuple):
 
     Attributes
     ----------
-    count : int
-        Steps taken (Algorithm 1's :math:`t` after the step).
-    batch_ndim : int
-        Number of leading ensemble axes.
+    count : array
+        Steps taken by each run (``int32``, batch shape; Algorithm 1's :math:`t` after the
+        step).
     eta : tuple of arrays
         :math:`\eta_t` per leaf, the moving average of :math:`|g|` ("squared angular frequency
         estimate", Eq. 13), not normalised.
@@ -86,8 +87,7 @@ class DynaState(NamedTuple):
         use it.
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     eta: tuple[Any, ...]
     velocity: tuple[Any, ...]
     mu: tuple[Any, ...]
@@ -99,16 +99,15 @@ class DynaPrototypeState(NamedTuple):
 
     Attributes
     ----------
-    count, batch_ndim : int
-        Steps taken; number of ensemble axes.
+    count : array
+        Steps taken by each run (``int32``, batch shape).
     v : tuple of arrays
         :math:`v_t = \beta_1 v_{t-1} + (1-\beta_1)|g_t|` per leaf (Adam's second-moment slot).
     m : tuple of arrays
         :math:`m_t` per leaf (Adam's first-moment slot), the damped velocity.
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     v: tuple[Any, ...]
     m: tuple[Any, ...]
 
@@ -191,51 +190,6 @@ def resolve_fan_in(params: Any, fan_in: FanIn = None, *, batch_ndim: int = 0) ->
 
 # ---------------------------------------------------------------------------------------------
 # Damping ramp (Eq. 22)
-
-
-@dataclass(frozen=True)
-class DampingRamp:
-    r"""The damping-ratio schedule of Eq. 22, generalised to any start and end ratio.
-
-    .. math::
-
-        \frac{1}{2\zeta(t)} = \frac{1}{2\zeta_0}
-            + \Big(\frac{1}{2\zeta_1} - \frac{1}{2\zeta_0}\Big) \min\big(1, (t/T)^2\big),
-
-    which with :math:`\zeta_0 = 0.5`, :math:`\zeta_1 = 1` is the paper's
-    :math:`1/(2\zeta) = 1 - 0.5\min(1, (t/T)^2)`. ``ramp(count)`` evaluates it at Algorithm 1's
-    step index :math:`t = \text{count} + 1` (the library calls schedules with the number of
-    steps already taken; Algorithm 1 increments :math:`t` before using it).
-    """
-
-    T: float
-    zeta_start: float = 0.5
-    zeta_end: float = 1.0
-
-    def __call__(self, count: int) -> float:
-        t = count + 1
-        frac = min(1.0, (t / self.T) ** 2)
-        inv = 0.5 / self.zeta_start + (0.5 / self.zeta_end - 0.5 / self.zeta_start) * frac
-        return 0.5 / inv
-
-
-def damping_ramp(T: float, zeta_start: float = 0.5, zeta_end: float = 1.0) -> DampingRamp:
-    r"""The varying damping ratio of Eq. 22 as a schedule for ``zeta`` / ``b2``.
-
-    Parameters
-    ----------
-    T : float
-        Ramp length in steps, :math:`T > 0`. The paper uses :math:`T = 10 \times n_\text{batches}`
-        (10 epochs of 96 batches, Sec. 5).
-    zeta_start, zeta_end : float
-        :math:`\zeta_0, \zeta_1 \in (0, 2]`; defaults 0.5 and 1.0 give Eq. 22 exactly ("a varying
-        damping ratio increasing from 0.5 to 1.0", Sec. 5). The ratio moves monotonically from
-        :math:`\zeta_0` towards :math:`\zeta_1` and stays at :math:`\zeta_1` from :math:`t = T`.
-    """
-    T = check_real("T", T, symbol="T", low=0.0, low_open=True)
-    z0 = check_real("zeta_start", zeta_start, symbol="ζ₀", low=0.0, high=2.0, low_open=True)
-    z1 = check_real("zeta_end", zeta_end, symbol="ζ₁", low=0.0, high=2.0, low_open=True)
-    return DampingRamp(T, z0, z1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,53 +302,58 @@ def dyna(
     * a schedule for :math:`\zeta` (or :math:`\gamma`) is evaluated at the count of steps
       already taken; :func:`damping_ramp` converts that to Algorithm 1's :math:`t`.
     """
-    gamma = check_real_or_schedule("gamma", gamma, symbol="γ", low=0.0, low_open=True)
-    beta = check_real("beta", beta, symbol="β", low=0.0, high=1.0, high_open=True)
-    zeta = _zeta(zeta)
-    omega_eps = check_real("omega_eps", omega_eps, symbol="ω̂_ε", low=0.0, low_open=True)
-    fan_in = _check_fan_in(fan_in)
+    hp = {
+        "gamma": check_real_or_schedule("gamma", gamma, symbol="γ", low=0.0, low_open=True),
+        "beta": check_real(
+            "beta", beta, symbol="β", low=0.0, high=1.0, high_open=True, per_run=True
+        ),
+        "zeta": _zeta(zeta),
+        "omega_eps": check_real(
+            "omega_eps", omega_eps, symbol="ω̂_ε", low=0.0, low_open=True, per_run=True
+        ),
+        "fan_in": _check_fan_in(fan_in),
+    }
+    return Optimizer("dyna", hp, init=_dyna_init, update=_dyna_update, state_type=DynaState)
 
-    def init(params: Any, *, batch_ndim: int = 0) -> DynaState:
-        xp, leaves, treedef = prepare_init(params, batch_ndim)
-        _fan_ins(fan_in, leaves, treedef, batch_ndim)  # validate the structure early
-        zeros = tuple(xp.zeros_like(p) for p in leaves)
-        mu = tuple(
-            xp.zeros(tuple(p.shape[:batch_ndim]), dtype=p.dtype, device=device(p)) for p in leaves
-        )
-        return DynaState(0, batch_ndim, zeros, zeros, mu, zeros)
 
-    def step(
-        params: Any, grads: Any, state: DynaState, *, loss: Any = None
-    ) -> tuple[Any, DynaState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        xp, bn = s.xp, state.batch_ndim
-        ns = _fan_ins(fan_in, s.params, s.treedef, bn)
-        z = evaluate(zeta, state.count)
-        gam = evaluate(gamma, state.count)
-        kick = (1.0 - beta) / (2.0 * z)
-        new_p, new_eta, new_v, new_mu, new_om = [], [], [], [], []
-        for p, g, eta, v, mu, n in zip(
-            s.params, s.grads, state.eta, state.velocity, state.mu, ns, strict=True
-        ):
-            eta = beta * eta + (1.0 - beta) * xp.abs(g)
-            mu = beta * mu + (1.0 - beta)
-            mu_l = expand_to_leaf(xp, mu, p, bn)
-            omega = xp.sqrt(eta / mu_l) + omega_eps
-            v = beta * v - kick * (g / omega)
-            alpha = 2.0 * gam / n
-            new_p.append(p + alpha * ((v / mu_l) / omega))
-            new_eta.append(eta)
-            new_v.append(v)
-            new_mu.append(mu)
-            new_om.append(omega)
-        new_state = DynaState(
-            state.count + 1, bn, tuple(new_eta), tuple(new_v), tuple(new_mu), tuple(new_om)
-        )
-        return tree_unflatten(s.treedef, new_p), new_state
+def _dyna_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    xp = ctx.xp
+    _fan_ins(hp["fan_in"], leaves, ctx.treedef, ctx.batch_ndim)  # validate the structure early
+    zeros = tuple(xp.zeros_like(p) for p in leaves)
+    mu = tuple(ctx.full(0.0, p.dtype) for p in leaves)
+    return {"eta": zeros, "velocity": zeros, "mu": mu, "omega": zeros}
 
-    hp = {"gamma": gamma, "beta": beta, "zeta": zeta, "omega_eps": omega_eps, "fan_in": fan_in}
-    return Optimizer("dyna", init, step, hp)
+
+def _dyna_update(
+    hp: Hyper, ctx: StepContext, params: list[Any], grads: list[Any], state: DynaState, loss: Any
+) -> tuple[list[Any], dict[str, Any]]:
+    xp, bn = ctx.xp, ctx.batch_ndim
+    ns = _fan_ins(hp["fan_in"], params, ctx.treedef, bn)
+    beta, z, gam, w_eps = (ctx.hp(hp[k]) for k in ("beta", "zeta", "gamma", "omega_eps"))
+    kick = (1.0 - beta) / (2.0 * z)
+    new_p, new_eta, new_v, new_mu, new_om = [], [], [], [], []
+    for p, g, eta, v, mu, n in zip(
+        params, grads, state.eta, state.velocity, state.mu, ns, strict=True
+    ):
+        b = ctx.leaf(beta, p)
+        eta = b * eta + (1.0 - b) * xp.abs(g)
+        mu = beta * mu + (1.0 - beta)
+        mu_l = expand_to_leaf(xp, mu, p, bn)
+        omega = xp.sqrt(eta / mu_l) + ctx.leaf(w_eps, p)
+        v = b * v - ctx.leaf(kick, g) * (g / omega)
+        alpha = ctx.leaf(2.0 * gam / n, p)
+        new_p.append(p + alpha * ((v / mu_l) / omega))
+        new_eta.append(eta)
+        new_v.append(v)
+        new_mu.append(mu)
+        new_om.append(omega)
+    fields = {
+        "eta": tuple(new_eta),
+        "velocity": tuple(new_v),
+        "mu": tuple(new_mu),
+        "omega": tuple(new_om),
+    }
+    return new_p, fields
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +396,7 @@ def dyna_warm_restart(
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_leaves:
             raise ValueError(f"layers must hold leaf indices in [0, {n_leaves}), got {i!r}")
     xp = array_namespace(*state.eta)
-    bn = state.batch_ndim
+    bn = state.count.ndim
     mask = None
     if where is not None:
         if isinstance(where, bool):
@@ -531,40 +490,48 @@ def dyna_prototype(
     into the momentum); no restart (its total weight is the closed form :math:`1-\beta_1^t`;
     use :func:`dyna` with :func:`dyna_restart` for that).
     """
-    lr = check_real_or_schedule("lr", lr, symbol="α", low=0.0, low_open=True)
-    b1 = check_real("b1", b1, symbol="β₁", low=0.0, high=1.0, high_open=True)
-    b2 = _zeta(b2, "b2", "β₂ = ζ")
-    eps = check_real("eps", eps, symbol="ε", low=0.0, low_open=True)
+    hp = {
+        "lr": check_real_or_schedule("lr", lr, symbol="α", low=0.0, low_open=True),
+        "b1": check_real("b1", b1, symbol="β₁", low=0.0, high=1.0, high_open=True, per_run=True),
+        "b2": _zeta(b2, "b2", "β₂ = ζ"),
+        "eps": check_real("eps", eps, symbol="ε", low=0.0, low_open=True, per_run=True),
+    }
+    return Optimizer(
+        "dyna_prototype",
+        hp,
+        init=_prototype_init,
+        update=_prototype_update,
+        state_type=DynaPrototypeState,
+    )
 
-    def init(params: Any, *, batch_ndim: int = 0) -> DynaPrototypeState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        zeros = tuple(xp.zeros_like(p) for p in leaves)
-        return DynaPrototypeState(0, batch_ndim, zeros, zeros)
 
-    def step(
-        params: Any, grads: Any, state: DynaPrototypeState, *, loss: Any = None
-    ) -> tuple[Any, DynaPrototypeState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        xp = s.xp
-        t = state.count + 1
-        alpha = evaluate(lr, state.count)
-        zeta = evaluate(b2, state.count)
-        correction = 1.0 - b1**t  # Python float64: no device sync
-        kick = (1.0 - b1) / (2.0 * zeta)
-        new_p, new_v, new_m = [], [], []
-        for p, g, v, m in zip(s.params, s.grads, state.v, state.m, strict=True):
-            v = b1 * v + (1.0 - b1) * xp.abs(g)
-            v_hat = xp.sqrt(v / correction) + eps
-            m = b1 * m + kick * (g / v_hat)
-            m_hat = m / correction
-            new_p.append(p - alpha * (m_hat / v_hat))
-            new_v.append(v)
-            new_m.append(m)
-        new_state = DynaPrototypeState(t, state.batch_ndim, tuple(new_v), tuple(new_m))
-        return tree_unflatten(s.treedef, new_p), new_state
+def _prototype_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    zeros = tuple(ctx.xp.zeros_like(p) for p in leaves)
+    return {"v": zeros, "m": zeros}
 
-    return Optimizer("dyna_prototype", init, step, {"lr": lr, "b1": b1, "b2": b2, "eps": eps})
+
+def _prototype_update(
+    hp: Hyper,
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: DynaPrototypeState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    xp = ctx.xp
+    alpha, b1, zeta, eps = (ctx.hp(hp[k]) for k in ("lr", "b1", "b2", "eps"))
+    correction = 1.0 - b1 ** (ctx.t + 1.0)  # per run, in the parameters' dtype
+    kick = (1.0 - b1) / (2.0 * zeta)
+    new_p, new_v, new_m = [], [], []
+    for p, g, v, m in zip(params, grads, state.v, state.m, strict=True):
+        b, c = ctx.leaf(b1, g), ctx.leaf(correction, g)
+        v = b * v + (1.0 - b) * xp.abs(g)
+        v_hat = xp.sqrt(v / c) + ctx.leaf(eps, g)
+        m = b * m + ctx.leaf(kick, g) * (g / v_hat)
+        new_p.append(p - ctx.leaf(alpha, p) * ((m / c) / v_hat))
+        new_v.append(v)
+        new_m.append(m)
+    return new_p, {"v": tuple(new_v), "m": tuple(new_m)}
 
 
 register(
@@ -572,10 +539,12 @@ register(
     dyna,
     test_hyperparameters={"gamma": 0.5, "beta": 0.8, "zeta": damping_ramp(4.0), "omega_eps": 1e-8},
     family="dyna",
+    sweep={"gamma": (0.2, 0.5, 1.0), "beta": (0.5, 0.8, 0.9), "zeta": (0.5, 1.0, 2.0)},
 )
 register(
     "dyna_prototype",
     dyna_prototype,
     test_hyperparameters={"lr": 0.1, "b1": 0.8, "b2": 0.6, "eps": 1e-8},
     family="dyna",
+    sweep={"lr": (0.05, 0.1, 0.2), "b1": (0.5, 0.8, 0.9), "b2": (0.5, 1.0, 2.0)},
 )

@@ -47,10 +47,10 @@ frequency :math:`\omega_i` (damping set with :math:`\omega`), and checked by the
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ._base import Optimizer, evaluate, prepare_init, prepare_step, register
-from ._tree import tree_unflatten
+from ._base import Optimizer, StepContext, register
 from ._validate import check_real, check_real_or_schedule
 
 __all__ = [
@@ -68,14 +68,13 @@ class DynamicRelaxationState(NamedTuple):
 
     Attributes
     ----------
-    count, batch_ndim : int
-        Steps taken; number of ensemble axes.
+    count : array
+        Steps taken by each run (``int32``, batch shape).
     velocity : tuple of arrays
         The half-step velocity :math:`v_{t-h/2}` per leaf (zero at rest before the first step).
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     velocity: tuple[Any, ...]
 
 
@@ -190,30 +189,46 @@ def dynamic_relaxation(
     mass = _positive("mass", mass, "m")
     stiffness = _positive("stiffness", stiffness, "k")
     omega = math.sqrt(stiffness / mass)
-    h = 1.0 / omega if h is None else _positive("h", h, "h")
-    zeta = check_real_or_schedule("zeta", zeta, symbol="ζ", low=0.0)
+    hp = {
+        "h": 1.0 / omega if h is None else check_real(
+            "h", h, symbol="h", low=0.0, low_open=True, per_run=True
+        ),
+        "mass": mass,
+        "stiffness": stiffness,
+        "zeta": check_real_or_schedule("zeta", zeta, symbol="ζ", low=0.0),
+    }
+    return Optimizer(
+        "dynamic_relaxation",
+        hp,
+        init=_relaxation_init,
+        update=_relaxation_update,
+        state_type=DynamicRelaxationState,
+        derived={"omega": omega},
+    )
 
-    def init(params: Any, *, batch_ndim: int = 0) -> DynamicRelaxationState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        return DynamicRelaxationState(0, batch_ndim, tuple(xp.zeros_like(p) for p in leaves))
 
-    def step(
-        params: Any, grads: Any, state: DynamicRelaxationState, *, loss: Any = None
-    ) -> tuple[Any, DynamicRelaxationState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        z = evaluate(zeta, state.count)
-        damp = z * omega * h
-        beta = (1.0 - damp) / (1.0 + damp)  # Eq. 10
-        kick = h / (mass * (1.0 + damp))
-        vel = tuple(beta * v - kick * g for v, g in zip(state.velocity, s.grads, strict=True))
-        new = [x + h * v for x, v in zip(s.params, vel, strict=True)]
-        return tree_unflatten(s.treedef, new), DynamicRelaxationState(
-            state.count + 1, state.batch_ndim, vel
-        )
+def _relaxation_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    return {"velocity": tuple(ctx.xp.zeros_like(p) for p in leaves)}
 
-    hp = {"h": h, "mass": mass, "stiffness": stiffness, "zeta": zeta}
-    return Optimizer("dynamic_relaxation", init, step, hp)
+
+def _relaxation_update(
+    hp: Mapping[str, Any],
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: DynamicRelaxationState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    h = ctx.hp(hp["h"])
+    damp = ctx.hp(hp["zeta"]) * hp["omega"] * h
+    beta = (1.0 - damp) / (1.0 + damp)  # Eq. 10
+    kick = h / (hp["mass"] * (1.0 + damp))
+    vel = tuple(
+        ctx.leaf(beta, v) * v - ctx.leaf(kick, g) * g
+        for v, g in zip(state.velocity, grads, strict=True)
+    )
+    new = [x + ctx.leaf(h, v) * v for x, v in zip(params, vel, strict=True)]
+    return new, {"velocity": vel}
 
 
 register(
@@ -221,4 +236,5 @@ register(
     dynamic_relaxation,
     test_hyperparameters={"h": 0.6, "mass": 0.5, "stiffness": 2.0, "zeta": 0.4},
     family="dyna",
+    sweep={"h": (0.3, 0.6, 0.9), "zeta": (0.0, 0.4, 1.0)},
 )

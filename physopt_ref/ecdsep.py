@@ -24,25 +24,24 @@ bottom, so larger η concentrates the measure at small loss (the ECDSep README).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from array_api_compat import device
-
-from ._base import Optimizer, as_per_run, evaluate, prepare_init, prepare_step, register
+from ._base import Optimizer, StepContext, register
 from ._ecd_common import (
-    EVENT_FLOOR,
-    EVENT_NONE,
-    EVENT_UPDATE,
     check_seed,
+    energy_shell_phase,
+    finish_call,
+    initial_momentum,
     int_zeros,
-    lower_floor,
     random_directions,
+    rescale_factor,
     safe_divide,
     scale_tree,
     tree_sq_norm,
 )
-from ._tree import expand_to_leaf, select_tree, tree_unflatten
-from ._validate import check_real, check_real_or_schedule
+from ._tree import select_tree
+from ._validate import check_bool, check_real, check_real_or_schedule, is_array
 
 __all__ = ["ECDSepState", "ecdsep"]
 
@@ -52,10 +51,9 @@ class ECDSepState(NamedTuple):
 
     Attributes
     ----------
-    count : int
-        Calls of ``step`` so far (static; also the counter of the jitter random stream).
-    batch_ndim : int
-        Number of leading ensemble axes.
+    count : array
+        Calls of ``step`` so far, per run (``int32``; also the counter of the jitter random
+        stream).
     momentum : tuple of arrays
         :math:`p` per leaf.
     exp_energy : array
@@ -74,8 +72,7 @@ class ECDSepState(NamedTuple):
         What the last call did: 0 nothing (stopped), 1 update, 3 floor moved.
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     momentum: tuple[Any, ...]
     exp_energy: Any
     p2: Any
@@ -88,12 +85,12 @@ class ECDSepState(NamedTuple):
 
 def ecdsep(
     lr: Any,
-    eta: float,
+    eta: Any,
     *,
-    nu: float = 1e-5,
-    s: float = 1.0,
-    f0: float = 0.0,
-    delta_e: float | None = None,
+    nu: Any = 1e-5,
+    s: Any = 1.0,
+    f0: Any = 0.0,
+    delta_e: Any = None,
     rescale: bool = True,
     weight_decay: float = 0.0,
     eps1: float = 1e-10,
@@ -193,147 +190,131 @@ def ecdsep(
        equal up to rounding); ``e^E`` and :math:`p_0` are set on the run's first update (the
        code re-initialises on each call while ``iteration == 0``: the same thing).
     """
-    lr = check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True)
-    eta = check_real("eta", eta, symbol="η", low=0.0, low_open=True)
-    nu = check_real("nu", nu, symbol="ν", low=0.0)
-    s = check_real("s", s, symbol="s", low=0.0)
-    f0 = check_real("f0", f0, symbol="F₀")
+    s = check_real("s", s, symbol="s", low=0.0, per_run=True)
     if delta_e is None:
-        delta_e = 0.0 if s == 1.0 else 1.0
-    delta_e = check_real("delta_e", delta_e, symbol="δE", low=0.0)
-    weight_decay = check_real("weight_decay", weight_decay, symbol="wd", low=0.0)
-    eps1 = check_real("eps1", eps1, symbol="ε₁", low=0.0)
-    eps2 = check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0)
-    seed = check_seed(seed)
-    rescale = bool(rescale)
-    f0_tuning = bool(f0_tuning)
-
-    def init(params: Any, *, batch_ndim: int = 0) -> ECDSepState:
-        xp, leaves, _ = prepare_init(params, batch_ndim)
-        like = leaves[0]
-        bshape = tuple(like.shape[:batch_ndim])
-        dev = device(like)
-        zeros = xp.zeros(bshape, dtype=like.dtype, device=dev)
-        return ECDSepState(
-            count=0,
-            batch_ndim=batch_ndim,
-            momentum=tuple(xp.zeros_like(p) for p in leaves),
-            exp_energy=zeros,
-            p2=zeros,
-            potential=zeros,
-            floor=xp.full(bshape, f0, dtype=like.dtype, device=dev),
-            iteration=int_zeros(xp, bshape, like),
-            started=xp.zeros(bshape, dtype=xp.bool, device=dev),
-            event=int_zeros(xp, bshape, like),
-        )
-
-    def step(
-        params: Any, grads: Any, state: ECDSepState, *, loss: Any = None
-    ) -> tuple[Any, ECDSepState]:
-        bn = state.batch_ndim
-        st = prepare_step(params, grads, bn)
-        xp = st.xp
-        loss_arr = as_per_run(xp, loss, st.params[0], st.batch_shape, "loss")
-        dt = evaluate(lr, state.count)
-
-        if weight_decay != 0.0:
-            f_tilde = loss_arr + 0.5 * weight_decay * tree_sq_norm(xp, st.params, bn)
-            force = [g + weight_decay * q for g, q in zip(st.grads, st.params, strict=True)]
-        else:
-            f_tilde, force = loss_arr, list(st.grads)
-        gap = f_tilde - state.floor
-        positive = gap > 0.0
-        one = xp.ones_like(gap)
-        gap_s = xp.where(positive, gap, one)
-        V = xp.where(positive, gap_s**eta, xp.zeros_like(gap))
-        if f0_tuning:
-            active = V > 0.0
-            retune = gap <= 0.0
-        else:
-            active = V > eps2
-            retune = xp.zeros_like(active)
-        Vs = xp.where(active, V, one)
-
-        # The run's first update fixes e^E = V0 (s + δE) and p0 = -sqrt(δE) g/|g|.
-        init_now = active & ~state.started
-        exp_energy = xp.where(init_now, Vs * (s + delta_e), state.exp_energy)
-        g2 = tree_sq_norm(xp, st.grads, bn)
-        coef0 = -safe_divide(xp, xp.sqrt(delta_e * one), xp.sqrt(g2), g2 > 0.0)
-        p = select_tree(xp, init_now, scale_tree(xp, st.grads, coef0, bn), state.momentum, bn)
-
-        if rescale:
-            p2 = tree_sq_norm(xp, p, bn)
-            target = exp_energy / Vs - s
-            keep = (xp.abs(target - p2) < eps1) | (target < 0.0) | (p2 == 0.0)
-            c = xp.where(keep, one, xp.sqrt(safe_divide(xp, target, p2, ~keep)))
-        else:
-            c = one
-
-        # Kick with -Δt ∇log V = -Δt η ∇F̃ / (F̃ - F0) (current floor: no force-term bug).
-        kick = dt * eta / gap_s
-        p_k = [
-            expand_to_leaf(xp, c, a, bn) * a - expand_to_leaf(xp, kick, f, bn) * f
-            for a, f in zip(p, force, strict=True)
-        ]
-        p2k = tree_sq_norm(xp, p_k, bn)
-        norm = xp.sqrt(p2k)
-        move = safe_divide(xp, 2.0 * dt * one, s + p2k, (s + p2k) > 0.0)
-        q_new = [
-            q + expand_to_leaf(xp, move, a, bn) * a for q, a in zip(st.params, p_k, strict=True)
-        ]
-
-        # ν-jitter: u = p/|p| + ν z, then p = |p| u/|u| (exact norm restore).
-        moving = norm > 0.0
-        if nu > 0.0:
-            z = random_directions(
-                xp, p_k, seed=seed, counter=state.count, batch_ndim=bn, law="isotropic"
+        if is_array(s):
+            raise ValueError(
+                "delta_e (δE) must be given when s is a per-run array (its default depends on "
+                "whether s == 1)"
             )
-            unit = scale_tree(xp, p_k, safe_divide(xp, one, norm, moving), bn)
-            u = [a + nu * b for a, b in zip(unit, z, strict=True)]
-            u2 = tree_sq_norm(xp, u, bn)
-            fac = safe_divide(xp, norm, xp.sqrt(u2), moving & (u2 > 0.0))
-            p_j = select_tree(xp, moving, scale_tree(xp, u, fac, bn), p_k, bn)
-        else:
-            p_j = p_k
-
-        p_new = select_tree(xp, active, p_j, p, bn)
-        q_out = select_tree(xp, active, q_new, st.params, bn)
-        floor = lower_floor(xp, f_tilde, state.floor, retune) if f0_tuning else state.floor
-        zero_i = xp.zeros_like(state.iteration)
-        event = xp.where(
-            active,
-            zero_i + EVENT_UPDATE,
-            xp.where(retune, zero_i + EVENT_FLOOR, zero_i + EVENT_NONE),
-        )
-        new_state = ECDSepState(
-            count=state.count + 1,
-            batch_ndim=bn,
-            momentum=tuple(p_new),
-            exp_energy=exp_energy,
-            p2=tree_sq_norm(xp, p_new, bn),
-            potential=V,
-            floor=floor,
-            iteration=state.iteration + xp.astype(active, state.iteration.dtype),
-            started=state.started | active,
-            event=event,
-        )
-        return tree_unflatten(st.treedef, q_out), new_state
-
-    hyper = {
-        "lr": lr,
-        "eta": eta,
-        "nu": nu,
+        delta_e = 0.0 if s == 1.0 else 1.0
+    hp = {
+        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
+        "eta": check_real("eta", eta, symbol="η", low=0.0, low_open=True, per_run=True),
+        "nu": check_real("nu", nu, symbol="ν", low=0.0, per_run=True),
         "s": s,
-        "f0": f0,
-        "delta_e": delta_e,
-        "rescale": rescale,
-        "weight_decay": weight_decay,
-        "eps1": eps1,
-        "eps2": eps2,
-        "seed": seed,
-        "f0_tuning": f0_tuning,
+        "f0": check_real("f0", f0, symbol="F₀", per_run=True),
+        "delta_e": check_real("delta_e", delta_e, symbol="δE", low=0.0, per_run=True),
+        "rescale": check_bool("rescale", rescale),
+        "weight_decay": check_real("weight_decay", weight_decay, symbol="wd", low=0.0),
+        "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
+        "eps2": check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
+        "seed": check_seed(seed),
+        "f0_tuning": check_bool("f0_tuning", f0_tuning),
     }
-    return Optimizer("ecdsep", init, step, hyper, needs_loss=True)
+    return Optimizer(
+        "ecdsep",
+        hp,
+        init=_ecdsep_init,
+        update=_ecdsep_update,
+        state_type=ECDSepState,
+        needs_loss=True,
+    )
+
+
+def _ecdsep_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    xp = ctx.xp
+    zeros = ctx.full(0.0)
+    return {
+        "momentum": tuple(xp.zeros_like(p) for p in leaves),
+        "exp_energy": zeros,
+        "p2": zeros,
+        "potential": zeros,
+        "floor": ctx.full(ctx.hp(hp["f0"])),
+        "iteration": int_zeros(ctx),
+        "started": ctx.full(False, xp.bool),
+        "event": int_zeros(ctx),
+    }
+
+
+def _ecdsep_update(
+    hp: Mapping[str, Any],
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: ECDSepState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    xp, bn = ctx.xp, ctx.batch_ndim
+    dt, eta, nu, s, delta_e = (ctx.hp(hp[k]) for k in ("lr", "eta", "nu", "s", "delta_e"))
+    wd = hp["weight_decay"]
+
+    if wd != 0.0:
+        f_tilde = loss + 0.5 * wd * tree_sq_norm(xp, params, bn)
+        force = [g + wd * q for g, q in zip(grads, params, strict=True)]
+    else:
+        f_tilde, force = loss, list(grads)
+    gap = f_tilde - state.floor
+    positive = gap > 0.0
+    one = xp.ones_like(gap)
+    gap_s = xp.where(positive, gap, one)
+    V = xp.where(positive, gap_s**eta, xp.zeros_like(gap))
+    active, retune, init_now = energy_shell_phase(
+        xp, V, tuning=hp["f0_tuning"], eps2=hp["eps2"], started=state.started
+    )
+    Vs = xp.where(active, V, one)
+
+    # The run's first update fixes e^E = V0 (s + δE) and p0 = -sqrt(δE) g/|g|.
+    exp_energy = xp.where(init_now, Vs * (s + delta_e), state.exp_energy)
+    p = initial_momentum(xp, grads, xp.sqrt(delta_e * one), init_now, state.momentum, bn)
+
+    if hp["rescale"]:
+        c = rescale_factor(xp, tree_sq_norm(xp, p, bn), exp_energy / Vs - s, hp["eps1"])
+    else:
+        c = one
+
+    # Kick with -Δt ∇log V = -Δt η ∇F̃ / (F̃ - F0) (current floor: no force-term bug).
+    kick = dt * eta / gap_s
+    p_k = [
+        ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, force, strict=True)
+    ]
+    p2k = tree_sq_norm(xp, p_k, bn)
+    norm = xp.sqrt(p2k)
+    move = safe_divide(xp, 2.0 * dt * one, s + p2k, (s + p2k) > 0.0)
+    q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, p_k, strict=True)]
+
+    # ν-jitter: u = p/|p| + ν z, then p = |p| u/|u| (exact norm restore).
+    moving = norm > 0.0
+    if is_array(nu) or nu > 0.0:
+        z = random_directions(
+            xp, p_k, seed=hp["seed"], counter=ctx.count, batch_ndim=bn, law="isotropic"
+        )
+        unit = scale_tree(xp, p_k, safe_divide(xp, one, norm, moving), bn)
+        u = [a + ctx.leaf(nu, b) * b for a, b in zip(unit, z, strict=True)]
+        u2 = tree_sq_norm(xp, u, bn)
+        fac = safe_divide(xp, norm, xp.sqrt(u2), moving & (u2 > 0.0))
+        p_j = select_tree(xp, moving, scale_tree(xp, u, fac, bn), p_k, bn)
+    else:
+        p_j = p_k
+
+    p_new = select_tree(xp, active, p_j, p, bn)
+    q_out = select_tree(xp, active, q_new, params, bn)
+    fields = {
+        "momentum": tuple(p_new),
+        "exp_energy": exp_energy,
+        "p2": tree_sq_norm(xp, p_new, bn),
+        "potential": V,
+        **finish_call(
+            ctx,
+            state,
+            update=active,
+            active=active,
+            retune=retune,
+            floor_value=f_tilde,
+            tuning=hp["f0_tuning"],
+        ),
+    }
+    return q_out, fields
 
 
 register(
@@ -354,4 +335,5 @@ register(
     family="ecd",
     stochastic=True,
     smooth=False,
+    sweep={"lr": (0.1, 0.3, 0.5), "eta": (1.0, 1.5, 2.0), "nu": (0.0, 0.1, 0.2)},
 )

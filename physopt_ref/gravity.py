@@ -25,14 +25,17 @@ zero and no warning.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ._base import Optimizer, prepare_init, prepare_step, register
-from ._tree import expand_to_leaf, per_run_max, tree_unflatten
+from ._base import Optimizer, StepContext, register
+from ._tree import expand_to_leaf, per_run_max
 from ._validate import check_int, check_real
-from .backends import asarray_like, host_normal
+from .backends import normal
 
 __all__ = ["GravityState", "gravity", "gravity_beta_hat", "gravity_zeta"]
+
+Hyper = Mapping[str, Any]
 
 
 class GravityState(NamedTuple):
@@ -40,18 +43,19 @@ class GravityState(NamedTuple):
 
     Attributes
     ----------
-    count : int
-        Steps taken.
-    batch_ndim : int
-        Number of leading ensemble axes.
+    count : array
+        Steps taken by each run (``int32``, batch shape).
     velocity : tuple of arrays
         Per leaf, the velocity :math:`V` (:math:`V_0` before the first step); the step is
         :math:`-l V`.
     """
 
-    count: int
-    batch_ndim: int
+    count: Any
     velocity: tuple[Any, ...]
+
+
+def _beta_hat(beta: Any, t: Any) -> Any:
+    return (beta * t + 1.0) / (t + 2.0)
 
 
 def gravity_beta_hat(beta: float, t: int) -> float:
@@ -63,7 +67,7 @@ def gravity_beta_hat(beta: float, t: int) -> float:
     """
     beta = check_real("beta", beta, symbol="β", low=0.0, high=1.0)
     t = check_int("t", t, symbol="t", low=0)
-    return (beta * t + 1.0) / (t + 2.0)
+    return _beta_hat(beta, float(t))
 
 
 def gravity_zeta(xp: Any, g: Any, batch_ndim: int = 0) -> Any:
@@ -77,10 +81,39 @@ def gravity_zeta(xp: Any, g: Any, batch_ndim: int = 0) -> Any:
     return g / (1.0 + u * u)
 
 
+def _gravity_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    # V0 ~ N(0, (alpha/l)^2) per element (Eqs. 27, 30), drawn on the device at counter 0.
+    sigma = ctx.hp(hp["alpha"]) / ctx.hp(hp["lr"])
+    v0 = tuple(
+        ctx.leaf(sigma, p)
+        * normal(hp["seed"], 0, tuple(p.shape), like=p, batch_ndim=ctx.batch_ndim, stream=i)
+        for i, p in enumerate(leaves)
+    )
+    return {"velocity": v0}
+
+
+def _gravity_update(
+    hp: Hyper,
+    ctx: StepContext,
+    params: list[Any],
+    grads: list[Any],
+    state: GravityState,
+    loss: Any,
+) -> tuple[list[Any], dict[str, Any]]:
+    lr = ctx.hp(hp["lr"])
+    bh = _beta_hat(ctx.hp(hp["beta"]), ctx.t + float(hp["t_start"]))
+    vel = tuple(
+        ctx.leaf(bh, v) * v + ctx.leaf(1.0 - bh, v) * gravity_zeta(ctx.xp, g, ctx.batch_ndim)
+        for v, g in zip(state.velocity, grads, strict=True)
+    )
+    new = [p - ctx.leaf(lr, p) * v for p, v in zip(params, vel, strict=True)]
+    return new, {"velocity": vel}
+
+
 def gravity(
-    lr: float = 0.1,
-    alpha: float = 0.01,
-    beta: float = 0.9,
+    lr: Any = 0.1,
+    alpha: Any = 0.01,
+    beta: Any = 0.9,
     seed: int = 0,
     t_start: int = 0,
 ) -> Optimizer:
@@ -139,39 +172,16 @@ def gravity(
     6. The maximum is over a whole leaf, per ensemble member: no per-row or per-channel maxima,
        as in both official classes.
     """
-    lr = check_real("lr", lr, symbol="l", low=0.0, low_open=True)
-    alpha = check_real("alpha", alpha, symbol="α", low=0.0)
-    beta = check_real("beta", beta, symbol="β", low=0.0, high=1.0)
-    seed = check_int("seed", seed, symbol="seed", low=0)
-    t_start = check_int("t_start", t_start, symbol="t₀", low=0, high=1)
-    sigma = alpha / lr
-
-    def init(params: Any, *, batch_ndim: int = 0) -> GravityState:
-        _, leaves, _ = prepare_init(params, batch_ndim)
-        v0 = tuple(
-            asarray_like(
-                sigma * host_normal(seed, 0, tuple(p.shape), batch_ndim=batch_ndim, stream=i), p
-            )
-            for i, p in enumerate(leaves)
-        )
-        return GravityState(0, batch_ndim, v0)
-
-    def step(
-        params: Any, grads: Any, state: GravityState, *, loss: Any = None
-    ) -> tuple[Any, GravityState]:
-        del loss
-        s = prepare_step(params, grads, state.batch_ndim)
-        xp = s.xp
-        bh = gravity_beta_hat(beta, state.count + t_start)
-        vel = tuple(
-            bh * v + (1.0 - bh) * gravity_zeta(xp, g, state.batch_ndim)
-            for v, g in zip(state.velocity, s.grads, strict=True)
-        )
-        new = [p - lr * v for p, v in zip(s.params, vel, strict=True)]
-        return tree_unflatten(s.treedef, new), GravityState(state.count + 1, state.batch_ndim, vel)
-
-    hyper = {"lr": lr, "alpha": alpha, "beta": beta, "seed": seed, "t_start": t_start}
-    return Optimizer("gravity", init, step, hyper)
+    hp = {
+        "lr": check_real("lr", lr, symbol="l", low=0.0, low_open=True, per_run=True),
+        "alpha": check_real("alpha", alpha, symbol="α", low=0.0, per_run=True),
+        "beta": check_real("beta", beta, symbol="β", low=0.0, high=1.0, per_run=True),
+        "seed": check_int("seed", seed, symbol="seed", low=0, high=2**64 - 1),
+        "t_start": check_int("t_start", t_start, symbol="t₀", low=0, high=1),
+    }
+    return Optimizer(
+        "gravity", hp, init=_gravity_init, update=_gravity_update, state_type=GravityState
+    )
 
 
 register(
@@ -180,5 +190,6 @@ register(
     test_hyperparameters={"lr": 0.1, "alpha": 0.05, "beta": 0.9, "seed": 3, "t_start": 0},
     family="gravity",
     stochastic=True,
+    sweep={"lr": (0.05, 0.1, 0.2), "alpha": (0.0, 0.05, 0.1), "beta": (0.5, 0.9, 1.0)},
     smooth=False,
 )

@@ -4,6 +4,9 @@ Backends: numpy and array_api_strict always; torch, jax and cupy when they impor
 a GPU). ``PHYSOPT_BACKENDS=numpy,torch`` selects a subset; naming a backend that is not installed
 is an error, not a silent skip.
 
+Every step runs with the library's full input checks on (``physopt_ref.set_debug_checks``), and
+JAX runs with x64 enabled (float64), which the library itself never changes.
+
 Hypothesis: the ``deterministic`` profile (derandomised, no example database) is the default, so
 CI runs are reproducible; ``HYPOTHESIS_PROFILE=explore`` draws fresh examples.
 """
@@ -12,9 +15,23 @@ from __future__ import annotations
 
 import os
 
+import importlib.util
+
 import hypothesis
 import pytest
 from physopt_ref.backends import BACKENDS, available_backends, get_namespace
+
+import physopt_ref
+
+# The tests run every step with the full input checks (the library's debug switch).
+physopt_ref.set_debug_checks(True)
+
+# float64 on JAX needs its x64 flag. The library never sets it (a backend's global setting);
+# the tests do, and the float32 compilation tests turn it off locally (jax.enable_x64(False)).
+if importlib.util.find_spec("jax") is not None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
 
 hypothesis.settings.register_profile(
     "deterministic",

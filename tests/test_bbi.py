@@ -354,7 +354,7 @@ def test_float32_run_stays_finite() -> None:
         loss, grads = loss_grad_xp(xp, params)
         params, state = opt.step(params, grads, state, loss=loss)
     assert all(p.dtype == xp.float32 and np.all(np.isfinite(p)) for p in params)
-    assert state.energy.dtype == xp.float32 and state.fixed_counter.dtype == xp.int64
+    assert state.energy.dtype == xp.float32 and state.fixed_counter.dtype == xp.int32
 
 
 @pytest.mark.parametrize(

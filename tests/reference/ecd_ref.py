@@ -5,7 +5,8 @@ leaves, each a flat list of floats (with its shape kept only to draw the random 
 Equations: ``shared/specs/ecd.md`` §1.3-1.4 (BBI), §2 (ΔV tuning), §3.2 (ECDSep), with the
 project's decisions (whole-tree initial normalisation, seeded draws, no NaN guards) documented in
 ``physopt_ref.bbi`` / ``physopt_ref.ecdsep``. The random numbers are the project's counter-based
-stream (``host_uniform`` / ``host_normal``, seed, call count, leaf index), taken as data.
+Philox-4x32-10 stream (seed, call count, leaf index as the stream), computed by the independent
+Python-integer reference ``philox_ref`` (not by the library).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from physopt_ref.backends import host_normal, host_uniform
+from . import philox_ref
 
 Leaves = list[list[float]]
 LossGrad = Callable[[Leaves], tuple[float, Leaves]]
@@ -30,11 +31,9 @@ def _sq(leaves: Leaves) -> float:
 def _draw(kind: str, seed: int, count: int, shapes: list[tuple[int, ...]]) -> Leaves:
     out = []
     for i, shape in enumerate(shapes):
-        if kind == "cube":
-            vals = host_uniform(seed, count, shape, stream=i).ravel()
-            out.append([float(v) - 0.5 for v in vals])
-        else:
-            out.append([float(v) for v in host_normal(seed, count, shape, stream=i).ravel()])
+        law = "uniform" if kind == "cube" else "normal"
+        vals = philox_ref.draw(law, seed, count, shape, 0, i, 64).ravel()
+        out.append([float(v) - 0.5 if kind == "cube" else float(v) for v in vals])
     return out
 
 

@@ -1,0 +1,201 @@
+"""The counter-based generator: Philox-4x32-10 on the device, checked against published vectors.
+
+Known-answer vectors: Random123 ``kat_vectors`` (``girving/random123-manual``,
+``examples/kat_vectors``), the philox4x32 rows with 10 rounds, as recorded in the project spec
+``random-draws.md``. The host reference ``tests/reference/philox_ref.py`` is an independent
+implementation on Python integers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from array_api_compat import is_jax_namespace
+from hypothesis import given
+from hypothesis import strategies as st
+from physopt_ref.backends import host_normal, host_uniform, normal, philox4x32, random_bits, uniform
+from physopt_ref.backends import to_numpy
+
+from .helpers import assert_like
+from .reference import philox_ref as ref
+
+# ctr0-3 | key0-1 | expected0-3 (Random123 kat_vectors, philox4x32 10 rounds)
+KAT = [
+    ((0x00000001, 0, 0, 0), (0x00000001, 0), (0xAC08141B, 0xDFC5CCBE, 0x79C07A47, 0xA7F66093)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0x00000001, 0),
+        (0x38527B8F, 0xFAD9A48C, 0x20E675C0, 0xF2FEA26A),
+    ),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0, 0x00000001),
+        (0x126514C3, 0xD1898B69, 0xDA2707B3, 0x6E6FB436),
+    ),
+    ((0, 0, 0x80000000, 0), (0, 0x80000000), (0xAE56CA02, 0x7609BA67, 0x25ABD7DF, 0x46CE39A3)),
+    (
+        (0x452821E6, 0x38D01377, 0xBE5466CF, 0x34E90C6C),
+        (0, 0xFFFFFFFF),
+        (0x72CE44B3, 0xB44F9B78, 0x49AF0267, 0x726813AC),
+    ),
+]
+
+
+def _words_dtype(xp: Any) -> Any:
+    if is_jax_namespace(xp):
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return xp.uint32
+    return xp.int64
+
+
+def _kat_arrays(xp: Any) -> tuple[list[Any], list[Any], np.ndarray]:
+    dt = _words_dtype(xp)
+    ctr = [xp.asarray([row[0][i] for row in KAT], dtype=dt) for i in range(4)]
+    key = [xp.asarray([row[1][i] for row in KAT], dtype=dt) for i in range(2)]
+    expected = np.asarray([row[2] for row in KAT], dtype=np.int64).T
+    return ctr, key, expected
+
+
+def test_reference_matches_known_answers() -> None:
+    for ctr, key, expected in KAT:
+        assert ref.philox4x32_10(ctr, key) == expected
+
+
+def test_known_answer_vectors(xp: Any) -> None:
+    ctr, key, expected = _kat_arrays(xp)
+    out = philox4x32(xp, ctr, key)
+    for lane, want in zip(out, expected, strict=True):
+        np.testing.assert_array_equal(to_numpy(lane).astype(np.int64), want)
+
+
+def test_known_answer_vectors_jax_without_x64() -> None:
+    """JAX's default 32-bit mode has no int64: the uint32 carriers give the same words."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    with jax.enable_x64(False):
+        ctr, key, expected = _kat_arrays(jnp)
+        assert ctr[0].dtype == jnp.uint32
+        out = philox4x32(jnp, ctr, key)
+        for lane, want in zip(out, expected, strict=True):
+            np.testing.assert_array_equal(np.asarray(lane).astype(np.int64), want)
+        words = random_bits(jnp, 2**32 - 2, 2**31 + 5, (3,), 6, stream=2**32 - 4)
+    host = np.asarray(
+        [ref.member_words(2**32 - 2, k, 2**31 + 5, 2**32 - 4, 6) for k in range(3)]
+    )
+    np.testing.assert_array_equal(np.asarray(words).astype(np.int64), host)
+
+
+@given(
+    seed=st.integers(0, 2**64 - 8),
+    counter=st.integers(0, 2**32 - 1),
+    stream=st.integers(0, 2**32 - 1),
+    n_words=st.integers(1, 11),
+)
+def test_words_match_the_host_reference(
+    seed: int, counter: int, stream: int, n_words: int, xp: Any
+) -> None:
+    """Same integer bits on every backend, for any key (the seed + member carry included)."""
+    words = random_bits(xp, seed, counter, (2, 2), n_words, stream=stream)
+    host = [ref.member_words(seed, k, counter, stream, n_words) for k in range(4)]
+    got = to_numpy(words).astype(np.int64).reshape(4, n_words)
+    np.testing.assert_array_equal(got, np.asarray(host, dtype=np.int64))
+
+
+@pytest.mark.parametrize("kind", ["uniform", "normal"])
+@pytest.mark.parametrize("bits", [32, 64])
+def test_floats_match_the_host_reference(kind: str, bits: int, xp: Any) -> None:
+    dtype = xp.float32 if bits == 32 else xp.float64
+    like = xp.zeros(1, dtype=dtype)
+    fn = uniform if kind == "uniform" else normal
+    got = fn(11, 4, (3, 7), like=like, batch_ndim=1, stream=2)
+    assert_like(got, xp, dtype, (3, 7))
+    want = ref.draw(kind, 11, 4, (3, 7), 1, 2, bits)
+    if kind == "uniform":  # exact: integer bits times a power of two
+        np.testing.assert_array_equal(to_numpy(got), want.astype(to_numpy(got).dtype))
+    else:  # a few ulps: the backends' log, cos and sin differ in the last bits
+        rtol = 2e-6 if bits == 32 else 1e-13
+        np.testing.assert_allclose(to_numpy(got), want, rtol=rtol, atol=rtol)
+
+
+def test_same_numbers_on_every_backend(xp: Any) -> None:
+    like = xp.zeros(1, dtype=xp.float64)
+    z = normal(7, 3, (4, 5), like=like, stream=2)
+    np.testing.assert_allclose(to_numpy(z), host_normal(7, 3, (4, 5), stream=2), rtol=1e-13)
+    u = uniform(7, 3, (6,), like=like)
+    np.testing.assert_array_equal(to_numpy(u), host_uniform(7, 3, (6,)))
+
+
+def test_per_member_counters(xp: Any) -> None:
+    """A counter array gives each member the draw of its own count (ensembles at any step)."""
+    like = xp.zeros(1, dtype=xp.float64)
+    counts = xp.asarray([3, 0, 9], dtype=xp.int32)
+    ens = to_numpy(normal(5, counts, (3, 4), like=like, batch_ndim=1, stream=1))
+    for k, c in enumerate([3, 0, 9]):
+        np.testing.assert_allclose(ens[k], host_normal(5 + k, c, (4,), stream=1), rtol=1e-13)
+
+
+def test_draws_depend_on_every_key() -> None:
+    base = host_normal(1, 2, (50,), stream=3)
+    for other in (
+        host_normal(2, 2, (50,), stream=3),
+        host_normal(1, 3, (50,), stream=3),
+        host_normal(1, 2, (50,), stream=4),
+    ):
+        assert not np.allclose(base, other)
+    np.testing.assert_array_equal(base, host_normal(1, 2, (50,), stream=3))
+
+
+def test_ensemble_member_k_is_seed_plus_k() -> None:
+    ens = host_normal(10, 5, (2, 3, 4), batch_ndim=2, stream=1)
+    for k, index in enumerate(np.ndindex(2, 3)):
+        np.testing.assert_array_equal(ens[index], host_normal(10 + k, 5, (4,), stream=1))
+
+
+def test_float32_is_float64_rounded_for_uniforms(xp: Any) -> None:
+    """Both precisions read the same first word: float32 is the float64 value's top 24 bits."""
+    u32 = to_numpy(uniform(3, 1, (1, 1), like=xp.zeros(1, dtype=xp.float32), batch_ndim=1))
+    u64 = to_numpy(uniform(3, 1, (1, 1), like=xp.zeros(1, dtype=xp.float64), batch_ndim=1))
+    assert abs(float(u32[0, 0]) - float(u64[0, 0])) < 2.0**-24
+
+
+def test_distribution_moments() -> None:
+    """Mean, variance and a Kolmogorov-Smirnov check on 2·10⁵ draws (fixed keys)."""
+    from scipy import stats
+
+    z = host_normal(123, 0, (200_000,))
+    assert abs(z.mean()) < 4 / np.sqrt(z.size)
+    assert abs(z.var() - 1) < 4 * np.sqrt(2 / z.size)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    u = host_uniform(123, 0, (200_000,))
+    assert u.min() >= 0 and u.max() < 1
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    z32 = np.asarray(normal(9, 0, (200_000,), like=np.zeros(1, dtype=np.float32)))
+    assert z32.dtype == np.float32 and np.all(np.isfinite(z32))
+    assert stats.kstest(z32.astype(np.float64), "norm").pvalue > 1e-3
+    # neighbouring counters, streams and members are uncorrelated
+    a = host_normal(5, 0, (100_000,))
+    for b in (host_normal(5, 1, (100_000,)), host_normal(5, 0, (100_000,), stream=1),
+              host_normal(6, 0, (100_000,))):
+        assert abs(np.corrcoef(a, b)[0, 1]) < 4 / np.sqrt(a.size)
+
+
+def test_bad_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        host_normal(-1, 0, (3,))
+    with pytest.raises(ValueError, match="seed"):
+        host_normal(2**64, 0, (3,))
+    with pytest.raises(TypeError, match="counter"):
+        host_normal(0, 1.5, (3,))
+    with pytest.raises(ValueError, match="counter"):
+        host_normal(0, 2**32, (3,))
+    with pytest.raises(TypeError, match="counter"):
+        normal(0, np.asarray([0.5]), (1, 3), like=np.zeros(1), batch_ndim=1)
+    with pytest.raises(ValueError, match="batch_ndim"):
+        host_normal(0, 0, (3,), batch_ndim=2)
+    with pytest.raises(TypeError, match="floating"):
+        normal(0, 0, (3,), like=np.zeros(1, dtype=np.int64))
