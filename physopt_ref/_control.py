@@ -19,10 +19,10 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
-__all__ = ["if_any"]
+__all__ = ["host_resident", "if_any", "uniform_value"]
 
 
-def _host_resident(xp: Any, pred: Any) -> bool:
+def host_resident(xp: Any, pred: Any) -> bool:
     """Eager arrays in host memory: reading a boolean costs no device synchronisation."""
     if is_numpy_namespace(xp) or is_array_api_strict_namespace(xp):
         return True
@@ -56,6 +56,21 @@ def if_any(
         import jax
 
         return jax.lax.cond(xp.any(pred), true_fn, false_fn, *operands)
-    if _host_resident(xp, pred):
+    if host_resident(xp, pred):
         return true_fn(*operands) if bool(xp.any(pred)) else false_fn(*operands)
     return true_fn(*operands)
+
+
+def uniform_value(xp: Any, cond: Any) -> bool | None:
+    """``True`` / ``False`` when every element of the boolean ``cond`` is, read where that is free.
+
+    ``None`` when the elements differ, or when reading them would need a device
+    synchronisation or happens under a tracer (then the caller selects element-wise).
+    """
+    if not host_resident(xp, cond):
+        return None
+    if cond.ndim == 0:
+        return bool(cond)
+    if bool(xp.all(cond)):
+        return True
+    return None if bool(xp.any(cond)) else False

@@ -23,7 +23,8 @@ from typing import Any
 from physopt_ref.backends import normal, uniform
 
 from ._base import StepContext
-from ._tree import expand_to_leaf, select_tree, tree_per_run_sum
+from ._control import if_any
+from ._tree import expand_to_leaf, per_run_dot, select_tree
 from ._validate import check_choice, check_int
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "rescale_factor",
     "safe_divide",
     "scale_tree",
+    "tree_dot",
     "tree_sq_norm",
 ]
 
@@ -67,9 +69,17 @@ def check_direction(direction: Any) -> str:
     return check_choice("bounce_direction", direction, DIRECTIONS)
 
 
+def tree_dot(xp: Any, a: Sequence[Any], b: Sequence[Any], batch_ndim: int) -> Any:
+    """Inner product of two trees, per run (batch shape); one pass, no temporaries."""
+    total = per_run_dot(xp, a[0], b[0], batch_ndim)
+    for x, y in zip(a[1:], b[1:], strict=True):
+        total = total + per_run_dot(xp, x, y, batch_ndim)
+    return total
+
+
 def tree_sq_norm(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
     """Squared Euclidean norm of a whole tree, per run (batch shape)."""
-    return tree_per_run_sum(xp, [leaf * leaf for leaf in leaves], batch_ndim)
+    return tree_dot(xp, leaves, leaves, batch_ndim)
 
 
 def scale_tree(xp: Any, leaves: Sequence[Any], factor: Any, batch_ndim: int) -> list[Any]:
@@ -77,14 +87,14 @@ def scale_tree(xp: Any, leaves: Sequence[Any], factor: Any, batch_ndim: int) -> 
     return [leaf * expand_to_leaf(xp, factor, leaf, batch_ndim) for leaf in leaves]
 
 
-def safe_divide(xp: Any, num: Any, den: Any, ok: Any) -> Any:
+def safe_divide(xp: Any, num: Any, den: Any, ok: Any, one: Any = 1.0, zero: Any = 0.0) -> Any:
     """``num / den`` where ``ok``, else 0, never dividing by a masked-out denominator.
 
     Both branches of ``xp.where`` are evaluated, so the denominator is replaced by 1 outside
-    ``ok`` first: no division by zero, no warnings, no NaN leaking through a gradient.
+    ``ok`` first: no division by zero, no warnings, no NaN leaking through a gradient. ``one``
+    and ``zero`` are what :meth:`StepContext.scalar` gives for 1.0 and 0.0.
     """
-    quotient = num / xp.where(ok, den, xp.ones_like(den))
-    return xp.where(ok, quotient, xp.zeros_like(quotient))
+    return xp.where(ok, num / xp.where(ok, den, one), zero)
 
 
 def int_zeros(ctx: StepContext) -> Any:
@@ -101,47 +111,63 @@ def lower_floor(xp: Any, loss: Any, floor: Any, hit: Any) -> Any:
     return xp.where(hit, loss - 4.0 * (floor - loss), floor)
 
 
-def energy_shell_phase(xp: Any, V: Any, *, tuning: bool, eps2: Any, started: Any) -> tuple:
+def energy_shell_phase(V: Any, *, tuning: bool, eps2: Any, started: Any) -> tuple:
     """The per-run decision every energy-conserving call starts with.
 
     Returns ``(active, retune, init_now)``: ``active`` runs update (``V > ε₂``, or ``V > 0``
-    with floor tuning), ``retune`` runs move their floor (tuning and ``V <= 0``), ``init_now``
-    runs make their first update now (their energy and initial momentum are set here).
+    with floor tuning), ``retune`` runs move their floor (tuning and ``V <= 0``; ``None``
+    without tuning), ``init_now`` runs make their first update now (their energy and initial
+    momentum are set here).
     """
     if tuning:
         active = V > 0.0
         retune = ~active
     else:
         active = V > eps2
-        retune = xp.zeros_like(active)
+        retune = None
     return active, retune, active & ~started
 
 
 def initial_momentum(
-    xp: Any,
+    ctx: StepContext,
     grads: Sequence[Any],
     magnitude: Any,
     init_now: Any,
     momentum: Sequence[Any],
-    batch_ndim: int,
-) -> list[Any]:
-    """``-magnitude · g/|g|`` (over the whole tree, per run) where ``init_now``, else ``momentum``.
+    p2: Any,
+) -> tuple[list[Any], Any]:
+    """The momentum and its squared norm, started as ``-magnitude · g/|g|`` where ``init_now``.
 
-    A zero gradient gives a zero momentum (no 0/0).
+    The norm is taken over the whole tree, per run; a zero gradient gives a zero momentum (no
+    0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept. Only calls where
+    some run starts pay for it (:func:`physopt_ref._control.if_any`).
     """
-    g2 = tree_sq_norm(xp, grads, batch_ndim)
-    coef = -safe_divide(xp, magnitude, xp.sqrt(g2), g2 > 0.0)
-    return select_tree(xp, init_now, scale_tree(xp, grads, coef, batch_ndim), momentum, batch_ndim)
+    xp, bn = ctx.xp, ctx.batch_ndim
+    one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
+
+    def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
+        g2 = tree_sq_norm(xp, grads, bn)
+        moving = g2 > 0.0
+        coef = -safe_divide(xp, magnitude, xp.sqrt(g2), moving, one, zero)
+        new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
+        started_p2 = xp.where(moving, magnitude * magnitude, zero)
+        return new, xp.where(init_now, started_p2, p2)
+
+    def keep(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
+        return list(momentum), p2
+
+    return if_any(xp, init_now, start, keep, list(momentum), p2)
 
 
-def rescale_factor(xp: Any, p2: Any, target: Any, eps1: Any) -> Any:
+def rescale_factor(ctx: StepContext, p2: Any, target: Any, eps1: float) -> Any:
     """The energy rescale :math:`\\sqrt{\\text{target}/|p|^2}`, 1 where it is skipped.
 
     Skipped (as in the authors' code) when :math:`|\\text{target} - |p|^2| < \\epsilon_1`,
     when the target is negative (no real solution), or when :math:`|p|^2 = 0`.
     """
+    xp, one = ctx.xp, ctx.scalar(1.0)
     keep = (xp.abs(p2 - target) < eps1) | (target < 0.0) | (p2 == 0.0)
-    return xp.where(keep, xp.ones_like(p2), xp.sqrt(safe_divide(xp, target, p2, ~keep)))
+    return xp.sqrt(xp.where(keep, one, target / xp.where(keep, one, p2)))
 
 
 def finish_call(
@@ -152,24 +178,25 @@ def finish_call(
     active: Any,
     retune: Any,
     floor_value: Any,
-    tuning: bool,
     bounce: Any = None,
 ) -> dict[str, Any]:
     """The bookkeeping fields every energy-conserving call ends with (per run).
 
-    ``floor`` (moved where ``retune``), ``iteration`` (+1 where ``update``), ``started``
-    (where ``active``) and ``event`` (what the call did).
+    ``floor`` (moved where ``retune``; ``None`` = no floor tuning), ``iteration`` (+1 where
+    ``update``), ``started`` (where ``active``) and ``event`` (what the call did).
     """
     xp = ctx.xp
-    zero_i = xp.zeros_like(state.iteration)
-    floor = lower_floor(xp, floor_value, state.floor, retune) if tuning else state.floor
-    event = xp.where(retune, zero_i + EVENT_FLOOR, zero_i + EVENT_NONE)
+    updated = xp.astype(update, state.event.dtype)
+    event = updated if EVENT_UPDATE == 1 and EVENT_NONE == 0 else None  # EVENT_* are 0 and 1
     if bounce is not None:
-        event = xp.where(bounce, zero_i + EVENT_BOUNCE, event)
-    event = xp.where(update, zero_i + EVENT_UPDATE, event)
+        event = xp.where(bounce, ctx.scalar(EVENT_BOUNCE), event)
+    floor = state.floor
+    if retune is not None:
+        event = xp.where(retune, ctx.scalar(EVENT_FLOOR), event)
+        floor = lower_floor(xp, floor_value, floor, retune)
     return {
         "floor": floor,
-        "iteration": state.iteration + xp.astype(update, state.iteration.dtype),
+        "iteration": state.iteration + updated,
         "started": state.started | active,
         "event": event,
     }

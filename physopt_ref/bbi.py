@@ -36,7 +36,7 @@ from ._ecd_common import (
     scale_tree,
     tree_sq_norm,
 )
-from ._tree import expand_to_leaf, select_tree
+from ._tree import select_tree
 from ._validate import check_bool, check_int, check_real, check_real_or_schedule
 
 __all__ = ["BBIState", "bbi"]
@@ -238,12 +238,11 @@ def bbi(
 
 def _bbi_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
     xp = ctx.xp
-    zeros = ctx.full(0.0)
     return {
-        "momentum": tuple(xp.zeros_like(p) for p in leaves),
-        "energy": zeros,
-        "p2": zeros,
-        "potential": zeros,
+        "momentum": ctx.zeros_like(leaves),
+        "energy": ctx.full(0.0),
+        "p2": ctx.full(0.0),
+        "potential": ctx.full(0.0),
         "floor": ctx.full(ctx.hp(hp["v0"])),
         "best_potential": ctx.full(float("inf")),
         "fixed_counter": int_zeros(ctx),
@@ -265,43 +264,40 @@ def _bbi_update(
 ) -> tuple[list[Any], dict[str, Any]]:
     xp, bn = ctx.xp, ctx.batch_ndim
     dt = ctx.hp(hp["lr"])
-    tuning = hp["v0_tuning"]
+    one, zero, zero_i = ctx.scalar(1.0), ctx.scalar(0.0), ctx.scalar(0)
 
     V = loss - state.floor
     active, retune, init_now = energy_shell_phase(
-        xp, V, tuning=tuning, eps2=hp["eps2"], started=state.started
+        V, tuning=hp["v0_tuning"], eps2=hp["eps2"], started=state.started
     )
-    one = xp.ones_like(V)
     Vs = xp.where(active, V, one)  # safe V: every quotient below is masked by `active`
 
     # The run's first update fixes E = V0 + δE and π0 = -|π0| g/|g| on the shell.
     energy = xp.where(init_now, Vs + ctx.hp(hp["delta_e"]), state.energy)
     Es = xp.where(active, energy, one)
     shell = (Es - Vs) * (Es + Vs) / Vs  # E²/V - V, exact 0 when E = V
-    mag0 = xp.sqrt(xp.where(shell > 0.0, shell, xp.zeros_like(shell)))
-    pi = initial_momentum(xp, grads, mag0, init_now, state.momentum, bn)
-    p2 = tree_sq_norm(xp, pi, bn)
+    mag0 = xp.sqrt(xp.where(shell > 0.0, shell, zero))
+    pi, p2 = initial_momentum(ctx, grads, mag0, init_now, state.momentum, state.p2)
 
     # Energy rescale factor r (1 where it is skipped).
-    r = rescale_factor(xp, p2, shell, hp["eps1"]) if hp["rescale"] else one
+    r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
 
     # Bounce triggers (per run).
     c0, c1, nb = state.fixed_counter, state.progress_counter, state.fixed_bounces
-    no = xp.zeros_like(active)
-    fixed_hit = (c0 == hp["t0"]) if hp["fixed_on"] else no
-    progress_hit = (c1 == hp["t1"]) if hp["progress_on"] else no
-    bounce = active & (fixed_hit | progress_hit)
+    fixed_hit = (c0 == hp["t0"]) if hp["fixed_on"] else None
+    progress_hit = (c1 == hp["t1"]) if hp["progress_on"] else None
+    hit = fixed_hit if progress_hit is None else progress_hit
+    if fixed_hit is not None and progress_hit is not None:
+        hit = fixed_hit | progress_hit
+    bounce = (active & hit) if hit is not None else xp.zeros_like(active)
     update = active & ~bounce
 
     # Ordinary update: rescale, kick, drift (coefficients at θ_t).
     v_over_e = Vs / Es
     kick = 0.5 * dt * (v_over_e + Es / Vs)
     drift = dt * v_over_e
-    pi_u, theta_u = [], []
-    for p, g, th in zip(pi, grads, params, strict=True):
-        new_p = expand_to_leaf(xp, r, p, bn) * p - expand_to_leaf(xp, kick, g, bn) * g
-        pi_u.append(new_p)
-        theta_u.append(th + expand_to_leaf(xp, drift, th, bn) * new_p)
+    pi_u = [ctx.leaf(r, p) * p - ctx.leaf(kick, g) * g for p, g in zip(pi, grads, strict=True)]
+    theta_u = [th + ctx.leaf(drift, p) * p for th, p in zip(params, pi_u, strict=True)]
 
     # A bounce redraws the direction at the same |π|; the draw is paid for only when some run
     # bounces, where the backend allows it (physopt_ref._control.if_any).
@@ -315,33 +311,32 @@ def _bbi_update(
             law=hp["bounce_direction"],
         )
         d2 = tree_sq_norm(xp, dirs, bn)
-        return scale_tree(xp, dirs, xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0)), bn)
+        fac = xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0, one, zero))
+        return select_tree(xp, bounce, scale_tree(xp, dirs, fac, bn), momentum, bn)
 
-    pi_b = if_any(xp, bounce, bounced, list, pi)
-    pi_new = select_tree(xp, update, pi_u, select_tree(xp, bounce, pi_b, pi, bn), bn)
+    pi_b = if_any(xp, bounce, bounced, list, pi) if hit is not None else pi
+    pi_new = select_tree(xp, update, pi_u, pi_b, bn)
     theta_new = select_tree(xp, update, theta_u, params, bn)
 
-    # Counters (integer arrays; Python ints only as scalars).
-    zero_i = xp.zeros_like(c0)
+    # Counters: c1 restarts on a new minimum or a bounce and counts the other updates; c0
+    # counts updates and restarts on a fixed bounce while fixed bounces remain.
     new_min = update & (V < state.best_potential)
-    best = xp.where(new_min, V, state.best_potential)
-    c1_u = xp.where(new_min, zero_i, c1 + 1)
+    c1_new = xp.where(new_min | bounce, zero_i, c1 + xp.astype(update, c1.dtype))
+    c0_new = c0 + xp.astype(update, c0.dtype)
+    nb_new = nb
     if hp["fixed_on"]:
         fixed_b = bounce & fixed_hit
-        nb_new = xp.where(fixed_b, nb + 1, nb)
-        c0_b = xp.where(
-            fixed_b, xp.where(nb_new < hp["n_fixed_bounces"], zero_i, c0 + 1), c0
-        )
-    else:
-        nb_new, c0_b = nb, c0
+        nb_new = nb + xp.astype(fixed_b, nb.dtype)
+        restart = fixed_b & (nb_new < hp["n_fixed_bounces"])
+        c0_new = xp.where(restart, zero_i, xp.where(fixed_b, c0 + 1, c0_new))
     fields = {
         "momentum": tuple(pi_new),
         "energy": energy,
         "p2": tree_sq_norm(xp, pi_new, bn),
         "potential": V,
-        "best_potential": best,
-        "fixed_counter": xp.where(update, c0 + 1, c0_b),
-        "progress_counter": xp.where(update, c1_u, xp.where(bounce, zero_i, c1)),
+        "best_potential": xp.where(new_min, V, state.best_potential),
+        "fixed_counter": c0_new,
+        "progress_counter": c1_new,
         "fixed_bounces": nb_new,
         **finish_call(
             ctx,
@@ -350,8 +345,7 @@ def _bbi_update(
             active=active,
             retune=retune,
             floor_value=loss,
-            tuning=tuning,
-            bounce=bounce,
+            bounce=bounce if hit is not None else None,
         ),
     }
     return theta_new, fields
@@ -376,4 +370,10 @@ register(
     stochastic=True,
     smooth=False,
     sweep={"lr": (0.1, 0.2, 0.3), "v0": (3.0, 3.5, 4.0), "delta_e": (0.0, 0.5, 1.0)},
+    # Over 200 steps the test settings are chaotic: backends agree to 1e-16 for 30 steps, then
+    # the difference grows about e-fold every few steps (progress bounces every other call),
+    # and in float32 the floor-tuning test F <= ΔV flips on rounding. Without tuning and with
+    # t1 = 10 (33 bounces in 200 steps of 2 runs) NumPy and jit JAX agree to 3e-16 in float64,
+    # 2e-7 in float32, with the same bounces.
+    long_run={"t1": 10, "v0_tuning": False, "v0": 0.0},
 )

@@ -50,7 +50,9 @@ def _lr(value: Any) -> Any:
 
 
 def _momentum(value: Any) -> Any:
-    return check_real("momentum", value, symbol="β", low=0.0, high=1.0, high_open=True, per_run=True)
+    return check_real(
+        "momentum", value, symbol="β", low=0.0, high=1.0, high_open=True, per_run=True
+    )
 
 
 def _no_fields(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
@@ -58,7 +60,7 @@ def _no_fields(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]
 
 
 def _zeros_previous(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    return {"previous": tuple(ctx.xp.zeros_like(p) for p in leaves)}
+    return {"previous": ctx.zeros_like(leaves)}
 
 
 def _sgd_update(
@@ -179,8 +181,7 @@ def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
 
 
 def _adam_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    zeros = tuple(ctx.xp.zeros_like(p) for p in leaves)
-    return {"mu": zeros, "nu": zeros}
+    return {"mu": ctx.zeros_like(leaves), "nu": ctx.zeros_like(leaves)}
 
 
 def _adam_update(

@@ -56,7 +56,6 @@ from ._tree import tree_per_run_sum
 from ._validate import Bounds, check_int, check_real, check_real_or_schedule
 from .schedules import (
     COOLING_SCHEDULES,
-    CoolingSchedule,
     coolmomentum_schedule,
     rho_geometric_temperature,
     rho_linear_temperature,
@@ -217,7 +216,7 @@ def coolmomentum(
 
 
 def _coolmomentum_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    return {"displacement": tuple(ctx.xp.zeros_like(p) for p in leaves)}
+    return {"displacement": ctx.zeros_like(leaves)}
 
 
 def _coolmomentum_update(

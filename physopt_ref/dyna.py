@@ -317,11 +317,14 @@ def dyna(
 
 
 def _dyna_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    xp = ctx.xp
     _fan_ins(hp["fan_in"], leaves, ctx.treedef, ctx.batch_ndim)  # validate the structure early
-    zeros = tuple(xp.zeros_like(p) for p in leaves)
     mu = tuple(ctx.full(0.0, p.dtype) for p in leaves)
-    return {"eta": zeros, "velocity": zeros, "mu": mu, "omega": zeros}
+    return {
+        "eta": ctx.zeros_like(leaves),
+        "velocity": ctx.zeros_like(leaves),
+        "mu": mu,
+        "omega": ctx.zeros_like(leaves),
+    }
 
 
 def _dyna_update(
@@ -506,8 +509,7 @@ def dyna_prototype(
 
 
 def _prototype_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    zeros = tuple(ctx.xp.zeros_like(p) for p in leaves)
-    return {"v": zeros, "m": zeros}
+    return {"v": ctx.zeros_like(leaves), "m": ctx.zeros_like(leaves)}
 
 
 def _prototype_update(

@@ -208,7 +208,7 @@ def dynamic_relaxation(
 
 
 def _relaxation_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    return {"velocity": tuple(ctx.xp.zeros_like(p) for p in leaves)}
+    return {"velocity": ctx.zeros_like(leaves)}
 
 
 def _relaxation_update(

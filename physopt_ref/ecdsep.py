@@ -37,7 +37,7 @@ from ._ecd_common import (
     random_directions,
     rescale_factor,
     safe_divide,
-    scale_tree,
+    tree_dot,
     tree_sq_norm,
 )
 from ._tree import select_tree
@@ -224,12 +224,11 @@ def ecdsep(
 
 def _ecdsep_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
     xp = ctx.xp
-    zeros = ctx.full(0.0)
     return {
-        "momentum": tuple(xp.zeros_like(p) for p in leaves),
-        "exp_energy": zeros,
-        "p2": zeros,
-        "potential": zeros,
+        "momentum": ctx.zeros_like(leaves),
+        "exp_energy": ctx.full(0.0),
+        "p2": ctx.full(0.0),
+        "potential": ctx.full(0.0),
         "floor": ctx.full(ctx.hp(hp["f0"])),
         "iteration": int_zeros(ctx),
         "started": ctx.full(False, xp.bool),
@@ -247,6 +246,7 @@ def _ecdsep_update(
 ) -> tuple[list[Any], dict[str, Any]]:
     xp, bn = ctx.xp, ctx.batch_ndim
     dt, eta, nu, s, delta_e = (ctx.hp(hp[k]) for k in ("lr", "eta", "nu", "s", "delta_e"))
+    one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
     wd = hp["weight_decay"]
 
     if wd != 0.0:
@@ -256,53 +256,55 @@ def _ecdsep_update(
         f_tilde, force = loss, list(grads)
     gap = f_tilde - state.floor
     positive = gap > 0.0
-    one = xp.ones_like(gap)
     gap_s = xp.where(positive, gap, one)
-    V = xp.where(positive, gap_s**eta, xp.zeros_like(gap))
+    V = xp.where(positive, gap_s**eta, zero)
     active, retune, init_now = energy_shell_phase(
-        xp, V, tuning=hp["f0_tuning"], eps2=hp["eps2"], started=state.started
+        V, tuning=hp["f0_tuning"], eps2=hp["eps2"], started=state.started
     )
     Vs = xp.where(active, V, one)
 
     # The run's first update fixes e^E = V0 (s + δE) and p0 = -sqrt(δE) g/|g|.
     exp_energy = xp.where(init_now, Vs * (s + delta_e), state.exp_energy)
-    p = initial_momentum(xp, grads, xp.sqrt(delta_e * one), init_now, state.momentum, bn)
+    magnitude = (
+        xp.sqrt(delta_e) if is_array(delta_e) else ctx.full(float(delta_e) ** 0.5)
+    )
+    p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2)
 
-    if hp["rescale"]:
-        c = rescale_factor(xp, tree_sq_norm(xp, p, bn), exp_energy / Vs - s, hp["eps1"])
-    else:
-        c = one
+    c = rescale_factor(ctx, p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
 
     # Kick with -Δt ∇log V = -Δt η ∇F̃ / (F̃ - F0) (current floor: no force-term bug).
     kick = dt * eta / gap_s
-    p_k = [
-        ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, force, strict=True)
-    ]
+    p_k = [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, force, strict=True)]
     p2k = tree_sq_norm(xp, p_k, bn)
     norm = xp.sqrt(p2k)
-    move = safe_divide(xp, 2.0 * dt * one, s + p2k, (s + p2k) > 0.0)
+    move = safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero)
     q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, p_k, strict=True)]
 
-    # ν-jitter: u = p/|p| + ν z, then p = |p| u/|u| (exact norm restore).
-    moving = norm > 0.0
+    # ν-jitter: u = p/|p| + ν z, then p = |p| u/|u| (exact norm restore), written as
+    # p = a p + b z with |u|² = 1 + 2ν (p·z)/|p| + ν²|z|² from two inner products (no temporary
+    # u). A zero p stays zero (a = b = 0).
     if is_array(nu) or nu > 0.0:
         z = random_directions(
             xp, p_k, seed=hp["seed"], counter=ctx.count, batch_ndim=bn, law="isotropic"
         )
-        unit = scale_tree(xp, p_k, safe_divide(xp, one, norm, moving), bn)
-        u = [a + ctx.leaf(nu, b) * b for a, b in zip(unit, z, strict=True)]
-        u2 = tree_sq_norm(xp, u, bn)
-        fac = safe_divide(xp, norm, xp.sqrt(u2), moving & (u2 > 0.0))
-        p_j = select_tree(xp, moving, scale_tree(xp, u, fac, bn), p_k, bn)
+        moving = norm > 0.0
+        inv = safe_divide(xp, 1.0, norm, moving, one, zero)
+        u2 = 1.0 + 2.0 * nu * tree_dot(xp, p_k, z, bn) * inv + nu * nu * tree_sq_norm(xp, z, bn)
+        fac = safe_divide(xp, norm, xp.sqrt(u2), moving & (u2 > 0.0), one, zero)
+        a_coef, b_coef = fac * inv, fac * nu
+        p_j = [
+            ctx.leaf(a_coef, a) * a + ctx.leaf(b_coef, b) * b for a, b in zip(p_k, z, strict=True)
+        ]
+        p2_j = tree_sq_norm(xp, p_j, bn)
     else:
-        p_j = p_k
+        p_j, p2_j = p_k, p2k
 
     p_new = select_tree(xp, active, p_j, p, bn)
     q_out = select_tree(xp, active, q_new, params, bn)
     fields = {
         "momentum": tuple(p_new),
         "exp_energy": exp_energy,
-        "p2": tree_sq_norm(xp, p_new, bn),
+        "p2": xp.where(active, p2_j, p2),
         "potential": V,
         **finish_call(
             ctx,
@@ -311,7 +313,6 @@ def _ecdsep_update(
             active=active,
             retune=retune,
             floor_value=f_tilde,
-            tuning=hp["f0_tuning"],
         ),
     }
     return q_out, fields

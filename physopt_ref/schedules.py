@@ -294,18 +294,24 @@ def _cooled(t: Any, cool_steps: int, rho: Any) -> Any:
     return xp.where(t >= cool_steps, xp.zeros_like(rho), rho)
 
 
+def _progress(t: Any, s: int) -> Any:
+    """``min(t, S)/S``: past the end the formulas sit at their end value (no overflow)."""
+    xp = array_namespace(t)
+    return xp.clip(t, None, float(s)) / s
+
+
 def _paper(t: Any, rho0: float, s: int) -> Any:
-    return _cooled(t, s, 1.0 - (1.0 - rho0) ** (1.0 - t / s))
+    return _cooled(t, s, 1.0 - (1.0 - rho0) ** (1.0 - _progress(t, s)))
 
 
 def _geometric_temperature(t: Any, rho0: float, s: int) -> Any:
-    k = ((1.0 - rho0) / (1.0 + rho0)) ** (1.0 - t / s)
+    k = ((1.0 - rho0) / (1.0 + rho0)) ** (1.0 - _progress(t, s))
     return _cooled(t, s, (1.0 - k) / (1.0 + k))
 
 
 def _linear_temperature(t: Any, rho0: float, s: int) -> Any:
     xp = array_namespace(t)
-    frac = t / s
+    frac = _progress(t, s)
     return _cooled(t, s, rho0 * (1.0 - frac) / xp.abs(1.0 - rho0 * frac))
 
 

@@ -13,9 +13,8 @@ CI runs are reproducible; ``HYPOTHESIS_PROFILE=explore`` draws fresh examples.
 
 from __future__ import annotations
 
-import os
-
 import importlib.util
+import os
 
 import hypothesis
 import pytest

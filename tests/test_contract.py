@@ -302,3 +302,152 @@ def test_device_is_kept(name: str) -> None:
         loss, grads = loss_and_grads(xps, params, 1)
         params, state = opt.step(params, grads, state, loss=loss)
     assert all(device(leaf) == dev for leaf in tree_leaves(params))
+
+
+# ---------------------------------------------------------------------------------------------
+# Contract v2: state of arrays, fixed structure, saturating count, per-run hyperparameters,
+# picklable optimizers, the debug switch.
+
+
+def _signature(state: Any) -> list[tuple[str, int, tuple[int, ...], str]]:
+    """(field, leaf index, shape, dtype) of every array in a state; raises on a non-array."""
+    out = []
+    for name, value in zip(state._fields, state, strict=True):
+        leaves = value if isinstance(value, tuple) else (value,)
+        for i, a in enumerate(leaves):
+            assert hasattr(a, "shape") and hasattr(a, "dtype"), f"state.{name} is {type(a)}"
+            assert not isinstance(a, bool | int | float), f"state.{name} is a Python number"
+            out.append((name, i, tuple(a.shape), str(a.dtype)))
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_is_arrays_with_a_fixed_structure(name: str, xp: Any) -> None:
+    """Only arrays; the count is int32 of the batch shape; nothing changes shape or dtype."""
+    opt = build(name)
+    params = {k: xp.asarray(v, dtype=xp.float32) for k, v in start((2,)).items()}
+    state = opt.init(params, batch_ndim=1)
+    assert state._fields[0] == "count" and type(state) is opt.state_type
+    assert state.count.dtype == xp.int32 and tuple(state.count.shape) == (2,)
+    first = _signature(state)
+    for t in range(6):
+        loss, grads = loss_and_grads(xp, params, 1)
+        params, state = opt.step(params, grads, state, loss=loss)
+        assert type(state) is opt.state_type
+        assert _signature(state) == first, f"{name}: the state changed at step {t + 1}"
+    np.testing.assert_array_equal(to_numpy(state.count), [6, 6])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_count_saturates(name: str) -> None:
+    opt = build(name)
+    params = start()
+    state = opt.init(params)
+    state = state._replace(count=np.asarray(physopt_ref.COUNT_MAX - 1, dtype=np.int32))
+    for _ in range(3):
+        loss, grads = loss_and_grads(NP, params, 0)
+        params, state = opt.step(params, grads, state, loss=loss)
+        assert int(state.count) == physopt_ref.COUNT_MAX
+        assert state.count.dtype == np.int32
+
+
+SWEEPS = [(n, hp) for n in NAMES for hp in REGISTRY[n].sweep]
+
+
+@pytest.mark.parametrize(("name", "hp"), SWEEPS, ids=[f"{n}-{h}" for n, h in SWEEPS])
+def test_per_run_hyperparameter_equals_separate_runs(name: str, hp: str, xp: Any) -> None:
+    """K values of a hyperparameter in one ensemble == K separate runs (a sweep in one array)."""
+    values = REGISTRY[name].sweep[hp]
+    k = len(values)
+    steps = 8
+    array = xp.asarray(np.asarray(values), dtype=xp.float64)
+    opt = build(name, **{hp: array})
+    assert array.shape == (k,)
+    ensemble = trajectory(opt, xp, start((k,)), steps, batch_ndim=1)
+    seed = REGISTRY[name].test_hyperparameters.get("seed", 0)
+    x_all = start((k,))
+    for m, value in enumerate(values):
+        overrides = {hp: value, **({"seed": seed + m} if REGISTRY[name].stochastic else {})}
+        x_m = {n: v[m] for n, v in x_all.items()}
+        single = trajectory(build(name, **overrides), xp, x_m, steps)
+        for t in range(steps):
+            for key in X0:
+                np.testing.assert_allclose(
+                    ensemble[t][key][m], single[t][key], rtol=1e-11, atol=1e-13,
+                    err_msg=f"{hp}={value}, step {t + 1}, leaf {key}",
+                )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_per_run_hyperparameter_arrays_are_checked(name: str) -> None:
+    """Values are range-checked at build time; the shape against the ensemble at init."""
+    sweep = REGISTRY[name].sweep
+    if not sweep:
+        pytest.skip("no per-run hyperparameter")
+    hp = next(iter(sweep))
+    with pytest.raises((ValueError, TypeError), match=hp):
+        build(name, **{hp: np.asarray([np.nan, 1.0])})
+    opt = build(name, **{hp: np.asarray(sweep[hp][:2])})
+    with pytest.raises(ValueError, match="batch shape"):
+        opt.init(start((3,)), batch_ndim=1)
+    import array_api_strict as xps
+
+    with pytest.raises(TypeError, match="namespace"):
+        opt.init({k: xps.asarray(v) for k, v in start((2,)).items()}, batch_ndim=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_optimizers_pickle(name: str) -> None:
+    """An optimizer object pickles (no closures) and the copy takes the same steps."""
+    import pickle
+
+    opt = build(name)
+    copy = pickle.loads(pickle.dumps(opt))
+    assert repr(copy) == repr(opt)
+    a = trajectory(opt, NP, start(), 5)
+    b = trajectory(copy, NP, start(), 5)
+    for x, y in zip(a, b, strict=True):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_full_checks_run_only_with_the_switch() -> None:
+    """Structure, shapes and dtypes are always checked; the state only in debug mode."""
+    opt = physopt_ref.heavy_ball(lr=0.1)
+    params = start((2,))
+    state = opt.init(params, batch_ndim=1)
+    foreign = opt.init(start((3,)), batch_ndim=1)  # a state for another ensemble
+    _loss, grads = loss_and_grads(NP, params, 1)
+    with physopt_ref.debug_checks(True):
+        with pytest.raises(ValueError, match="ensemble shape"):
+            opt.step(params, grads, foreign)
+        opt.step(params, grads, state)
+    with physopt_ref.debug_checks(False):
+        assert not physopt_ref.checks_enabled()
+        with pytest.raises(ValueError, match="structure"):
+            opt.step(params, {"w": grads["w"]}, state)
+        with pytest.raises(ValueError, match="shape"):
+            opt.step(params, {**grads, "w": grads["w"][:, :2]}, state)
+    assert physopt_ref.checks_enabled()  # the test session's setting is restored
+
+
+def test_schedules_trace_and_host_schedules_are_explicit() -> None:
+    """A plain callable gets the count as an array; a host schedule gets Python ints."""
+    seen: list[Any] = []
+    opt = physopt_ref.sgd(lr=lambda t: seen.append(t) or 0.1 / (1.0 + t))
+    params = start((2,))
+    state = opt.init(params, batch_ndim=1)
+    _loss, grads = loss_and_grads(NP, params, 1)
+    opt.step(params, grads, state)
+    assert isinstance(seen[0], np.ndarray) and seen[0].shape == (2,)
+    counts: list[Any] = []
+    host = physopt_ref.sgd(lr=physopt_ref.host_schedule(lambda c: counts.append(c) or 0.1))
+    params, state = host.step(params, grads, host.init(params, batch_ndim=1))
+    assert counts == [0] and all(type(c) is int for c in counts)
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    jparams = {k: jnp.asarray(v) for k, v in start().items()}
+    _, jgrads = loss_and_grads(jnp, jparams, 0)
+    with pytest.raises(TypeError, match="cannot be traced"):
+        jax.jit(host.step)(jparams, jgrads, host.init(jparams))

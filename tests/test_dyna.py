@@ -227,9 +227,8 @@ def _steps_ratio(
 ) -> np.ndarray:
     """|Δθ_t|/α_t for a gradient sequence ``grads`` of shape (T, d) (fan-in 1, γ = 1)."""
     # A table lookup needs a Python int: the documented, non-traceable host_schedule.
-    opt = dyna(
-        beta=beta, zeta=physopt_ref.host_schedule(lambda count: zetas[count]), omega_eps=1e-8, fan_in=1
-    )
+    zeta = physopt_ref.host_schedule(lambda count: zetas[count])
+    opt = dyna(beta=beta, zeta=zeta, omega_eps=1e-8, fan_in=1)
     params = np.zeros(grads.shape[1])
     state = opt.init(params)
     ratios = []

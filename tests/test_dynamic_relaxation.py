@@ -124,7 +124,8 @@ def _iteration_radius(s: float, zeta: float) -> float:
     cols = []
     for x, v in ((1.0, 0.0), (0.0, 1.0)):
         xa = np.array([x])
-        new_x, new_state = opt.step(xa, s * s * xa, DynamicRelaxationState(np.asarray(0, dtype=np.int32), (np.array([v]),)))
+        state = DynamicRelaxationState(np.asarray(0, dtype=np.int32), (np.array([v]),))
+        new_x, new_state = opt.step(xa, s * s * xa, state)
         cols.append([new_x[0], new_state.velocity[0][0]])
     return float(np.max(np.abs(np.linalg.eigvals(np.asarray(cols).T))))
 

@@ -15,8 +15,15 @@ import pytest
 from array_api_compat import is_jax_namespace
 from hypothesis import given
 from hypothesis import strategies as st
-from physopt_ref.backends import host_normal, host_uniform, normal, philox4x32, random_bits, uniform
-from physopt_ref.backends import to_numpy
+from physopt_ref.backends import (
+    host_normal,
+    host_uniform,
+    normal,
+    philox4x32,
+    random_bits,
+    to_numpy,
+    uniform,
+)
 
 from .helpers import assert_like
 from .reference import philox_ref as ref
@@ -199,3 +206,37 @@ def test_bad_keys_are_refused() -> None:
         host_normal(0, 0, (3,), batch_ndim=2)
     with pytest.raises(TypeError, match="floating"):
         normal(0, 0, (3,), like=np.zeros(1, dtype=np.int64))
+
+
+@pytest.mark.parametrize("shape", [(2, 70_001), (40_000, 3), (5,)])
+@pytest.mark.parametrize("kind", ["uniform", "normal"])
+def test_chunked_draws_equal_one_piece(
+    shape: tuple[int, ...], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NumPy computes large draws in cache-sized chunks; the numbers are those of one piece."""
+    from physopt_ref.backends import _random
+
+    fn = uniform if kind == "uniform" else normal
+    counts = np.arange(shape[0], dtype=np.int32) % 3
+    for dtype in (np.float32, np.float64):
+        like = np.zeros(1, dtype=dtype)
+        chunked = fn(3, counts, shape, like=like, batch_ndim=1, stream=7)
+        with monkeypatch.context() as m:
+            m.setattr(_random, "_CHUNK_BLOCKS", 10**9)
+            whole = fn(3, counts, shape, like=like, batch_ndim=1, stream=7)
+        assert chunked.dtype == dtype and chunked.shape == shape
+        np.testing.assert_array_equal(chunked, whole)
+
+
+def test_draws_stay_on_the_device_of_like() -> None:
+    """array-api-strict refuses to mix devices: every intermediate is made on like's device."""
+    import array_api_strict as xps
+    from array_api_compat import device
+
+    dev = xps.Device("device1")
+    for like in (xps.zeros(1, dtype=xps.float64, device=dev),
+                 xps.zeros(1, dtype=xps.float32, device=dev)):
+        counts = xps.asarray([1, 2], dtype=xps.int32, device=dev)
+        for fn in (uniform, normal):
+            out = fn(4, counts, (2, 5), like=like, batch_ndim=1, stream=3)
+            assert device(out) == dev and out.dtype == like.dtype
