@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -99,20 +100,29 @@ class _Ensemble:
     batch_ndim: int
     batch_shape: tuple[int, ...]
 
+    @cached_property
+    def dev(self) -> Any:
+        """The parameters' device."""
+        return device(self.like)
+
+    @cached_property
+    def codes(self) -> dict[int, Any]:
+        """The status codes as int64 scalar arrays on the device."""
+        return {c: self.code(c) for c in STATUS_MESSAGES}
+
     def code(self, value: int) -> Any:
         """An int64 scalar array on the parameters' device (a status code, a step)."""
-        return self.xp.asarray(value, dtype=self.xp.int64, device=device(self.like))
+        return self.xp.asarray(value, dtype=self.xp.int64, device=self.dev)
 
     def ints(self, value: int) -> Any:
         """An int64 array of the batch shape filled with ``value``."""
-        return self.xp.full(self.batch_shape, value, dtype=self.xp.int64,
-                            device=device(self.like))
+        return self.xp.full(self.batch_shape, value, dtype=self.xp.int64, device=self.dev)
 
     def as_value(self, value: Any) -> Any:
         """The objective's value as an array of the parameters' dtype and the batch shape."""
         xp, like = self.xp, self.like
         if isinstance(value, int | float):
-            value = xp.asarray(value, dtype=like.dtype, device=device(like))
+            value = xp.asarray(value, dtype=like.dtype, device=self.dev)
         value = xp.astype(value, like.dtype) if value.dtype != like.dtype else value
         if tuple(value.shape) == self.batch_shape:
             return value
@@ -219,20 +229,25 @@ def _max_abs_grad(ens: _Ensemble, g: list[Any]) -> Any:
     return out
 
 
-def _stop_converged(ens: _Ensemble, cfg: _Config, runs: _Runs, step: int) -> _Runs:
-    """Active runs at the target value (status 1) or below gtol (status 2) stop here."""
+def _stop_converged(
+    ens: _Ensemble, cfg: _Config, f: Any, g: list[Any], active: Any, status: Any,
+    steps_to_target: Any, step: int,
+) -> tuple[Any, Any, Any]:
+    """Active runs at the target value (status 1) or below gtol (status 2) stop here.
+
+    Returns the new ``active``, ``status`` and ``steps_to_target``.
+    """
     xp = ens.xp
-    active, status, steps_to_target = runs.active, runs.status, runs.steps_to_target
     if cfg.target is not None:
-        hit = active & (runs.f <= cfg.target)
+        hit = active & (f <= cfg.target)
         steps_to_target = xp.where(hit, ens.code(step), steps_to_target)
-        status = xp.where(hit, ens.code(_TARGET), status)
+        status = xp.where(hit, ens.codes[_TARGET], status)
         active = active & ~hit
     if cfg.gtol is not None:
-        small = active & (_max_abs_grad(ens, runs.g) <= cfg.gtol)
-        status = xp.where(small, ens.code(_GTOL), status)
+        small = active & (_max_abs_grad(ens, g) <= cfg.gtol)
+        status = xp.where(small, ens.codes[_GTOL], status)
         active = active & ~small
-    return replace(runs, active=active, status=status, steps_to_target=steps_to_target)
+    return active, status, steps_to_target
 
 
 def _start(
@@ -244,14 +259,12 @@ def _start(
     state = optimizer.init(tree_unflatten(ens.treedef, leaves), batch_ndim=ens.batch_ndim)
     f, g = _evaluate(fun, ens, leaves)
     ok = _finite(ens, f, g)
-    inf = xp.asarray(float("inf"), dtype=ens.like.dtype, device=device(ens.like))
-    runs = _Runs(
-        x=list(leaves), f=f, g=g, state=state, active=ok,
-        status=xp.where(ok, ens.ints(0), ens.code(_DIVERGED)),
-        steps_taken=ens.ints(0), steps_to_target=ens.ints(-1),
-        best_f=xp.where(ok, f, inf), best_x=list(leaves),
-    )
-    return _stop_converged(ens, cfg, runs, 0)
+    inf = xp.asarray(float("inf"), dtype=ens.like.dtype, device=ens.dev)
+    active, status, steps_to_target = _stop_converged(
+        ens, cfg, f, g, ok, xp.where(ok, ens.ints(0), ens.codes[_DIVERGED]), ens.ints(-1), 0)
+    return _Runs(x=list(leaves), f=f, g=g, state=state, active=active, status=status,
+                 steps_taken=ens.ints(0), steps_to_target=steps_to_target,
+                 best_f=xp.where(ok, f, inf), best_x=list(leaves))
 
 
 def _noisy(ens: _Ensemble, cfg: _Config, g: list[Any], k: int) -> list[Any]:
@@ -284,20 +297,23 @@ def _advance(
     moving = runs.active & ok
     x = select_tree(xp, moving, new_leaves, runs.x, bn)
     f = xp.where(moving, f_new, runs.f)
+    g = select_tree(xp, moving, g_new, runs.g, bn)
     better = moving & (f < runs.best_f)
-    runs = _Runs(
+    active, status, steps_to_target = _stop_converged(
+        ens, cfg, f, g, moving, xp.where(runs.active & ~ok, ens.codes[_DIVERGED], runs.status),
+        runs.steps_to_target, k + 1)
+    return _Runs(
         x=x,
         f=f,
-        g=select_tree(xp, moving, g_new, runs.g, bn),
+        g=g,
         state=_freeze(xp, state_new, runs.state, moving, ens.batch_shape),
-        active=moving,
-        status=xp.where(runs.active & ~ok, ens.code(_DIVERGED), runs.status),
+        active=active,
+        status=status,
         steps_taken=xp.where(runs.active, runs.steps_taken + 1, runs.steps_taken),
-        steps_to_target=runs.steps_to_target,
+        steps_to_target=steps_to_target,
         best_f=xp.where(better, f, runs.best_f),
         best_x=select_tree(xp, better, x, runs.best_x, bn),
     )
-    return _stop_converged(ens, cfg, runs, k + 1)
 
 
 class _Recorder:
@@ -390,7 +406,7 @@ def _loop(
         if done:
             break
     if stopped:
-        runs = replace(runs, status=ens.xp.where(runs.active, ens.code(_CALLBACK), runs.status))
+        runs = replace(runs, status=ens.xp.where(runs.active, ens.codes[_CALLBACK], runs.status))
     trace = _to_trace(optimizer, ens, cfg, runs, rec, k)
     trace.wall_time = time.perf_counter() - t0
     return trace
