@@ -35,6 +35,19 @@ def test_help_subprocess():
         assert command in out.stdout
 
 
+def test_closed_pipe_is_not_an_error():
+    """``physopt-ref run ... --json | head -1``: the reader leaves early; exit 0, no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "physopt_ref", "run", "sgd", "quadratic",
+                             "--steps", "20000", "--json"],  # far more than a pipe holds
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err
+
+
 def test_compare_table_with_intervals_and_budgets(capsys):
     assert main(["compare", "--problems", "quadratic", "--optimizers", "sgd,heavy_ball,dyna",
                  *QUICK]) == 0
