@@ -3,9 +3,11 @@
 Every optimizer is a factory returning an :class:`Optimizer` with pure ``init`` and ``step``
 functions, written once against the Python Array API (NumPy, CuPy, array-api-strict, PyTorch,
 JAX). See ``DESIGN`` in the README for the contract.
-"""
 
-from importlib import import_module
+The public names are imported explicitly below (so that IDEs and type checkers see them) and
+listed in ``__all__``. Heavy optional imports stay lazy: SciPy's optimizer module loads only when
+:func:`scipy_method` is called, the command line (:mod:`physopt_ref.cli`) only when it runs.
+"""
 
 from ._base import (
     COUNT_MAX,
@@ -20,48 +22,142 @@ from ._base import (
     registered_names,
     set_debug_checks,
 )
+from ._run import STATUS_MESSAGES, StepInfo, Trace, run
+from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
+from .bbi import BBIState, bbi
+from .classic import AdamState, MomentumState, SGDState, adam, heavy_ball, nesterov, sgd
+from .coolmomentum import (
+    CoolMomentumState,
+    coolmomentum,
+    coolmomentum_schedule,
+    coolmomentum_temperature,
+    rho_geometric_temperature,
+    rho_linear_temperature,
+    rho_paper,
+)
+from .dyna import (
+    DampingRamp,
+    DynaPrototypeState,
+    DynaState,
+    damping_ramp,
+    default_fan_in,
+    dyna,
+    dyna_prototype,
+    dyna_restart,
+    dyna_warm_restart,
+    resolve_fan_in,
+)
+from .dynamic_relaxation import (
+    DynamicRelaxationState,
+    critical_time_step,
+    discrete_critical_damping,
+    dynamic_relaxation,
+    relaxation_beta,
+    relaxation_spectral_radius,
+)
+from .ecdsep import ECDSepState, ecdsep
+from .gravity import GravityState, gravity, gravity_beta_hat, gravity_zeta
+from .oscillator import (
+    amplitude_decay_per_step,
+    critical_momentum,
+    damping,
+    damping_ratio,
+    damping_regime,
+    discrete_contraction,
+    mass,
+    mechanical_energy,
+)
+from .schedules import (
+    COOLING_SCHEDULES,
+    CoolingSchedule,
+    HostSchedule,
+    Schedule,
+    constant,
+    cosine_decay,
+    exponential_decay,
+    host_schedule,
+)
+from .scipy_adapter import scipy_method
 
 __version__ = "0.1.0"
 
-#: The optimizer family modules. Each registers its optimizers on import and lists its public
-#: names in ``__all__``, which are re-exported here.
-_FAMILY_MODULES = (
-    "schedules",
-    "classic",
-    "oscillator",
-    "bbi",
-    "ecdsep",
-    "coolmomentum",
-    "gravity",
-    "dyna",
-    "dynamic_relaxation",
-    "_run",
-    "scipy_adapter",
-)
-
 __all__ = [
+    "COOLING_SCHEDULES",
     "COUNT_MAX",
     "REGISTRY",
+    "STATUS_MESSAGES",
+    "AdamState",
+    "BBIState",
+    "CoolMomentumState",
+    "CoolingSchedule",
+    "DampingRamp",
+    "DynaPrototypeState",
+    "DynaState",
+    "DynamicRelaxationState",
+    "ECDSepState",
+    "GravityState",
+    "HostSchedule",
+    "MomentumState",
     "Optimizer",
     "RegistryEntry",
+    "SGDState",
+    "Schedule",
+    "StepInfo",
+    "Trace",
     "__version__",
+    "adam",
+    "amplitude_decay_per_step",
     "batch_ndim_of",
+    "bbi",
     "checks_enabled",
+    "constant",
+    "coolmomentum",
+    "coolmomentum_schedule",
+    "coolmomentum_temperature",
+    "cosine_decay",
+    "critical_momentum",
+    "critical_time_step",
+    "damping",
+    "damping_ramp",
+    "damping_ratio",
+    "damping_regime",
     "debug_checks",
+    "default_fan_in",
+    "discrete_contraction",
+    "discrete_critical_damping",
+    "dyna",
+    "dyna_prototype",
+    "dyna_restart",
+    "dyna_warm_restart",
+    "dynamic_relaxation",
+    "ecdsep",
+    "evaluations_ecdf",
+    "exponential_decay",
     "get_optimizer",
+    "gravity",
+    "gravity_beta_hat",
+    "gravity_zeta",
+    "heavy_ball",
+    "host_schedule",
+    "mass",
+    "mechanical_energy",
+    "nesterov",
     "register",
     "registered_names",
+    "relaxation_beta",
+    "relaxation_spectral_radius",
+    "resolve_fan_in",
+    "rho_geometric_temperature",
+    "rho_linear_temperature",
+    "rho_paper",
+    "run",
+    "scipy_method",
     "set_debug_checks",
+    "sgd",
     "tree_flatten",
     "tree_leaves",
     "tree_map",
     "tree_unflatten",
+    "wilson_interval",
 ]
-
-for _name in _FAMILY_MODULES:
-    _module = import_module(f"{__name__}.{_name}")
-    for _attr in _module.__all__:
-        globals()[_attr] = getattr(_module, _attr)
-    __all__ += [a for a in _module.__all__ if a not in __all__]
-del _name, _module, _attr

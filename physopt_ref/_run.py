@@ -7,24 +7,27 @@ ensemble stops on its own (target value, gradient tolerance, divergence): a fini
 frozen with ``xp.where`` masks, so the loop never branches on array data and never moves data to
 the host inside a step; the host only asks "is anyone still running?" every ``check_every`` steps.
 
-The result is a :class:`Trace`: the loss per recorded step and run, the best point and value per
-run, the final parameters and optimizer state, the per-run scalar fields of the state (energies,
-:math:`V`, :math:`|\pi|^2` where the optimizer keeps them), steps to the target, evaluations and
-wall time.
+The loop is a few named steps: :func:`_start` evaluates the start and takes the stop decisions
+there, :func:`_advance` takes one optimizer step and updates the per-run bookkeeping,
+:func:`_stop_converged` takes the target / gtol decisions, :class:`_Recorder` keeps the records,
+and :func:`_to_trace` moves the result to the host as a :class:`~physopt_ref.Trace`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, device
 
 from ._base import Optimizer
+from ._trace import STATUS_MESSAGES, Trace
 from ._tree import (
+    TreeDef,
     batch_shape_of,
     expand_to_leaf,
     per_run_max,
@@ -32,20 +35,15 @@ from ._tree import (
     tree_flatten,
     tree_unflatten,
 )
+from .backends import normal, to_numpy
 
 __all__ = ["STATUS_MESSAGES", "StepInfo", "Trace", "run"]
 
-#: Per-run termination codes of :attr:`Trace.status`.
-STATUS_MESSAGES: dict[int, str] = {
-    0: "step budget used up",
-    1: "reached the target value",
-    2: "gradient below gtol",
-    3: "stopped by the callback",
-    4: "diverged (non-finite value or gradient)",
-}
-
 # The stream index of the gradient-noise draws (kept away from the optimizers' own streams).
 _NOISE_STREAM = 7919
+
+# Status codes (see STATUS_MESSAGES).
+_TARGET, _GTOL, _CALLBACK, _DIVERGED = 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -76,104 +74,80 @@ class StepInfo:
     active: Any
 
 
-@dataclass
-class Trace:
-    """The record of a :func:`run`.
+@dataclass(frozen=True)
+class _Config:
+    """What the caller asked for (everything but the optimizer, objective and start)."""
 
-    Arrays are NumPy (host) copies, except :attr:`x`, :attr:`best_x`, :attr:`state`, which
-    keep the parameters' namespace, dtype and device.
-
-    Attributes
-    ----------
-    optimizer : str
-        ``repr`` of the optimizer (name and hyperparameters).
-    batch_shape : tuple of int
-        The ensemble shape (``()`` for one run).
-    recorded_steps : numpy.ndarray
-        Step numbers of the records, shape ``(n_records,)``; record 0 is the start.
-    losses : numpy.ndarray
-        Objective per record and run, shape ``(n_records, *batch_shape)``.
-    best_value : numpy.ndarray
-        Lowest value seen per run, shape ``batch_shape``.
-    best_x : tree of arrays
-        The point where it was seen (backend arrays).
-    x, state :
-        Final parameters and optimizer state (backend arrays).
-    final_value : numpy.ndarray
-        The objective at ``x``.
-    status : numpy.ndarray of int
-        Per-run termination code, see :data:`STATUS_MESSAGES`.
-    steps_taken : numpy.ndarray of int
-        Steps each run took before it stopped (frozen runs stop counting).
-    steps_to_target : numpy.ndarray of int
-        First step at which ``value <= target`` per run, ``-1`` where never (or no target).
-    steps : int
-        Steps the loop ran (the longest run).
-    evaluations : int
-        Calls of the objective (each evaluates every run of the ensemble at once).
-    wall_time : float
-        Seconds spent in the loop, including moving the results to the host.
-    state_history : dict of str to numpy.ndarray
-        The optimizer state's per-run floating fields (batch-shaped arrays, e.g. energies)
-        at every record after the start, each of shape ``(n_records - 1, *batch_shape)``.
-    xs : numpy.ndarray or None
-        With ``record_x=True`` and an array ``x0``: the points per record,
-        shape ``(n_records, *x0.shape)``.
-    target, gtol : float or None
-        The stopping settings used.
-    """
-
-    optimizer: str
-    batch_shape: tuple[int, ...]
-    recorded_steps: np.ndarray
-    losses: np.ndarray
-    best_value: np.ndarray
-    best_x: Any
-    x: Any
-    state: Any
-    final_value: np.ndarray
-    status: np.ndarray
-    steps_taken: np.ndarray
-    steps_to_target: np.ndarray
     steps: int
-    evaluations: int
-    wall_time: float
-    state_history: dict[str, np.ndarray] = field(default_factory=dict)
-    xs: np.ndarray | None = None
-    target: float | None = None
-    gtol: float | None = None
+    target: float | None
+    gtol: float | None
+    callback: Callable[[StepInfo], Any] | None
+    record_every: int
+    check_every: int
+    grad_noise: float
+    noise_seed: int
+    record_x: bool
+    stop_when_done: bool
 
-    @property
-    def reached_target(self) -> np.ndarray:
-        """Boolean per run: the target value was reached (all False without a target)."""
-        return self.steps_to_target >= 0
 
-    @property
-    def success_rate(self) -> float:
-        """Fraction of runs that reached the target (NaN without a target)."""
-        if self.target is None:
-            return float("nan")
-        return float(np.mean(self.reached_target))
+@dataclass(frozen=True)
+class _Ensemble:
+    """The structure of the runs: namespace, tree, ensemble axes, and how to build arrays."""
 
-    @property
-    def energies(self) -> dict[str, np.ndarray]:
-        """The :attr:`state_history` entries named like energies (``E``, ``H``, ``*energ*``)."""
-        return {
-            k: v
-            for k, v in self.state_history.items()
-            if "energ" in k.lower() or k in ("E", "H", "hamiltonian")
-        }
+    xp: Any
+    treedef: TreeDef
+    like: Any
+    batch_ndim: int
+    batch_shape: tuple[int, ...]
 
-    def summary(self) -> str:
-        """A one-paragraph text summary."""
-        best = np.min(self.best_value) if self.best_value.size else float("nan")
-        parts = [
-            f"{self.optimizer}: {self.steps} steps, best value {best:.6g}",
-            f"{self.evaluations} evaluations, {self.wall_time:.3g} s",
-        ]
-        if self.target is not None:
-            parts.append(f"target {self.target:g} reached by {self.success_rate:.0%} of runs")
-        return "; ".join(parts)
+    @cached_property
+    def dev(self) -> Any:
+        """The parameters' device."""
+        return device(self.like)
+
+    @cached_property
+    def codes(self) -> dict[int, Any]:
+        """The status codes as int64 scalar arrays on the device."""
+        return {c: self.code(c) for c in STATUS_MESSAGES}
+
+    def code(self, value: int) -> Any:
+        """An int64 scalar array on the parameters' device (a status code, a step)."""
+        return self.xp.asarray(value, dtype=self.xp.int64, device=self.dev)
+
+    def ints(self, value: int) -> Any:
+        """An int64 array of the batch shape filled with ``value``."""
+        return self.xp.full(self.batch_shape, value, dtype=self.xp.int64, device=self.dev)
+
+    def as_value(self, value: Any) -> Any:
+        """The objective's value as an array of the parameters' dtype and the batch shape."""
+        xp, like = self.xp, self.like
+        if isinstance(value, int | float):
+            value = xp.asarray(value, dtype=like.dtype, device=self.dev)
+        value = xp.astype(value, like.dtype) if value.dtype != like.dtype else value
+        if tuple(value.shape) == self.batch_shape:
+            return value
+        if value.ndim == 0:
+            return xp.broadcast_to(value, self.batch_shape)
+        raise ValueError(
+            f"the objective returned values of shape {tuple(value.shape)}; "
+            f"expected the ensemble shape {self.batch_shape}"
+        )
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Where every run stands (backend arrays of the batch shape, and the leaves)."""
+
+    x: list[Any]
+    f: Any
+    g: list[Any]
+    state: Any
+    active: Any
+    status: Any
+    steps_taken: Any
+    steps_to_target: Any
+    best_f: Any
+    best_x: list[Any]
 
 
 def _objective(problem: Any) -> Callable[[Any], tuple[Any, Any]]:
@@ -219,26 +193,233 @@ def _per_run_fields(xp: Any, state: Any, batch_shape: tuple[int, ...]) -> dict[s
     return out
 
 
-def _as_value(xp: Any, value: Any, like: Any, batch_shape: tuple[int, ...]) -> Any:
-    if isinstance(value, int | float):
-        value = xp.asarray(value, dtype=like.dtype, device=device(like))
-    value = xp.astype(value, like.dtype) if value.dtype != like.dtype else value
-    if tuple(value.shape) != batch_shape:
-        if value.ndim == 0:
-            value = xp.broadcast_to(value, batch_shape)
-        else:
-            raise ValueError(
-                f"the objective returned values of shape {tuple(value.shape)}; "
-                f"expected the ensemble shape {batch_shape}"
-            )
-    return value
-
-
 def _call_callback(callback: Callable[..., Any], info: StepInfo) -> bool:
     try:
         return bool(callback(info))
     except StopIteration:
         return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps of the loop
+
+
+def _evaluate(fun: Callable[[Any], tuple[Any, Any]], ens: _Ensemble, leaves: list[Any]):
+    """Value (batch shape, parameters' dtype) and gradient leaves at the point ``leaves``."""
+    value, grad = fun(tree_unflatten(ens.treedef, leaves))
+    return ens.as_value(value), tree_flatten(grad)[0]
+
+
+def _finite(ens: _Ensemble, f: Any, g: list[Any]) -> Any:
+    """Per run: the value and every gradient component are finite."""
+    xp = ens.xp
+    ok = xp.isfinite(f)
+    for leaf in g:
+        axes = tuple(range(ens.batch_ndim, leaf.ndim))
+        ok = ok & (xp.all(xp.isfinite(leaf), axis=axes) if axes else xp.isfinite(leaf))
+    return ok
+
+
+def _max_abs_grad(ens: _Ensemble, g: list[Any]) -> Any:
+    """Per run: the largest gradient component in absolute value (SciPy's gtol norm)."""
+    xp = ens.xp
+    out = per_run_max(xp, xp.abs(g[0]), ens.batch_ndim)
+    for leaf in g[1:]:
+        out = xp.maximum(out, per_run_max(xp, xp.abs(leaf), ens.batch_ndim))
+    return out
+
+
+def _stop_converged(
+    ens: _Ensemble, cfg: _Config, f: Any, g: list[Any], active: Any, status: Any,
+    steps_to_target: Any, step: int,
+) -> tuple[Any, Any, Any]:
+    """Active runs at the target value (status 1) or below gtol (status 2) stop here.
+
+    Returns the new ``active``, ``status`` and ``steps_to_target``.
+    """
+    xp = ens.xp
+    if cfg.target is not None:
+        hit = active & (f <= cfg.target)
+        steps_to_target = xp.where(hit, ens.code(step), steps_to_target)
+        status = xp.where(hit, ens.codes[_TARGET], status)
+        active = active & ~hit
+    if cfg.gtol is not None:
+        small = active & (_max_abs_grad(ens, g) <= cfg.gtol)
+        status = xp.where(small, ens.codes[_GTOL], status)
+        active = active & ~small
+    return active, status, steps_to_target
+
+
+def _start(
+    optimizer: Optimizer, fun: Callable[..., Any], leaves: list[Any], ens: _Ensemble,
+    cfg: _Config,
+) -> _Runs:
+    """Evaluate the start, initialise the optimizer, and stop the runs that are done there."""
+    xp = ens.xp
+    state = optimizer.init(tree_unflatten(ens.treedef, leaves), batch_ndim=ens.batch_ndim)
+    f, g = _evaluate(fun, ens, leaves)
+    ok = _finite(ens, f, g)
+    inf = xp.asarray(float("inf"), dtype=ens.like.dtype, device=ens.dev)
+    active, status, steps_to_target = _stop_converged(
+        ens, cfg, f, g, ok, xp.where(ok, ens.ints(0), ens.codes[_DIVERGED]), ens.ints(-1), 0)
+    return _Runs(x=list(leaves), f=f, g=g, state=state, active=active, status=status,
+                 steps_taken=ens.ints(0), steps_to_target=steps_to_target,
+                 best_f=xp.where(ok, f, inf), best_x=list(leaves))
+
+
+def _noisy(ens: _Ensemble, cfg: _Config, g: list[Any], k: int) -> list[Any]:
+    """The gradient leaves plus seeded Gaussian noise of step ``k`` (``grad_noise > 0``)."""
+    if cfg.grad_noise <= 0.0:
+        return g
+    return [
+        gi + cfg.grad_noise * normal(cfg.noise_seed, k, tuple(gi.shape), like=gi,
+                                     batch_ndim=ens.batch_ndim, stream=_NOISE_STREAM + i)
+        for i, gi in enumerate(g)
+    ]
+
+
+def _advance(
+    optimizer: Optimizer, fun: Callable[..., Any], ens: _Ensemble, cfg: _Config, runs: _Runs,
+    k: int,
+) -> _Runs:
+    """Step ``k`` -> ``k + 1``: one optimizer step, one evaluation, the per-run bookkeeping.
+
+    Runs that are no longer active, or whose new value or gradient is not finite, keep their
+    point, value, gradient and optimizer state; the latter are marked diverged.
+    """
+    xp, bn, tdef = ens.xp, ens.batch_ndim, ens.treedef
+    grads = tree_unflatten(tdef, _noisy(ens, cfg, runs.g, k))
+    x_new, state_new = optimizer.step(tree_unflatten(tdef, runs.x), grads, runs.state,
+                                      loss=runs.f)
+    new_leaves = tree_flatten(x_new)[0]
+    f_new, g_new = _evaluate(fun, ens, new_leaves)
+    ok = _finite(ens, f_new, g_new)
+    moving = runs.active & ok
+    x = select_tree(xp, moving, new_leaves, runs.x, bn)
+    f = xp.where(moving, f_new, runs.f)
+    g = select_tree(xp, moving, g_new, runs.g, bn)
+    better = moving & (f < runs.best_f)
+    active, status, steps_to_target = _stop_converged(
+        ens, cfg, f, g, moving, xp.where(runs.active & ~ok, ens.codes[_DIVERGED], runs.status),
+        runs.steps_to_target, k + 1)
+    return _Runs(
+        x=x,
+        f=f,
+        g=g,
+        state=_freeze(xp, state_new, runs.state, moving, ens.batch_shape),
+        active=active,
+        status=status,
+        steps_taken=xp.where(runs.active, runs.steps_taken + 1, runs.steps_taken),
+        steps_to_target=steps_to_target,
+        best_f=xp.where(better, f, runs.best_f),
+        best_x=select_tree(xp, better, x, runs.best_x, bn),
+    )
+
+
+class _Recorder:
+    """The records: step numbers, losses, points (optional) and per-run state fields."""
+
+    def __init__(self, ens: _Ensemble, record_x: bool, runs: _Runs) -> None:
+        self.ens = ens
+        self.record_x = record_x
+        self.steps = [0]
+        self.losses = [runs.f]
+        self.xs = [runs.x[0]] if record_x else []
+        self.fields: dict[str, list[Any]] = {}
+
+    def add(self, k: int, runs: _Runs) -> None:
+        self.steps.append(k)
+        self.losses.append(runs.f)
+        if self.record_x:
+            self.xs.append(runs.x[0])
+        for name, value in _per_run_fields(self.ens.xp, runs.state, self.ens.batch_shape).items():
+            self.fields.setdefault(name, []).append(value)
+
+    def host(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+        """Steps, losses, state history and points, as NumPy arrays."""
+
+        def stack(values: list[Any]) -> np.ndarray:
+            return np.stack([np.asarray(to_numpy(v), dtype=np.float64) for v in values])
+
+        history = {name: stack(values) for name, values in self.fields.items()
+                   if len(values) == len(self.losses) - 1}
+        xs = np.stack([to_numpy(v) for v in self.xs]) if self.record_x else None
+        return np.asarray(self.steps, dtype=np.int64), stack(self.losses), history, xs
+
+
+def _info(ens: _Ensemble, runs: _Runs, k: int) -> StepInfo:
+    tdef = ens.treedef
+    return StepInfo(k, tree_unflatten(tdef, runs.x), runs.f, tree_unflatten(tdef, runs.g),
+                    runs.state, runs.active)
+
+
+def _to_trace(
+    optimizer: Optimizer, ens: _Ensemble, cfg: _Config, runs: _Runs, rec: _Recorder, k: int,
+) -> Trace:
+    """Move the result to the host (the final and best points stay on the backend)."""
+
+    def host(a: Any, dtype: Any) -> np.ndarray:
+        return np.asarray(to_numpy(a), dtype=dtype)
+
+    steps, losses, history, xs = rec.host()
+    return Trace(
+        optimizer=repr(optimizer),
+        batch_shape=tuple(ens.batch_shape),
+        recorded_steps=steps,
+        losses=losses,
+        best_value=host(runs.best_f, np.float64),
+        best_x=tree_unflatten(ens.treedef, runs.best_x),
+        x=tree_unflatten(ens.treedef, runs.x),
+        state=runs.state,
+        final_value=host(runs.f, np.float64),
+        status=host(runs.status, np.int64),
+        steps_taken=host(runs.steps_taken, np.int64),
+        steps_to_target=host(runs.steps_to_target, np.int64),
+        steps=k,
+        evaluations=k + 1,
+        wall_time=0.0,
+        state_history=history,
+        xs=xs,
+        target=cfg.target,
+        gtol=cfg.gtol,
+    )
+
+
+def _loop(
+    optimizer: Optimizer, fun: Callable[..., Any], leaves: list[Any], ens: _Ensemble,
+    cfg: _Config,
+) -> Trace:
+    t0 = time.perf_counter()
+    runs = _start(optimizer, fun, leaves, ens, cfg)
+    rec = _Recorder(ens, cfg.record_x, runs)
+    cb = cfg.callback
+    stopped = cb is not None and _call_callback(cb, _info(ens, runs, 0))
+    k = 0
+    while k < cfg.steps and not stopped:
+        runs = _advance(optimizer, fun, ens, cfg, runs, k)
+        k += 1
+        check = cfg.stop_when_done and k % cfg.check_every == 0
+        done = check and not bool(ens.xp.any(runs.active))
+        if k % cfg.record_every == 0 or k == cfg.steps or done:
+            rec.add(k, runs)
+            stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
+        if done:
+            break
+    if stopped:
+        runs = replace(runs, status=ens.xp.where(runs.active, ens.codes[_CALLBACK], runs.status))
+    trace = _to_trace(optimizer, ens, cfg, runs, rec, k)
+    trace.wall_time = time.perf_counter() - t0
+    return trace
+
+
+def _check_counts(steps: int, record_every: int, check_every: int, grad_noise: float) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    for name, value in (("record_every", record_every), ("check_every", check_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if grad_noise < 0:
+        raise ValueError(f"grad_noise must be >= 0, got {grad_noise}")
 
 
 def run(
@@ -273,7 +454,8 @@ def run(
         The start, of any Array API backend and float dtype; its leading axes are an ensemble
         (for a Problem, every axis but the last). Defaults to ``problem.start()`` (NumPy float64).
     steps : int
-        Most steps per run.
+        Most steps per run: a run evaluates the objective at most ``steps + 1`` times (the start
+        and once per step).
     target : float, optional
         A run stops (and is counted in :attr:`Trace.steps_to_target`) once its value is
         ``<= target``.
@@ -315,199 +497,19 @@ def run(
     marked diverged (status 4). NumPy's floating-point warnings are silenced inside the loop,
     since a diverging member of an ensemble is an expected, reported outcome.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    for name, value in (("record_every", record_every), ("check_every", check_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if grad_noise < 0:
-        raise ValueError(f"grad_noise must be >= 0, got {grad_noise}")
+    _check_counts(steps, record_every, check_every, grad_noise)
     fun = _objective(problem)
     if x0 is None:
         if not hasattr(problem, "start"):
             raise ValueError("x0 is required when the problem has no start()")
         x0 = problem.start()
     leaves, treedef = tree_flatten(x0)
-    xp = array_namespace(*leaves)
     if batch_ndim is None:
         is_problem = hasattr(problem, "value_and_grad") and len(leaves) == 1
         batch_ndim = leaves[0].ndim - 1 if is_problem else 0
-    batch_shape = batch_shape_of(leaves, batch_ndim)
-    like = leaves[0]
-    record_x = record_x and len(leaves) == 1
-
+    ens = _Ensemble(array_namespace(*leaves), treedef, leaves[0], batch_ndim,
+                    batch_shape_of(leaves, batch_ndim))
+    cfg = _Config(steps, target, gtol, callback, record_every, check_every, grad_noise,
+                  noise_seed, record_x and len(leaves) == 1, stop_when_done)
     with np.errstate(all="ignore"):
-        return _loop(
-            optimizer, fun, x0, xp, treedef, like, batch_ndim, batch_shape, steps, target, gtol,
-            callback, record_every, check_every, grad_noise, noise_seed, record_x,
-            stop_when_done,
-        )
-
-
-def _loop(
-    optimizer: Optimizer,
-    fun: Callable[[Any], tuple[Any, Any]],
-    x: Any,
-    xp: Any,
-    treedef: Any,
-    like: Any,
-    batch_ndim: int,
-    batch_shape: tuple[int, ...],
-    steps: int,
-    target: float | None,
-    gtol: float | None,
-    callback: Callable[[StepInfo], Any] | None,
-    record_every: int,
-    check_every: int,
-    grad_noise: float,
-    noise_seed: int,
-    record_x: bool,
-    stop_when_done: bool,
-) -> Trace:
-    from .backends import normal, to_numpy
-
-    t0 = time.perf_counter()
-    dev = device(like)
-
-    def evaluate(point: Any) -> tuple[Any, list[Any]]:
-        value, grad = fun(point)
-        return _as_value(xp, value, like, batch_shape), tree_flatten(grad)[0]
-
-    def finite(value: Any, grads: list[Any]) -> Any:
-        ok = xp.isfinite(value)
-        for g in grads:
-            axes = tuple(range(batch_ndim, g.ndim))
-            ok = ok & (xp.all(xp.isfinite(g), axis=axes) if axes else xp.isfinite(g))
-        return ok
-
-    def small_grad(grads: list[Any]) -> Any:
-        out = per_run_max(xp, xp.abs(grads[0]), batch_ndim)
-        for g in grads[1:]:
-            out = xp.maximum(out, per_run_max(xp, xp.abs(g), batch_ndim))
-        return out <= gtol
-
-    state = optimizer.init(x, batch_ndim=batch_ndim)
-    f, g = evaluate(x)
-    evaluations = 1
-    x_leaves = tree_flatten(x)[0]
-
-    int_dtype = xp.int64
-    zeros_i = xp.zeros(batch_shape, dtype=int_dtype, device=dev)
-    status = zeros_i
-    ok = finite(f, g)
-    active = ok
-    status = xp.where(ok, status, xp.asarray(4, dtype=int_dtype, device=dev))
-    steps_to_target = zeros_i - 1
-
-    def stop_converged(
-        f_now: Any, g_now: list[Any], active: Any, status: Any, steps_to_target: Any, step: int
-    ) -> tuple[Any, Any, Any]:
-        """Active runs at the target value (status 1) or below gtol (status 2) stop here."""
-        if target is not None:
-            hit = active & (f_now <= target)
-            steps_to_target = xp.where(hit, zeros_i + step, steps_to_target)
-            status = xp.where(hit, xp.asarray(1, dtype=int_dtype, device=dev), status)
-            active = active & ~hit
-        if gtol is not None:
-            small = active & small_grad(g_now)
-            status = xp.where(small, xp.asarray(2, dtype=int_dtype, device=dev), status)
-            active = active & ~small
-        return active, status, steps_to_target
-
-    active, status, steps_to_target = stop_converged(f, g, active, status, steps_to_target, 0)
-    steps_taken = zeros_i
-    inf = xp.asarray(float("inf"), dtype=like.dtype, device=dev)
-    best_f = xp.where(ok, f, inf)
-    best_x = list(x_leaves)
-
-    rec_steps = [0]
-    rec_losses = [f]
-    rec_x = [x_leaves[0]] if record_x else []
-    rec_fields: dict[str, list[Any]] = {}
-
-    def info(step: int) -> StepInfo:
-        return StepInfo(step, x, f, tree_unflatten(treedef, g), state, active)
-
-    stopped_by_callback = False
-    if callback is not None and _call_callback(callback, info(0)):
-        stopped_by_callback = True
-    k = 0
-    while k < steps and not stopped_by_callback:
-        if grad_noise > 0.0:
-            g_used = [
-                gi + grad_noise * normal(noise_seed, k, tuple(gi.shape), like=gi,
-                                         batch_ndim=batch_ndim, stream=_NOISE_STREAM + i)
-                for i, gi in enumerate(g)
-            ]
-        else:
-            g_used = g
-        x_new, state_new = optimizer.step(x, tree_unflatten(treedef, g_used), state, loss=f)
-        new_leaves = tree_flatten(x_new)[0]
-        f_new, g_new = evaluate(x_new)
-        evaluations += 1
-        k += 1
-        ok = finite(f_new, g_new)
-        moving = active & ok
-        diverged = active & ~ok
-        x_leaves = select_tree(xp, moving, new_leaves, x_leaves, batch_ndim)
-        x = tree_unflatten(treedef, x_leaves)
-        state = _freeze(xp, state_new, state, moving, batch_shape)
-        f = xp.where(moving, f_new, f)
-        g = select_tree(xp, moving, g_new, g, batch_ndim)
-        steps_taken = xp.where(active, steps_taken + 1, steps_taken)
-        status = xp.where(diverged, xp.asarray(4, dtype=int_dtype, device=dev), status)
-        active = moving
-        better = moving & (f < best_f)
-        best_f = xp.where(better, f, best_f)
-        best_x = select_tree(xp, better, x_leaves, best_x, batch_ndim)
-        active, status, steps_to_target = stop_converged(f, g, active, status, steps_to_target, k)
-
-        last = k == steps
-        done = False
-        if stop_when_done and k % check_every == 0:
-            done = not bool(xp.any(active))
-        if k % record_every == 0 or last or done:
-            rec_steps.append(k)
-            rec_losses.append(f)
-            if record_x:
-                rec_x.append(x_leaves[0])
-            for name, value in _per_run_fields(xp, state, batch_shape).items():
-                rec_fields.setdefault(name, []).append(value)
-            if callback is not None and _call_callback(callback, info(k)):
-                stopped_by_callback = True
-        if done:
-            break
-
-    if stopped_by_callback:
-        status = xp.where(active, xp.asarray(3, dtype=int_dtype, device=dev), status)
-
-    losses = np.stack([np.asarray(to_numpy(v), dtype=np.float64) for v in rec_losses])
-    history = {
-        name: np.stack([np.asarray(to_numpy(v), dtype=np.float64) for v in values])
-        for name, values in rec_fields.items()
-        if len(values) == len(rec_losses) - 1
-    }
-    trace = Trace(
-        optimizer=repr(optimizer),
-        batch_shape=tuple(batch_shape),
-        recorded_steps=np.asarray(rec_steps, dtype=np.int64),
-        losses=losses,
-        best_value=np.asarray(to_numpy(best_f), dtype=np.float64),
-        best_x=tree_unflatten(treedef, best_x),
-        x=x,
-        state=state,
-        final_value=np.asarray(to_numpy(f), dtype=np.float64),
-        status=np.asarray(to_numpy(status), dtype=np.int64),
-        steps_taken=np.asarray(to_numpy(steps_taken), dtype=np.int64),
-        steps_to_target=np.asarray(to_numpy(steps_to_target), dtype=np.int64),
-        steps=k,
-        evaluations=evaluations,
-        wall_time=0.0,
-        state_history=history,
-        xs=np.stack([to_numpy(v) for v in rec_x]) if record_x else None,
-        target=target,
-        gtol=gtol,
-    )
-    trace.wall_time = time.perf_counter() - t0
-    return trace
-
+        return _loop(optimizer, fun, leaves, ens, cfg)

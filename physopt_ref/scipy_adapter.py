@@ -14,6 +14,9 @@ bounds=..., constraints=..., callback=..., **options)`` (``scipy.optimize.minimi
 minimizers"), with ``tol`` folded into ``options``. The adapter runs the optimizer on the
 flattened float64 ``x0`` as one run (``batch_ndim=0``), passing the objective's value as the
 ``loss`` that energy-based optimizers need.
+
+SciPy's optimizer module is imported when :func:`scipy_method` is called, not with
+``physopt_ref``: ``import physopt_ref`` stays light.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from ._base import REGISTRY, Optimizer, get_optimizer
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
 
 __all__ = ["scipy_method"]
 
@@ -110,6 +115,8 @@ def scipy_method(
     Status codes: 0 converged (``gtol`` or ``ftarget``), 1 ``maxiter`` reached, 3 NaN
     encountered, 99 stopped by the callback.
     """
+    from scipy.optimize import OptimizeResult, OptimizeWarning
+
     if isinstance(optimizer, Optimizer):
         if hyperparameters:
             raise TypeError("give hyperparameters with a name, not with a built Optimizer")

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace
+
+from ..backends import device_of
 
 __all__ = ["KnownMinimum", "Problem"]
 
@@ -55,11 +57,6 @@ class Problem:
 
     def _value(self, xp: Any, x: Any) -> Any:
         return self._value_and_grad(xp, x)[0]
-
-    @staticmethod
-    def _const(xp: Any, x: Any, values: Any) -> Any:
-        """Host data (NumPy / Python numbers) as an array with the dtype and device of ``x``."""
-        return xp.asarray(np.asarray(values, dtype=np.float64), dtype=x.dtype, device=device(x))
 
     # -- the public, checked API -------------------------------------------------------------
     def check_point(self, x: Any) -> Any:
@@ -105,7 +102,7 @@ class Problem:
         """
         if like is not None:
             xp = array_namespace(like)
-            dtype, dev = like.dtype, device(like)
+            dtype, dev = like.dtype, device_of(like)
         else:
             if xp is None:
                 import array_api_compat.numpy as xp

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import asarray_like
 from ._base import KnownMinimum, Problem
 
 __all__ = ["Ackley", "Zakharov", "ackley", "zakharov"]
@@ -128,7 +129,7 @@ class Zakharov(Problem):
         )
 
     def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
-        w = self._const(xp, x, self.weights)
+        w = asarray_like(self.weights, x)
         v = xp.sum(x * w, axis=-1)
         v2 = v * v
         f = xp.sum(x * x, axis=-1) + v2 + v2 * v2

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import asarray_like
 from ._base import KnownMinimum, Problem
 
 __all__ = [
@@ -141,8 +142,8 @@ class Cluster(Problem):
         batch = tuple(x.shape[:-1])
         pos = xp.reshape(x, (*batch, n, 3))
         d = xp.expand_dims(pos, axis=-2) - xp.expand_dims(pos, axis=-3)  # x_i − x_j
-        r2 = xp.sum(d * d, axis=-1) + self._const(xp, x, self._eye)  # 1 on the diagonal
-        mask = self._const(xp, x, self._offdiag)
+        r2 = xp.sum(d * d, axis=-1) + asarray_like(self._eye, x)  # 1 on the diagonal
+        mask = asarray_like(self._offdiag, x)
         if self.kind == "lj":
             inv2 = 1.0 / r2
             inv6 = inv2 * inv2 * inv2

@@ -32,6 +32,7 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import solve_banded
 from scipy.optimize import brentq
 
+from ..backends import asarray_like, device_of
 from ._base import KnownMinimum, Problem
 
 __all__ = [
@@ -162,7 +163,7 @@ class PDEResidual(Problem):
 
     # -- the Array API evaluation -------------------------------------------------------------
     def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
-        zero = xp.zeros((*x.shape[:-1], 1), dtype=x.dtype, device=_device(x))
+        zero = xp.zeros((*x.shape[:-1], 1), dtype=x.dtype, device=device_of(x))
 
         def down(v: Any) -> Any:  # v_{i-1}
             return xp.concat([zero, v[..., :-1]], axis=-1)
@@ -170,26 +171,20 @@ class PDEResidual(Problem):
         def up(v: Any) -> Any:  # v_{i+1}
             return xp.concat([v[..., 1:], zero], axis=-1)
 
-        lo = self._const(xp, x, self._lower)
-        di = self._const(xp, x, self._diag)
-        hi = self._const(xp, x, self._upper)
+        lo = asarray_like(self._lower, x)
+        di = asarray_like(self._diag, x)
+        hi = asarray_like(self._upper, x)
         if self._nonlin == "exp":
             nu = self._lam * xp.exp(x)
             dn = nu
         else:
             nu = self._lam * x * x
             dn = (2.0 * self._lam) * x
-        r = lo * down(x) + di * x + hi * up(x) + self._const(xp, x, self._c) + nu
+        r = lo * down(x) + di * x + hi * up(x) + asarray_like(self._c, x) + nu
         s2 = self.scale * self.scale
         f = (0.5 * s2) * xp.sum(r * r, axis=-1)
         g = down(hi * r) + di * r + up(lo * r) + dn * r
         return f, s2 * g if s2 != 1.0 else g
-
-
-def _device(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)
 
 
 def _check_n(name: str, n: int, low: int) -> int:

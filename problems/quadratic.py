@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import asarray_like
 from ._base import KnownMinimum, Problem
 
 __all__ = ["Quadratic", "quadratic"]
@@ -90,11 +91,11 @@ class Quadratic(Problem):
         )
 
     def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
-        d = x - self._const(xp, x, self.minimizer)
+        d = x - asarray_like(self.minimizer, x)
         if self.rotated:
-            g = xp.matmul(d, self._const(xp, x, self.hessian))
+            g = xp.matmul(d, asarray_like(self.hessian, x))
         else:
-            g = d * self._const(xp, x, self.eigenvalues)
+            g = d * asarray_like(self.eigenvalues, x)
         return 0.5 * xp.sum(d * g, axis=-1) + self.offset, g
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import asarray_like, device_of
 from ._base import KnownMinimum, Problem
 
 __all__ = ["TwoBasin", "two_basin"]
@@ -118,8 +119,8 @@ class TwoBasin(Problem):
 
     # -- the Array API evaluation -------------------------------------------------------------
     def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
-        d1 = x - self._const(xp, x, self.centers[0])
-        d2 = x - self._const(xp, x, self.centers[1])
+        d1 = x - asarray_like(self.centers[0], x)
+        d2 = x - asarray_like(self.centers[1], x)
         a1 = xp.sum(d1 * d1, axis=-1)
         a2 = xp.sum(d2 * d2, axis=-1)
         e1 = xp.exp(-self.alpha1 * a1)
@@ -141,18 +142,12 @@ class TwoBasin(Problem):
         Returns an int64 array of the batch shape (the backend of ``x``).
         """
         xp = self.check_point(x)
-        out = xp.full(x.shape[:-1], -1, dtype=xp.int64, device=_dev(x))
+        out = xp.full(x.shape[:-1], -1, dtype=xp.int64, device=device_of(x))
         for i in (1, 0):
-            d = x - self._const(xp, x, self.minimizers[i])
-            q = xp.sum(d * xp.matmul(d, self._const(xp, x, self.hessians[i])), axis=-1)
+            d = x - asarray_like(self.minimizers[i], x)
+            q = xp.sum(d * xp.matmul(d, asarray_like(self.hessians[i], x)), axis=-1)
             out = xp.where(q < 1.0, xp.full_like(out, i), out)
         return out
-
-
-def _dev(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)
 
 
 def two_basin(**options: Any) -> TwoBasin:

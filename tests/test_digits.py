@@ -11,12 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from physopt_ref import REGISTRY
-from physopt_ref.__main__ import main
+from physopt_ref.cli import main
 
 pytest.importorskip("sklearn")
 
-from physopt_ref._digits import dyna_ramp, load_digits_split, run_digits
+from physopt_ref.cli.digits import N_BATCHES, _dyna_settings, load_digits_split, run_digits
 
 
 def test_split_shapes_and_scaling():
@@ -27,20 +26,25 @@ def test_split_shapes_and_scaling():
     assert set(np.unique(y_tr)) == set(range(10))
 
 
-def test_ramp_matches_eq_22():
-    z = dyna_ramp(n_batches=96, epochs=10)
-    assert z(0) == pytest.approx(0.5)
-    assert z(960) == pytest.approx(1.0) and z(5000) == pytest.approx(1.0)
-    t = 480  # (t/T)² = 1/4: 1/(2ζ) = 1 − 0.125
-    assert 1.0 / (2.0 * z(t)) == pytest.approx(0.875)
+def test_dyna_rows_follow_sec_5():
+    """ζ = 1, ζ = 0.5, and the library's Eq. 22 ramp over T = 10 epochs of 96 minibatches."""
+    rows = _dyna_settings()
+    assert [r[0] for r in rows] == ["Dyna"] * 3
+    assert [r[2]["zeta"] for r in rows[:2]] == [1.0, 0.5]
+    for _, _, hp in rows:
+        assert hp["gamma"] == 1.0 and hp["fan_in"] == 64 and hp["beta"] == 0.9
+    ramp = rows[2][2]["zeta"]
+    T = 10 * N_BATCHES
+    assert float(ramp(0)) == pytest.approx(0.5, abs=1e-5)  # Algorithm 1's t = count + 1 = 1
+    assert float(ramp(T - 1)) == pytest.approx(1.0) and float(ramp(5000)) == pytest.approx(1.0)
+    t = T // 2  # (t/T)² = 1/4: 1/(2ζ) = 1 − 0.125
+    assert 1.0 / (2.0 * float(ramp(t - 1))) == pytest.approx(0.875)
 
 
 def test_fast_table(capsys):
     rows = run_digits(epochs=2)
     labels = [r.label for r in rows]
-    assert labels[-1] == "Adam"
-    if "dyna" in REGISTRY:
-        assert labels.count("Dyna") == 3
+    assert labels == ["Dyna", "Dyna", "Dyna", "Adam"]
     for r in rows:
         assert 0.5 < r.train_accuracy <= 1.0  # two epochs already learn the digits
         assert 0.0 <= r.test_accuracy <= 1.0

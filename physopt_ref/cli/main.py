@@ -1,0 +1,52 @@
+"""The ``physopt-ref`` command line (also ``python -m physopt_ref``).
+
+Subcommands:
+
+``compare``
+    Every registered optimizer on every problem (quick mode by default, ``--full`` for the
+    paper-sized runs), printed as a table with success intervals and tuning budgets, then the
+    headline comparisons of the papers; ``--plot`` draws the runtime ECDF.
+``run OPTIMIZER PROBLEM``
+    One optimizer on one problem, every hyperparameter settable with ``--hp NAME=VALUE``.
+``tune OPTIMIZER PROBLEM``
+    A grid search on one compare problem (``--grid NAME=V1,V2,...``; without it, the grid
+    recorded in the settings).
+``digits``
+    The Dyna paper's Table 1 in small (logistic regression on scikit-learn's digits).
+``list``
+    The registered optimizers (with their hyperparameters) and the problems.
+
+Exit status: 0 on success, 2 for a bad option, a bad hyperparameter, or a backend / optional
+package that is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from .commands import cmd_compare, cmd_digits, cmd_list, cmd_run, cmd_tune
+from .parser import PROG, UsageError, build_parser
+
+__all__ = ["main"]
+
+_HANDLERS = {"compare": cmd_compare, "run": cmd_run, "tune": cmd_tune, "digits": cmd_digits,
+             "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or an argparse error (2, message already printed)
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    try:
+        return _HANDLERS[args.command](args, sys.stdout)
+    except UsageError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 2
+    except BrokenPipeError:  # the reader left (``physopt-ref list | head``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,177 @@
+"""The argument parser of ``physopt-ref`` and the parsing of ``NAME=VALUE`` options."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from typing import Any
+
+from ..backends import BACKENDS
+from .problem_settings import TUNE_SEED
+
+__all__ = ["PROG", "UsageError", "build_parser", "parse_assignment", "parse_grid"]
+
+PROG = "physopt-ref"
+
+
+class UsageError(Exception):
+    """A user error: printed as ``physopt-ref: error: ...`` with exit status 2."""
+
+
+def _literal(raw: str) -> Any:
+    raw = raw.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw  # a plain string, e.g. schedule=paper
+
+
+def _split_assignment(text: str, what: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise UsageError(f"{what} must look like NAME=VALUE, got {text!r}")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if not name.isidentifier():
+        raise UsageError(f"{what}: {name!r} is not a valid name")
+    return name, raw
+
+
+def parse_assignment(text: str, what: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` -> ``(name, value)``; the value read as a Python literal where it is one."""
+    name, raw = _split_assignment(text, what)
+    return name, _literal(raw)
+
+
+def parse_grid(text: str) -> tuple[str, tuple[Any, ...]]:
+    """``NAME=V1,V2,...`` -> ``(name, (v1, v2, ...))`` (values as in :func:`parse_assignment`)."""
+    name, raw = _split_assignment(text, "--grid")
+    values = tuple(_literal(v) for v in raw.split(",") if v.strip())
+    if not values:
+        raise UsageError(f"--grid {name}: no values")
+    return name, values
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _repeatable(p: argparse.ArgumentParser, flag: str, metavar: str, text: str) -> None:
+    p.add_argument(flag, action="append", default=[], metavar=metavar,
+                   help=f"{text} (repeatable)")
+
+
+def _add_common(p: argparse.ArgumentParser, *, plot: bool = True, seed: int = 0) -> None:
+    p.add_argument("--backend", default="numpy", choices=sorted(BACKENDS),
+                   help="array backend (default numpy)")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="floating dtype of the runs (default float64)")
+    p.add_argument("--seed", type=_nonneg_int, default=seed,
+                   help=f"seed of the starts, noise and stochastic optimizers (default {seed})")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    if plot:
+        p.add_argument("--plot", metavar="FILE",
+                       help="write a figure (PNG, PDF, SVG by extension); needs matplotlib")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is shown only when stderr is a terminal)")
+
+
+def _add_budget(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--full", action="store_true", help="paper-sized budgets and ensembles")
+    p.add_argument("--ensemble", type=_pos_int, help="starts per problem (overrides the settings)")
+    p.add_argument("--evals", type=_pos_int,
+                   help="objective evaluations per run (overrides the settings; the start "
+                   "counts as one, each step as one more)")
+
+
+def _compare_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="every optimizer on every problem, and the headlines",
+                       description="Run every registered optimizer on every problem of the "
+                       "comparison (quick mode: under 2 minutes) and print a table with the best "
+                       "value, the success count with its 95%% Wilson interval, the median "
+                       "evaluations to the target, the time and whether the settings were "
+                       "tuned; then the papers' headline comparisons. --plot draws the ECDF of "
+                       "evaluations to the target per optimizer.")
+    _add_budget(p)
+    p.add_argument("--optimizers", help="comma-separated subset of the optimizers")
+    p.add_argument("--problems", help="comma-separated subset of the problems")
+    p.add_argument("--no-headlines", action="store_true", help="only the table")
+    _add_common(p)
+
+
+def _run_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="one optimizer on one problem",
+                       description="Run one optimizer on one problem; every hyperparameter can "
+                       "be set with --hp NAME=VALUE (see `physopt-ref list`).")
+    p.add_argument("optimizer", help="registered optimizer name (see `physopt-ref list`)")
+    p.add_argument("problem", help="problem name (see `physopt-ref list`)")
+    _repeatable(p, "--hp", "NAME=VALUE", "an optimizer hyperparameter, e.g. --hp lr=0.1")
+    _repeatable(p, "--problem-arg", "NAME=VALUE", "an argument of the problem factory, e.g. dim=5")
+    p.add_argument("--steps", type=_pos_int,
+                   help="steps per run (default: the problem's budget of evaluations - 1)")
+    p.add_argument("--ensemble", type=_pos_int, default=1,
+                   help="number of runs; 1 starts at the problem's x0, more draw random starts")
+    p.add_argument("--target", type=float, help="stop a run once f <= TARGET "
+                   "(default: f* + the problem's tolerance)")
+    p.add_argument("--gtol", type=float, help="stop a run once max|grad| <= GTOL")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="standard deviation of Gaussian gradient noise (default 0)")
+    p.add_argument("--record-every", type=_pos_int, default=1, help="record every K steps")
+    _add_common(p)
+
+
+def _tune_parser(sub: Any) -> None:
+    p = sub.add_parser("tune", help="grid search of one optimizer on one compare problem",
+                       description="Run every point of a hyperparameter grid with the compare "
+                       "problem's budget and ensemble, on seeds disjoint from the table's, and "
+                       "rank them (most successes, then fewest evaluations to the target, then "
+                       "lowest median best value). Without --grid: the grid recorded in the "
+                       "settings, which repeats the search behind that entry.")
+    p.add_argument("optimizer", help="registered optimizer name")
+    p.add_argument("problem", help="a compare problem (see `physopt-ref list`)")
+    _repeatable(p, "--grid", "NAME=V1,V2,...",
+                "values of one hyperparameter (the grid is the product)")
+    _repeatable(p, "--hp", "NAME=VALUE", "a hyperparameter held fixed")
+    _add_budget(p)
+    _add_common(p, plot=False, seed=TUNE_SEED)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``physopt-ref``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Physics-inspired optimizers (Dyna, CoolMomentum, BBI / ECDSep, Gravity, "
+        "classic momentum) on analytic problems, on any Array API backend.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _compare_parser(sub)
+    _run_parser(sub)
+    _tune_parser(sub)
+
+    p = sub.add_parser("digits", help="the Dyna paper's Table 1 on scikit-learn's digits",
+                       description="Logistic regression on scikit-learn's 8x8 digits: Dyna with "
+                       "zeta = 1, 0.5 and the Eq. 22 ramp (lr = 2/64) vs Adam (lr 1e-3).")
+    p.add_argument("--epochs", type=_pos_int, default=50, help="epochs (default 50, as the paper)")
+    _add_common(p, plot=False)
+
+    p = sub.add_parser("list", help="registered optimizers and problems")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser

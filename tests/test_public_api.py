@@ -1,0 +1,146 @@
+"""The public surface of ``physopt_ref``: explicit, complete, light to import, layered.
+
+- ``__all__`` lists exactly the names the package imports explicitly, each importable;
+- every family module's ``__all__`` is re-exported (a new public name cannot be forgotten);
+- ``import physopt_ref`` loads neither SciPy's optimizer module nor the command line nor
+  matplotlib (checked in a fresh interpreter);
+- the imports point one way: cli -> library -> core -> backends (checked on the source).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import physopt_ref
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "physopt_ref"
+
+#: Modules whose ``__all__`` the package re-exports in full.
+REEXPORTED = ("_run", "_stats", "bbi", "classic", "coolmomentum", "dyna", "dynamic_relaxation",
+              "ecdsep", "gravity", "oscillator", "schedules", "scipy_adapter")
+#: From the core, only these (the rest of its ``__all__`` is for optimizer authors).
+CORE = {"_base": ("COUNT_MAX", "REGISTRY", "Optimizer", "RegistryEntry", "batch_ndim_of",
+                  "checks_enabled", "debug_checks", "get_optimizer", "register",
+                  "registered_names", "set_debug_checks"),
+        "_tree": ("tree_flatten", "tree_leaves", "tree_map", "tree_unflatten")}
+
+
+def test_all_is_exactly_the_public_names():
+    names = physopt_ref.__all__
+    assert len(names) == len(set(names)), "duplicates in __all__"
+    for name in names:
+        assert hasattr(physopt_ref, name), name
+    public = {n for n in vars(physopt_ref) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(physopt_ref, n)).__name__ == "module"}
+    assert public - modules == set(names) - {"__version__"}
+
+
+def test_all_is_the_modules_public_names():
+    """A name added to a family module's ``__all__`` must be exported by the package too."""
+    expected = {"__version__"}
+    for module in REEXPORTED:
+        mod = importlib.import_module(f"physopt_ref.{module}")
+        expected |= set(mod.__all__)
+        for name in mod.__all__:
+            assert getattr(physopt_ref, name) is getattr(mod, name), name
+    for module, names in CORE.items():
+        mod = importlib.import_module(f"physopt_ref.{module}")
+        assert set(names) <= set(mod.__all__)
+        expected |= set(names)
+    assert set(physopt_ref.__all__) == expected
+
+
+def test_registry_names_are_public():
+    for name in physopt_ref.registered_names():
+        assert name in physopt_ref.__all__
+        assert physopt_ref.REGISTRY[name].factory is getattr(physopt_ref, name)
+
+
+def test_import_is_light():
+    code = (
+        "import json, sys, time\n"
+        "t = time.perf_counter()\n"
+        "import physopt_ref\n"
+        "t = time.perf_counter() - t\n"
+        "print(json.dumps({'seconds': t, 'modules': sorted(sys.modules)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    modules = set(json.loads(out.stdout)["modules"])
+    for heavy in ("scipy.optimize", "physopt_ref.cli", "matplotlib", "sklearn", "torch",
+                  "jax", "physopt_ref.problems"):
+        assert heavy not in modules, f"import physopt_ref imports {heavy}"
+
+
+def test_scipy_method_loads_scipy_when_called():
+    code = (
+        "import sys, physopt_ref\n"
+        "assert 'scipy.optimize' not in sys.modules\n"
+        "m = physopt_ref.scipy_method('sgd', lr=0.1)\n"
+        "assert 'scipy.optimize' in sys.modules and callable(m)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], timeout=120, check=True)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the physopt_ref modules that ``path`` imports (relative ones resolved).
+
+    ``backends/`` and ``problems/`` are installed as ``physopt_ref.backends`` / ``.problems``.
+    """
+    package = list(path.relative_to(ROOT).parts[:-1])
+    if package[0] != "physopt_ref":
+        package = ["physopt_ref", *package]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m.startswith("physopt_ref")}
+
+
+def _sources(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_library_never_imports_the_cli():
+    library = [p for p in _sources(LIBRARY)
+               if not p.is_relative_to(LIBRARY / "cli") and p != LIBRARY / "__main__.py"]
+    assert LIBRARY / "_run.py" in library
+    for path in library + _sources(ROOT / "backends") + _sources(ROOT / "problems"):
+        bad = {m for m in _imports(path) if m.startswith("physopt_ref.cli")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_lower_layers_point_down():
+    """backends import nothing of physopt_ref; problems import only backends."""
+    for path in _sources(ROOT / "backends"):
+        bad = {m for m in _imports(path) if not m.startswith("physopt_ref.backends")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+    for path in _sources(ROOT / "problems"):
+        bad = {m for m in _imports(path)
+               if not m.startswith(("physopt_ref.backends", "physopt_ref.problems"))}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_no_guards_against_the_project_itself():
+    """No code asks whether the project's own modules or optimizers exist."""
+    patterns = ("not available in this version", "not installed in this version",
+                '" in REGISTRY', "' in REGISTRY")
+    for path in _sources(LIBRARY) + _sources(ROOT / "tests"):
+        if path.name == Path(__file__).name:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for pattern in patterns:
+            assert pattern not in text, f"{path.relative_to(ROOT)} contains {pattern!r}"
