@@ -30,8 +30,8 @@ from .reference import gravity_ref as ref
 from .reference import philox_ref
 
 NP = get_namespace("numpy")
-SHAPES = {"w": (3, 4), "b": (4,)}
-SCALES = {"w": 1.7, "b": 0.2}  # curvatures per leaf: different max|G| per leaf
+SHAPES = {"b": (4,), "w": (3, 4)}  # sorted keys: the leaf order of a dict tree
+SCALES = {"b": 0.2, "w": 1.7}  # curvatures per leaf: different max|G| per leaf
 
 
 def _start() -> dict[str, np.ndarray]:
