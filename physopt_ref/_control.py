@@ -48,14 +48,18 @@ def if_any(
 
     * NumPy, array-api-strict, torch on the CPU (eager): a Python branch on the host boolean
       (the data is already in host memory; no synchronisation);
-    * JAX (eager or under ``jax.jit``): ``jax.lax.cond``, which runs one branch on the device;
-    * everything else (CuPy, torch on an accelerator or under ``torch.compile``, Dask):
-      ``true_fn`` always, so that the step never waits for the device.
+    * JAX under ``jax.jit`` / ``jax.lax.scan``: ``jax.lax.cond``, which runs one branch on the
+      device;
+    * everything else (eager JAX, CuPy, torch on an accelerator or under ``torch.compile``,
+      Dask): ``true_fn`` always, so that the step never waits for the device.
     """
     if is_jax_namespace(xp):
         import jax
 
-        return jax.lax.cond(xp.any(pred), true_fn, false_fn, *operands)
+        if isinstance(pred, jax.core.Tracer):
+            return jax.lax.cond(xp.any(pred), true_fn, false_fn, *operands)
+        # Eager JAX would compile the cond's fresh branch closures on every call: compute.
+        return true_fn(*operands)
     if host_resident(xp, pred):
         return true_fn(*operands) if bool(xp.any(pred)) else false_fn(*operands)
     return true_fn(*operands)
