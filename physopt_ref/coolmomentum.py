@@ -136,10 +136,10 @@ def coolmomentum(
 
     Parameters
     ----------
-    lr : float or schedule
+    lr : float, per-run array or schedule
         :math:`\mathrm{lr} = \Delta t^2 > 0` ("a squared timestep dt^2", README). Default 0.01
-        (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable
-        ``count -> float`` is a schedule (the authors use a constant).
+        (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable of the step
+        count is a schedule (:mod:`physopt_ref.schedules`; the authors use a constant).
     rho0 : float
         Initial momentum coefficient :math:`\rho_0 \in [0, 1)`. Default 0.99 (TF class, README,
         all recipes, spec §a.4).
@@ -152,9 +152,11 @@ def coolmomentum(
         ``"paper"`` (default; Eq. 20, :func:`rho_paper`), ``"geometric_temperature"``
         (:func:`rho_geometric_temperature`), ``"linear_temperature"``
         (:func:`rho_linear_temperature`), ``"constant"`` (:math:`\rho_t = \rho_0`), or a
-        callable ``t -> rho_t`` (values checked to lie in [0, 1) when used; ``rho0`` and
-        ``cool_steps`` are then unused).
-    weight_decay : float
+        traceable callable ``t -> rho_t`` of the step count as a float array (values checked
+        to lie in [0, 1) with :func:`physopt_ref.debug_checks`; ``rho0`` and ``cool_steps``
+        are then unused). The named schedules are computed on the device from the count
+        (:mod:`physopt_ref.schedules`).
+    weight_decay : float or per-run array
         Coupled L2 coefficient :math:`\lambda \ge 0` added to the gradient before the update
         (``d_p.add(p, alpha=weight_decay)`` in the authors' PyTorch class). Default 0; the CIFAR
         recipes use 5e-4.

@@ -131,23 +131,24 @@ def ecdsep(
 
     Parameters
     ----------
-    lr : float or schedule
-        :math:`\Delta t > 0`, required (``ECDSep.__init__``, line 19). A callable
-        ``count -> float`` is a schedule (the code reads ``self.lr``, so PyTorch schedulers do
-        not act on it; here they can).
-    eta : float
+    lr : float, per-run array or schedule
+        :math:`\Delta t > 0`, required (``ECDSep.__init__``, line 19). A callable of the step
+        count is a schedule (:mod:`physopt_ref.schedules`; the code reads ``self.lr``, so
+        PyTorch schedulers do not act on it; here they can).
+    eta : float or per-run array
         :math:`\eta > 0`, required (line 19); the code's docstring asks for :math:`\eta \ge 1`
         ("tested up to eta = 5"); :math:`0 < \eta < 1` is accepted here.
-    nu : float
+    nu : float or per-run array
         :math:`\nu \ge 0`, the "chaos hyperparameter" (jitter size); default 1e-5 (line 19).
-    s : float
+    s : float or per-run array
         :math:`s \ge 0`, the "regularization switch"; default 1 (line 19). With :math:`s = 0`
         the step bound :math:`\Delta t/\sqrt s` is void.
-    f0 : float
+    f0 : float or per-run array
         :math:`F_0`, the expected minimum of the objective; default 0 (line 19).
-    delta_e : float or None
+    delta_e : float, per-run array or None
         :math:`\delta E \ge 0`, the initial :math:`|p|^2`. Default ``None``: the code's rule,
-        0 when ``s == 1`` and 1 otherwise (lines 23-26 force ``deltaEn = 1`` for ``s != 1``).
+        0 when ``s == 1`` and 1 otherwise (lines 23-26 force ``deltaEn = 1`` for ``s != 1``);
+        required when ``s`` is a per-run array.
     rescale : bool
         The code's ``consEn``; default True (line 19).
     weight_decay : float
@@ -179,16 +180,20 @@ def ecdsep(
        gap :math:`\tilde F - F_0`, not 5 times :math:`V = (\tilde F - F_0)^\eta`.
     2. An explicit ``delta_e`` is respected for every ``s``; only the default follows the code's
        ``s != 1 -> deltaEn = 1`` override.
-    3. The jitter is **seeded and reproducible** (counter-based stream keyed by ``seed``, call
-       count and leaf); the code seeds a private generator non-deterministically.
+    3. The jitter is **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, call
+       count and leaf); the code seeds a private generator non-deterministically. It is
+       computed as :math:`p \leftarrow a\,p + b\,z` with :math:`|u|^2` from the inner products
+       :math:`p\cdot z` and :math:`|z|^2` (the same vector as normalising
+       :math:`u = p/|p| + \nu z`, up to rounding, without forming it).
     4. **Per run** of an ensemble: :math:`e^E`, :math:`|p|^2`, norms, jitter normalisation, stops
        and floors; the code keeps one set for all parameter groups.
     5. No NaN: a zero initial gradient gives :math:`p_0 = 0` (the code divides 0/0); a zero
        :math:`|p|` after the kick skips the jitter (the code divides by it); :math:`V` is 0, not
        NaN, where :math:`\tilde F < F_0` with a non-integer η (both are no-ops).
-    6. :math:`|p|^2` is recomputed from the momentum each call (the code carries ``self.p2``,
-       equal up to rounding); ``e^E`` and :math:`p_0` are set on the run's first update (the
-       code re-initialises on each call while ``iteration == 0``: the same thing).
+    6. :math:`|p|^2` is carried in the state (``p2``, computed from the new momentum at the end
+       of each call; :math:`\delta E` for a momentum just started), as the code carries
+       ``self.p2``; ``e^E`` and :math:`p_0` are set on the run's first update (the code
+       re-initialises on each call while ``iteration == 0``: the same thing).
     """
     s = check_real("s", s, symbol="s", low=0.0, per_run=True)
     if delta_e is None:
