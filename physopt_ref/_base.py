@@ -119,7 +119,7 @@ def is_tracing(x: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Namespaces and validation
 
-_NAMESPACES: dict[type, tuple[Any, bool]] = {}
+_NAMESPACES: dict[type, Any] = {}
 
 
 def namespace_of_leaves(*groups: list[Any]) -> Any:
@@ -133,15 +133,14 @@ def namespace_of_leaves(*groups: list[Any]) -> Any:
         for a in group:
             if type(a) is not kind:
                 return array_namespace(*(a for group in groups for a in group))
-    cached = _NAMESPACES.get(kind)
-    if cached is None:
-        xp = array_namespace(first)
-        _NAMESPACES[kind] = cached = (xp, is_torch_array(first))
-    if cached[1] and _torch_compiling():
+    if _torch_compiling():
         # No cache under torch.compile: reading a dict that the first trace fills in would
         # guard on its contents and recompile the step once.
         return array_namespace(first)
-    return cached[0]
+    xp = _NAMESPACES.get(kind)
+    if xp is None:
+        xp = _NAMESPACES[kind] = array_namespace(first)
+    return xp
 
 
 def _torch_compiling() -> bool:
@@ -474,7 +473,9 @@ class Optimizer:
         if self.needs_loss:
             loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
         new_leaves, fields = self._update_rule(self._rule_hp, ctx, p_leaves, g_leaves, state, loss)
-        state = self.state_type(_increment(xp, count), **fields)
+        count = _increment(xp, count, ctx._tensor)
+        names = self.state_type._fields
+        state = tuple.__new__(self.state_type, (count, *[fields[k] for k in names[1:]]))
         return tree_unflatten(treedef, new_leaves), state
 
     # -- checks ----------------------------------------------------------------------------
@@ -539,9 +540,9 @@ class Optimizer:
                         )
 
 
-def _increment(xp: Any, count: Any) -> Any:
+def _increment(xp: Any, count: Any, tensor: bool) -> Any:
     """``count + 1``, saturating at :data:`COUNT_MAX`."""
-    if type(count).__module__.startswith("torch"):
+    if tensor:
         # A Python scalar in array-api-compat's torch minimum breaks torch.compile's graph.
         return xp.where(count < COUNT_MAX, count + 1, count)
     return xp.minimum(count, COUNT_MAX - 1) + 1
