@@ -22,6 +22,7 @@ from ._base import (
     registered_names,
     set_debug_checks,
 )
+from ._compile import CompiledStep, compile
 from ._run import STATUS_MESSAGES, StepInfo, Trace, run
 from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
@@ -89,6 +90,7 @@ __all__ = [
     "STATUS_MESSAGES",
     "AdamState",
     "BBIState",
+    "CompiledStep",
     "CoolMomentumState",
     "CoolingSchedule",
     "DampingRamp",
@@ -111,6 +113,7 @@ __all__ = [
     "batch_ndim_of",
     "bbi",
     "checks_enabled",
+    "compile",
     "constant",
     "coolmomentum",
     "coolmomentum_schedule",

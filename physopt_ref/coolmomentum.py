@@ -214,6 +214,7 @@ def coolmomentum(
         init=_coolmomentum_init,
         update=_coolmomentum_update,
         state_type=CoolMomentumState,
+        elementwise=True,
     )
 
 
