@@ -22,7 +22,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace, device, is_jax_namespace
 
 from ._base import Optimizer
 from ._trace import STATUS_MESSAGES, Trace
@@ -88,6 +88,7 @@ class _Config:
     noise_seed: int
     record_x: bool
     stop_when_done: bool
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -394,9 +395,14 @@ def _loop(
     rec = _Recorder(ens, cfg.record_x, runs)
     cb = cfg.callback
     stopped = cb is not None and _call_callback(cb, _info(ens, runs, 0))
+    advance = _advance
+    if cfg.compile:
+        from ._run_jit import jit_advance
+
+        advance = jit_advance(optimizer, fun, ens, cfg)
     k = 0
     while k < cfg.steps and not stopped:
-        runs = _advance(optimizer, fun, ens, cfg, runs, k)
+        runs = advance(optimizer, fun, ens, cfg, runs, k)
         k += 1
         check = cfg.stop_when_done and k % cfg.check_every == 0
         done = check and not bool(ens.xp.any(runs.active))
@@ -438,6 +444,7 @@ def run(
     noise_seed: int = 0,
     record_x: bool = False,
     stop_when_done: bool = True,
+    compile: bool = False,
 ) -> Trace:
     r"""Run ``optimizer`` on ``problem`` from ``x0`` for up to ``steps`` steps.
 
@@ -486,6 +493,11 @@ def run(
         Also record the points (an array ``x0`` only), e.g. to plot trajectories.
     stop_when_done : bool
         Leave the loop as soon as every run has stopped (checked every ``check_every`` steps).
+    compile : bool
+        JAX only: take each step (the optimizer step, the evaluation and the per-run
+        bookkeeping) as one ``jax.jit`` call, traced once for the run. The records, the
+        per-run stops and the trace are those of the eager loop, to rounding. ``problem`` must
+        then be traceable (the bundled problems are). Other backends raise ``ValueError``.
 
     Returns
     -------
@@ -509,7 +521,12 @@ def run(
         batch_ndim = leaves[0].ndim - 1 if is_problem else 0
     ens = _Ensemble(array_namespace(*leaves), treedef, leaves[0], batch_ndim,
                     batch_shape_of(leaves, batch_ndim))
+    if compile and not is_jax_namespace(ens.xp):
+        raise ValueError(
+            "run(compile=True) compiles each step with jax.jit and needs JAX arrays; x0 holds "
+            f"{ens.xp.__name__} arrays"
+        )
     cfg = _Config(steps, target, gtol, callback, record_every, check_every, grad_noise,
-                  noise_seed, record_x and len(leaves) == 1, stop_when_done)
+                  noise_seed, record_x and len(leaves) == 1, stop_when_done, bool(compile))
     with np.errstate(all="ignore"):
         return _loop(optimizer, fun, leaves, ens, cfg)
