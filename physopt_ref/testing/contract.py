@@ -523,6 +523,10 @@ def check_state_structure(
     if not hasattr(state, "_fields") or state._fields[:1] != ("count",):
         problems.append(f"the state ({kind.__name__}) is not a NamedTuple led by 'count'")
         return _violations("state of arrays", problems, example)
+    declared = getattr(opt, "state_type", None)
+    if declared is not None and kind is not declared:
+        problems.append(f"init returned a {kind.__name__}, the optimizer declares "
+                        f"{declared.__name__}")
     if state.count.dtype != xp.int32 or tuple(state.count.shape) != batch_shape:
         problems.append(f"count is {state.count.dtype}{tuple(state.count.shape)}, not "
                         f"int32{batch_shape}")

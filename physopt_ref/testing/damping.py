@@ -7,7 +7,7 @@ damped oscillator (:mod:`physopt_ref.oscillator`). The checks run a momentum met
 
 - :func:`check_critical_damping`: at the critical momentum the rate matches the continuous
   model's :math:`c/(2m) = (1-\alpha)/(1+\alpha)` within 5 % (2.3-3.3 % measured for
-  :math:`K\eta \in [5\cdot10^{-4}, 3\cdot10^{-3}]`), and pushing the momentum towards 1
+  :math:`K\eta \in [10^{-4}, 3\cdot10^{-3}]`), and pushing the momentum towards 1
   (under-damped) or halving it (over-damped) contracts more slowly (below 0.9 of it);
 - :func:`check_contraction_rate`: the rate equals the exact spectral radius of the recurrence
   (:func:`~physopt_ref.discrete_contraction`) within 5 %;
