@@ -42,6 +42,16 @@ def build(name: str, **overrides: Any) -> physopt_ref.Optimizer:
     return subject(name).build(**overrides)
 
 
+def trajectory(
+    opt: physopt_ref.Optimizer, xp: Any, x0: dict[str, np.ndarray], steps: int, *,
+    batch_ndim: int = 0, dtype: Any = None,
+) -> list[dict[str, np.ndarray]]:
+    """The kit's run on the contract workload, each step's parameters as a dict (NumPy)."""
+    keys = sorted(X0)  # the tree-flatten order of a dict
+    return [dict(zip(keys, leaves, strict=True))
+            for leaves in kit.trajectory(opt, xp, x0, steps, batch_ndim=batch_ndim, dtype=dtype)]
+
+
 def test_registry_is_populated() -> None:
     assert {"sgd", "heavy_ball", "nesterov", "adam"} <= set(NAMES)
     for name in NAMES:
