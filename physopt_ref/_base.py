@@ -133,14 +133,15 @@ def namespace_of_leaves(*groups: list[Any]) -> Any:
         for a in group:
             if type(a) is not kind:
                 return array_namespace(*(a for group in groups for a in group))
-    if _torch_compiling():
-        # No cache under torch.compile: reading a dict that the first trace fills in would
-        # guard on its contents and recompile the step once.
+    if kind.__module__.startswith("torch") and _torch_compiling():
+        # No cache under torch.compile: reading the dict guards on its contents, so a first
+        # trace that fills it in (a process whose first torch step is compiled) would recompile
+        # the step once.
         return array_namespace(first)
-    xp = _NAMESPACES.get(kind)
-    if xp is None:
-        xp = _NAMESPACES[kind] = array_namespace(first)
-    return xp
+    cached = _NAMESPACES.get(kind)
+    if cached is None:
+        cached = _NAMESPACES[kind] = array_namespace(first)
+    return cached
 
 
 def _torch_compiling() -> bool:

@@ -3,7 +3,7 @@
 - ``__all__`` lists exactly the names the package imports explicitly, each importable;
 - every family module's ``__all__`` is re-exported (a new public name cannot be forgotten);
 - ``import physopt_ref`` loads neither SciPy's optimizer module nor the command line nor
-  matplotlib (checked in a fresh interpreter);
+  matplotlib nor the testing kit and hypothesis (checked in a fresh interpreter);
 - the imports point one way: cli -> library -> core -> backends (checked on the source).
 """
 
@@ -74,7 +74,7 @@ def test_import_is_light():
                          timeout=120, check=True)
     modules = set(json.loads(out.stdout)["modules"])
     for heavy in ("scipy.optimize", "physopt_ref.cli", "matplotlib", "sklearn", "torch",
-                  "jax", "physopt_ref.problems"):
+                  "jax", "physopt_ref.problems", "physopt_ref.testing", "hypothesis"):
         assert heavy not in modules, f"import physopt_ref imports {heavy}"
 
 
