@@ -22,6 +22,7 @@ from ._base import (
     registered_names,
     set_debug_checks,
 )
+from ._chain import Chain, chain
 from ._run import STATUS_MESSAGES, StepInfo, Trace, run
 from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
@@ -79,6 +80,16 @@ from .schedules import (
     host_schedule,
 )
 from .scipy_adapter import scipy_method
+from .transforms import (
+    TRANSFORMS,
+    GradientTransform,
+    clip_by_global_norm,
+    clip_by_value,
+    coupled_weight_decay,
+    decoupled_weight_decay,
+    masked,
+    non_finite_guard,
+)
 
 __version__ = "0.1.0"
 
@@ -87,8 +98,10 @@ __all__ = [
     "COUNT_MAX",
     "REGISTRY",
     "STATUS_MESSAGES",
+    "TRANSFORMS",
     "AdamState",
     "BBIState",
+    "Chain",
     "CoolMomentumState",
     "CoolingSchedule",
     "DampingRamp",
@@ -96,6 +109,7 @@ __all__ = [
     "DynaState",
     "DynamicRelaxationState",
     "ECDSepState",
+    "GradientTransform",
     "GravityState",
     "HostSchedule",
     "MomentumState",
@@ -110,12 +124,16 @@ __all__ = [
     "amplitude_decay_per_step",
     "batch_ndim_of",
     "bbi",
+    "chain",
     "checks_enabled",
+    "clip_by_global_norm",
+    "clip_by_value",
     "constant",
     "coolmomentum",
     "coolmomentum_schedule",
     "coolmomentum_temperature",
     "cosine_decay",
+    "coupled_weight_decay",
     "critical_momentum",
     "critical_time_step",
     "damping",
@@ -123,6 +141,7 @@ __all__ = [
     "damping_ratio",
     "damping_regime",
     "debug_checks",
+    "decoupled_weight_decay",
     "default_fan_in",
     "discrete_contraction",
     "discrete_critical_damping",
@@ -140,9 +159,11 @@ __all__ = [
     "gravity_zeta",
     "heavy_ball",
     "host_schedule",
+    "masked",
     "mass",
     "mechanical_energy",
     "nesterov",
+    "non_finite_guard",
     "register",
     "registered_names",
     "relaxation_beta",

@@ -28,9 +28,10 @@ from ._base import Optimizer
 from ._trace import STATUS_MESSAGES, Trace
 from ._tree import (
     TreeDef,
+    all_finite,
     batch_shape_of,
-    expand_to_leaf,
     per_run_max,
+    select_state,
     select_tree,
     tree_flatten,
     tree_unflatten,
@@ -161,23 +162,6 @@ def _objective(problem: Any) -> Callable[[Any], tuple[Any, Any]]:
     )
 
 
-def _freeze(xp: Any, new: Any, old: Any, keep: Any, batch_shape: tuple[int, ...]) -> Any:
-    """``new`` where ``keep`` is True, else ``old``, for every batch-leading array in a state."""
-    if isinstance(new, tuple) and hasattr(new, "_fields"):
-        fields = (_freeze(xp, a, b, keep, batch_shape) for a, b in zip(new, old, strict=True))
-        return type(new)(*fields)
-    if isinstance(new, tuple | list):
-        out = [_freeze(xp, a, b, keep, batch_shape) for a, b in zip(new, old, strict=True)]
-        return type(new)(out)
-    if isinstance(new, dict):
-        return {k: _freeze(xp, new[k], old[k], keep, batch_shape) for k in new}
-    nb = len(batch_shape)
-    if hasattr(new, "shape") and hasattr(new, "dtype") and hasattr(old, "shape"):
-        if new.ndim >= nb and tuple(new.shape[:nb]) == batch_shape and new.shape == old.shape:
-            return xp.where(expand_to_leaf(xp, keep, new, nb), new, old)
-    return new
-
-
 def _per_run_fields(xp: Any, state: Any, batch_shape: tuple[int, ...]) -> dict[str, Any]:
     """The floating arrays of exactly the batch shape among a NamedTuple state's fields."""
     out = {}
@@ -208,16 +192,6 @@ def _evaluate(fun: Callable[[Any], tuple[Any, Any]], ens: _Ensemble, leaves: lis
     """Value (batch shape, parameters' dtype) and gradient leaves at the point ``leaves``."""
     value, grad = fun(tree_unflatten(ens.treedef, leaves))
     return ens.as_value(value), tree_flatten(grad)[0]
-
-
-def _finite(ens: _Ensemble, f: Any, g: list[Any]) -> Any:
-    """Per run: the value and every gradient component are finite."""
-    xp = ens.xp
-    ok = xp.isfinite(f)
-    for leaf in g:
-        axes = tuple(range(ens.batch_ndim, leaf.ndim))
-        ok = ok & (xp.all(xp.isfinite(leaf), axis=axes) if axes else xp.isfinite(leaf))
-    return ok
 
 
 def _max_abs_grad(ens: _Ensemble, g: list[Any]) -> Any:
@@ -258,7 +232,7 @@ def _start(
     xp = ens.xp
     state = optimizer.init(tree_unflatten(ens.treedef, leaves), batch_ndim=ens.batch_ndim)
     f, g = _evaluate(fun, ens, leaves)
-    ok = _finite(ens, f, g)
+    ok = all_finite(xp, g, ens.batch_ndim, f)
     inf = xp.asarray(float("inf"), dtype=ens.like.dtype, device=ens.dev)
     active, status, steps_to_target = _stop_converged(
         ens, cfg, f, g, ok, xp.where(ok, ens.ints(0), ens.codes[_DIVERGED]), ens.ints(-1), 0)
@@ -293,7 +267,7 @@ def _advance(
                                       loss=runs.f)
     new_leaves = tree_flatten(x_new)[0]
     f_new, g_new = _evaluate(fun, ens, new_leaves)
-    ok = _finite(ens, f_new, g_new)
+    ok = all_finite(xp, g_new, bn, f_new)
     moving = runs.active & ok
     x = select_tree(xp, moving, new_leaves, runs.x, bn)
     f = xp.where(moving, f_new, runs.f)
@@ -306,7 +280,7 @@ def _advance(
         x=x,
         f=f,
         g=g,
-        state=_freeze(xp, state_new, runs.state, moving, ens.batch_shape),
+        state=select_state(xp, moving, state_new, runs.state, bn),
         active=active,
         status=status,
         steps_taken=xp.where(runs.active, runs.steps_taken + 1, runs.steps_taken),

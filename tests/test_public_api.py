@@ -23,12 +23,13 @@ LIBRARY = ROOT / "physopt_ref"
 
 #: Modules whose ``__all__`` the package re-exports in full.
 REEXPORTED = ("_run", "_stats", "bbi", "classic", "coolmomentum", "dyna", "dynamic_relaxation",
-              "ecdsep", "gravity", "oscillator", "schedules", "scipy_adapter")
+              "ecdsep", "gravity", "oscillator", "schedules", "scipy_adapter", "transforms")
 #: From the core, only these (the rest of its ``__all__`` is for optimizer authors).
 CORE = {"_base": ("COUNT_MAX", "REGISTRY", "Optimizer", "RegistryEntry", "batch_ndim_of",
                   "checks_enabled", "debug_checks", "get_optimizer", "register",
                   "registered_names", "set_debug_checks"),
-        "_tree": ("tree_flatten", "tree_leaves", "tree_map", "tree_unflatten")}
+        "_tree": ("tree_flatten", "tree_leaves", "tree_map", "tree_unflatten"),
+        "_chain": ("Chain", "chain")}
 
 
 def test_all_is_exactly_the_public_names():
