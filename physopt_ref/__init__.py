@@ -27,6 +27,14 @@ from ._run import STATUS_MESSAGES, StepInfo, Trace, run
 from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from .bbi import BBIState, bbi
+from .checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    LoadedState,
+    checkpoint_info,
+    load_state,
+    save_state,
+)
 from .classic import AdamState, MomentumState, SGDState, adam, heavy_ball, nesterov, sgd
 from .coolmomentum import (
     CoolMomentumState,
@@ -96,12 +104,14 @@ __version__ = "0.1.0"
 __all__ = [
     "COOLING_SCHEDULES",
     "COUNT_MAX",
+    "FORMAT_VERSION",
     "REGISTRY",
     "STATUS_MESSAGES",
     "TRANSFORMS",
     "AdamState",
     "BBIState",
     "Chain",
+    "CheckpointError",
     "CoolMomentumState",
     "CoolingSchedule",
     "DampingRamp",
@@ -112,6 +122,7 @@ __all__ = [
     "GradientTransform",
     "GravityState",
     "HostSchedule",
+    "LoadedState",
     "MomentumState",
     "Optimizer",
     "RegistryEntry",
@@ -125,6 +136,7 @@ __all__ = [
     "batch_ndim_of",
     "bbi",
     "chain",
+    "checkpoint_info",
     "checks_enabled",
     "clip_by_global_norm",
     "clip_by_value",
@@ -159,6 +171,7 @@ __all__ = [
     "gravity_zeta",
     "heavy_ball",
     "host_schedule",
+    "load_state",
     "masked",
     "mass",
     "mechanical_energy",
@@ -173,6 +186,7 @@ __all__ = [
     "rho_linear_temperature",
     "rho_paper",
     "run",
+    "save_state",
     "scipy_method",
     "set_debug_checks",
     "sgd",
