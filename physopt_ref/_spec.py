@@ -52,6 +52,8 @@ from .transforms import TRANSFORMS, GradientTransform
 __all__ = [
     "SpecError",
     "build_optimizer",
+    "decode_value",
+    "encode_value",
     "optimizer_spec",
     "spec_difference",
     "with_hyperparameters",
@@ -104,6 +106,20 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
         f"{where}: cannot record a {type(value).__name__} ({value!r}) in a checkpoint; "
         "hyperparameters are numbers, strings, per-run arrays, schedules or trees of them"
     )
+
+
+def encode_value(value: Any, where: str) -> Any:
+    """One hyperparameter value as JSON-able data (no arrays: they need the archive)."""
+    arrays: dict[str, np.ndarray] = {}
+    out = _encode(value, arrays, where)
+    if arrays:
+        raise SpecError(f"{where}: an array value needs a checkpoint file (save_state)")
+    return out
+
+
+def decode_value(value: Any, where: str) -> Any:
+    """The value :func:`encode_value` recorded (a ``callable`` entry raises :class:`SpecError`)."""
+    return _decode(value, {}, where)
 
 
 def _encode_transform(t: GradientTransform, arrays: dict[str, np.ndarray], where: str) -> dict:
