@@ -6,7 +6,9 @@ JAX). See ``DESIGN`` in the README for the contract.
 
 The public names are imported explicitly below (so that IDEs and type checkers see them) and
 listed in ``__all__``. Heavy optional imports stay lazy: SciPy's optimizer module loads only when
-:func:`scipy_method` is called, the command line (:mod:`physopt_ref.cli`) only when it runs.
+:func:`scipy_method` is called, the command line (:mod:`physopt_ref.cli`) only when it runs, and
+the adapters :mod:`physopt_ref.torch` (``torch.optim.Optimizer`` classes) and
+:mod:`physopt_ref.optax` (optax transformations) only when imported.
 """
 
 from ._base import (

@@ -197,7 +197,10 @@ def build_optimizer(spec: Mapping[str, Any], arrays: Mapping[str, Any]) -> Optim
             "register it (physopt_ref.register) or pass the optimizer itself"
         )
     hp = {k: _decode(v, arrays, f"hp.{k}") for k, v in spec["hyperparameters"].items()}
-    optimizer = REGISTRY[name].factory(**hp)
+    try:
+        optimizer = REGISTRY[name].factory(**hp)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{name} cannot be built from the recorded hyperparameters: {exc}") from exc
     transforms = [_decode_transform(t, arrays, f"transforms[{i}]")
                   for i, t in enumerate(spec["transforms"])]
     return chain(*transforms, optimizer) if transforms else optimizer

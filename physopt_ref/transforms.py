@@ -71,7 +71,9 @@ class GradientTransform:
 
     Subclasses implement :meth:`apply` (and :meth:`init` when they keep state). A transform's
     state is a few arrays that the chained optimizer's state holds as extra fields, named in
-    :attr:`fields` (every name once per chain).
+    :attr:`fields` (every name once per chain). A transform of your own is recorded in
+    checkpoints by its name and hyperparameters: add its factory to :data:`TRANSFORMS` so that
+    a checkpoint can build it again.
 
     Attributes
     ----------
@@ -118,12 +120,6 @@ class GradientTransform:
         hp = ", ".join(f"{k}={_short(v)}" for k, v in self._hp.items())
         return f"{self.name}({hp})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.name, self._hp))
-
-
-def _rebuild(name: str, hyperparameters: Mapping[str, Any]) -> GradientTransform:
-    return TRANSFORMS[name](**hyperparameters)
 
 
 def _positive(name: str, value: Any, symbol: str) -> Any:

@@ -76,7 +76,8 @@ def test_import_is_light():
                          timeout=120, check=True)
     modules = set(json.loads(out.stdout)["modules"])
     for heavy in ("scipy.optimize", "physopt_ref.cli", "matplotlib", "sklearn", "torch",
-                  "jax", "physopt_ref.problems"):
+                  "jax", "optax", "physopt_ref.problems", "physopt_ref.torch",
+                  "physopt_ref.optax"):
         assert heavy not in modules, f"import physopt_ref imports {heavy}"
 
 
