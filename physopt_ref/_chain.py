@@ -28,7 +28,7 @@ from ._base import (
 from ._tree import select_state, select_tree
 from .transforms import GradientTransform, coupled_weight_decay
 
-__all__ = ["Chain", "chain", "optimizer_parts", "with_transforms", "with_weight_decay"]
+__all__ = ["Chain", "chain", "optimizer_parts", "weight_decay_keyword", "with_transforms"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,16 +207,14 @@ def with_transforms(
     return _Transformed(optimizer.name, hyperparameters, transforms, optimizer)
 
 
-def with_weight_decay(
-    optimizer: Optimizer, hyperparameters: Mapping[str, Any], weight_decay: Any
-) -> Optimizer:
-    """A family factory's ``weight_decay=`` keyword: ``optimizer`` with
-    :func:`~physopt_ref.transforms.coupled_weight_decay` in front (nothing for a constant 0),
-    the keyword recorded after ``hyperparameters``."""
+def weight_decay_keyword(weight_decay: Any) -> tuple[Any, tuple[GradientTransform, ...]]:
+    """A family factory's ``weight_decay=`` keyword: ``(value, transforms)``, the validated
+    value to record among its hyperparameters and the
+    :func:`~physopt_ref.transforms.coupled_weight_decay` to put in front of its step with
+    :func:`with_transforms` (none for a constant 0)."""
     decay = coupled_weight_decay(weight_decay)
     wd = decay.hyperparameters["weight_decay"]
-    transforms = () if isinstance(wd, float) and wd == 0.0 else (decay,)
-    return with_transforms(optimizer, transforms, {**hyperparameters, "weight_decay": wd})
+    return wd, (() if isinstance(wd, float) and wd == 0.0 else (decay,))
 
 
 class Chain(_Transformed):

@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 from array_api_compat import array_namespace
 
 from ._base import Optimizer, StepContext, register
-from ._chain import with_weight_decay
+from ._chain import weight_decay_keyword, with_transforms
 from ._tree import tree_per_run_sum
 from ._validate import Bounds, check_int, check_real, check_real_or_schedule
 from .schedules import (
@@ -191,11 +191,13 @@ def coolmomentum(
        accumulation are not part of the optimizer (spec §a.4); the 2024 classes' logging and
        ``period = 391`` are left out.
     """
+    wd, decay = weight_decay_keyword(weight_decay)
     hp = {
         "lr": check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0, low_open=True),
         "rho0": check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True),
         "cool_steps": None,
         "schedule": schedule,
+        "weight_decay": wd,  # recorded; applied by the coupled_weight_decay transform
     }
     if callable(schedule) and not isinstance(schedule, str):
         rho_of_t = check_real_or_schedule(
@@ -215,7 +217,7 @@ def coolmomentum(
         update=_coolmomentum_update,
         state_type=CoolMomentumState,
     )
-    return with_weight_decay(optimizer, hp, weight_decay)
+    return with_transforms(optimizer, decay, hp)
 
 
 def _coolmomentum_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:

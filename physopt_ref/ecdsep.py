@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ._base import Optimizer, StepContext, register
-from ._chain import with_weight_decay
+from ._chain import weight_decay_keyword, with_transforms
 from ._ecd_common import (
     check_seed,
     energy_shell_phase,
@@ -208,6 +208,7 @@ def ecdsep(
                 "whether s == 1)"
             )
         delta_e = 0.0 if s == 1.0 else 1.0
+    wd, decay = weight_decay_keyword(weight_decay)
     hp = {
         "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
         "eta": check_real("eta", eta, symbol="η", low=0.0, low_open=True, per_run=True),
@@ -216,6 +217,7 @@ def ecdsep(
         "f0": check_real("f0", f0, symbol="F₀", per_run=True),
         "delta_e": check_real("delta_e", delta_e, symbol="δE", low=0.0, per_run=True),
         "rescale": check_bool("rescale", rescale),
+        "weight_decay": wd,  # recorded; applied by the coupled_weight_decay transform
         "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
         "eps2": check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
         "seed": check_seed(seed),
@@ -229,7 +231,7 @@ def ecdsep(
         state_type=ECDSepState,
         needs_loss=True,
     )
-    return with_weight_decay(optimizer, hp, weight_decay)
+    return with_transforms(optimizer, decay, hp)
 
 
 def _ecdsep_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:

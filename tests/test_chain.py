@@ -367,7 +367,7 @@ def test_weight_decay_keyword_is_the_coupled_transform(factory: Any, hp: dict) -
     chained = po.chain(po.coupled_weight_decay(0.05), factory(**hp))
     core, transforms = optimizer_parts(keyword)
     assert [t.name for t in transforms] == ["coupled_weight_decay"]
-    assert "weight_decay" not in core.hyperparameters  # the rule itself has no weight decay
+    assert core._update_rule is factory(**hp)._update_rule  # the rule of the family, as is
     assert keyword.hyperparameters["weight_decay"] == 0.05
     assert repr(keyword).startswith(f"{factory.__name__}(") and "weight_decay=0.05" in repr(keyword)
     assert keyword.state_type is core.state_type  # a stateless transform adds no field
@@ -376,7 +376,8 @@ def test_weight_decay_keyword_is_the_coupled_transform(factory: Any, hp: dict) -
     for x, y in zip(a, b, strict=True):
         for key in x:
             np.testing.assert_array_equal(x[key], y[key])
-    assert optimizer_parts(factory(**hp))[1] == ()  # weight_decay=0: no transform
+    plain = factory(**hp)
+    assert optimizer_parts(plain)[1] == () and plain.hyperparameters["weight_decay"] == 0.0
     copy = pickle.loads(pickle.dumps(keyword))
     assert repr(copy) == repr(keyword)
 
