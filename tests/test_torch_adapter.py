@@ -313,3 +313,19 @@ def test_state_dict_with_schedules_loads_with_weights_only() -> None:
     again.step(_closure(again, clone, x, y))
     for p, q in zip(model.parameters(), clone.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_a_group_without_weight_decay() -> None:
+    """The common torch pattern: decay the weights, not the biases (a group override)."""
+    x, y = _data()
+    model = _model()
+    b0 = model.bias.detach().clone()
+    opt = optimizer_class("coolmomentum")(
+        [{"params": [model.weight]}, {"params": [model.bias], "weight_decay": 0.0}],
+        lr=0.1, cool_steps=10, weight_decay=0.5)
+    opt.step(_closure(opt, model, x, y))
+    plain = po.coolmomentum(lr=0.1, cool_steps=10)
+    want, _ = plain.step(b0, model.bias.grad, plain.init(b0))
+    assert torch.equal(model.bias.detach(), want)
+    decayed = po.coolmomentum(lr=0.1, cool_steps=10, weight_decay=0.5)
+    assert not torch.equal(want, decayed.step(b0, model.bias.grad, decayed.init(b0))[0])
