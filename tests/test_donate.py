@@ -253,3 +253,69 @@ def test_pure_step_is_the_default_and_untouched(xp: Any) -> None:
         np.testing.assert_array_equal(_bits(params[key]), before[key])
         assert new[key] is not params[key]
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Chains (physopt_ref.chain): the chained rule donates like any rule
+
+
+def _chains() -> dict[str, physopt_ref.Optimizer]:
+    po = physopt_ref
+    return {
+        # element-wise transforms in front of element-wise rules: chunked
+        "clip-decay-heavy-ball": po.chain(po.clip_by_value(0.7), po.decoupled_weight_decay(0.01),
+                                          po.heavy_ball(lr=0.1, momentum=0.8)),
+        "coupled-adam": po.chain(po.coupled_weight_decay(1e-3), po.adam(lr=0.05)),
+        # reductions and per-leaf masks: whole arrays; the guard returns its own count
+        "guard-norm-adam": po.chain(po.non_finite_guard(), po.clip_by_global_norm(0.5),
+                                    po.adam(lr=0.05)),
+        "masked-dyna": po.chain(po.masked(po.coupled_weight_decay(0.1), {"a": True, "b": False}),
+                                po.dyna()),
+        "coupled-ecdsep": po.chain(po.coupled_weight_decay(0.01),
+                                   po.ecdsep(lr=0.05, eta=1.5, nu=0.1)),
+    }
+
+
+def test_chain_elementwise_flags() -> None:
+    """A chain chunks only when its rule and every transform are element-wise and the loss is
+    not read (coupled weight decay adds a tree norm to the loss of the energy-conserving)."""
+    flags = {name: opt.elementwise for name, opt in _chains().items()}
+    assert flags == {"clip-decay-heavy-ball": True, "coupled-adam": True,
+                     "guard-norm-adam": False, "masked-dyna": False, "coupled-ecdsep": False}
+
+
+@pytest.mark.parametrize("name", list(_chains()))
+def test_chains_donate_bit_for_bit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ensemble of three on a tree, tiny chunks; the guard's run 1 sees a NaN gradient at
+    step 2 and is skipped (its count and skipped fields come back from the rule)."""
+    monkeypatch.setattr(_donate, "CHUNK_ELEMENTS", 4)
+    opt = _chains()[name]
+    rng = np.random.default_rng(3)
+    x0 = {"a": rng.normal(size=(3, 5)), "b": rng.normal(size=(3, 2, 3))}
+    pure = {k: v.copy() for k, v in x0.items()}
+    donated = {k: v.copy() for k, v in x0.items()}
+    s_pure, s_don = opt.init(pure, batch_ndim=1), opt.init(donated, batch_ndim=1)
+
+    def grads(x: Any, t: int) -> dict[str, Any]:
+        g = {k: 2.0 * v + 0.1 for k, v in x.items()}
+        if t == 2:
+            g["a"][1, 0] = np.nan
+        return g
+
+    def loss(x: Any) -> np.ndarray:
+        return 1.5 + sum(np.sum(v.reshape(3, -1) ** 2, axis=1) for v in x.values())
+
+    for t in range(5):
+        if t == 2 and "guard" not in name:
+            continue
+        pure, s_pure = opt.step(pure, grads(pure, t), s_pure, loss=loss(pure))
+        ids = _donated_objects(s_don, donated)
+        donated, s_don = opt.step(donated, grads(donated, t), s_don, loss=loss(donated),
+                                  donate=True)
+        assert _donated_objects(s_don, donated) == ids
+        for k in pure:
+            _assert_same_bits(donated[k], pure[k], f"{name} step {t} leaf {k}")
+        for i, (a, b) in enumerate(zip(_state_leaves(s_don), _state_leaves(s_pure), strict=True)):
+            _assert_same_bits(a, b, f"{name} step {t} state leaf {i}")
+    if "guard" in name:
+        assert s_don.skipped.tolist() == [0, 1, 0] and s_don.count.tolist() == [5, 4, 5]
