@@ -299,7 +299,7 @@ def optax_peer(n: int, repeats: int, floor: Floor) -> Row:
 
 def _fmt_row(r: Row, target: str, verdict: str) -> str:
     return (f"{r.optimizer:<20}{r.case:<15}{r.seconds * 1e3:>10.2f}{r.floor * 1e3:>10.2f}"
-            f"{r.fraction:>8.2f}  {target:<34}{verdict}")
+            f"{r.fraction:>8.2f}  {target:<40}{verdict}")
 
 
 def _verdict(value: float, goal: float) -> str:
@@ -346,7 +346,7 @@ def gpu_report(rows: list[Row]) -> list[str]:
 
 
 HEADER = (f"{'optimizer':<20}{'case':<15}{'step ms':>10}{'floor ms':>10}{'frac':>8}  "
-          f"{'target':<34}verdict")
+          f"{'target':<40}verdict")
 
 
 # ---------------------------------------------------------------------------------------------

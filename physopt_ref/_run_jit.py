@@ -32,8 +32,17 @@ def jit_advance(optimizer: Any, fun: Callable[..., Any], ens: Any, cfg: Any) -> 
 
     jitted = jax.jit(body)
 
+    def settled(v: Any) -> Any:
+        # The starting values may be weakly typed or not committed to a device where the
+        # step's outputs are: made like those, so that the second step does not trace again.
+        if getattr(v, "weak_type", False):
+            v = jnp.asarray(v, dtype=v.dtype)
+        if not getattr(v, "committed", True):
+            v = jax.device_put(v, next(iter(v.devices())))
+        return v
+
     def advance(optimizer: Any, fun: Any, ens: Any, cfg: Any, runs: Any, k: int) -> Any:
-        values = tuple(getattr(runs, name) for name in names)
+        values = jax.tree.map(settled, tuple(getattr(runs, name) for name in names))
         return _Runs(*jitted(values, jnp.asarray(k, dtype=jnp.int32)))
 
     return advance
