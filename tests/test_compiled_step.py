@@ -22,9 +22,9 @@ from physopt_ref.backends import to_numpy
 
 import physopt_ref
 from physopt_ref import registered_names, tree_leaves
+from physopt_ref import testing as kit
 
-from .test_compile import _numpy_run, _tolerances
-from .test_contract import build, loss_and_grads, start
+from .test_contract import build, loss_and_grads, start, trajectory
 
 NAMES = registered_names()
 
@@ -40,7 +40,8 @@ def test_jax_compiled_donated_step(name: str) -> None:
     import jax.numpy as jnp
 
     steps = 12
-    reference = _numpy_run(name, steps, np.float64)
+    reference = trajectory(build(name), kit.NP, start((2,)), steps, batch_ndim=1,
+                           dtype=np.float64)
     with jax.enable_x64(True):
         opt = build(name)
         step = physopt_ref.compile(opt)
@@ -53,7 +54,7 @@ def test_jax_compiled_donated_step(name: str) -> None:
             assert all(leaf.is_deleted() for leaf in tree_leaves(old)), "params not donated"
             for key, want in reference[t].items():
                 np.testing.assert_allclose(
-                    np.asarray(params[key]), want, **_tolerances(np.float64, steps),
+                    np.asarray(params[key]), want, **kit.compile_tolerances(np.float64, steps),
                     err_msg=f"{name} compiled step {t + 1} leaf {key}",
                 )
     np.testing.assert_array_equal(np.asarray(state.count), [steps, steps])
@@ -123,3 +124,36 @@ def test_compile_refuses_what_it_cannot_compile() -> None:
     x = np.ones(3)
     out, _ = step(x, x, physopt_ref.sgd(lr=0.1).init(x))
     assert out is not x and np.all(x == 1.0)  # donate=False: the pure step
+
+
+def _guarded_chain() -> physopt_ref.Optimizer:
+    po = physopt_ref
+    return po.chain(po.non_finite_guard(), po.clip_by_global_norm(1.0), po.adam(lr=0.05))
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_compiled_chain_with_a_guard(backend: str) -> None:
+    """A chain whose guard returns its own count (run 1 skips step 3: a NaN gradient) compiles
+    and donates: the compiled step equals the eager pure step to rounding."""
+    lib = pytest.importorskip(backend)
+    xp = pytest.importorskip("jax.numpy") if backend == "jax" else lib
+    opt = _guarded_chain()
+    x0 = np.linspace(-1.0, 1.0, 8).reshape(2, 4)
+
+    def run(step: Any) -> tuple[Any, Any]:
+        x = xp.asarray(x0.copy())
+        state = opt.init(x, batch_ndim=1)
+        for t in range(5):
+            g = 2.0 * np.asarray(x) + 0.1
+            if t == 2:
+                g[1, 0] = np.nan
+            x, state = step(x, xp.asarray(g), state)
+        return np.asarray(x), state
+
+    eager, s_eager = run(opt.step)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.compile could not fuse", RuntimeWarning)
+        compiled, s_comp = run(physopt_ref.compile(opt))
+    np.testing.assert_allclose(compiled, eager, rtol=1e-6)
+    assert np.asarray(s_comp.count).tolist() == np.asarray(s_eager.count).tolist() == [5, 4]
+    assert np.asarray(s_comp.skipped).tolist() == [0, 1]
