@@ -162,8 +162,23 @@ def _torch(opt: Optimizer, donate: bool) -> StepFn:
     import torch
 
     if not donate:
-        return torch.compile(_eager(opt, False), fullgraph=True)
+        return torch.compile(_own_code(_eager(opt, False)), fullgraph=True)
     return _TorchDonated(opt)
+
+
+def _own_code(fn: StepFn) -> StepFn:
+    """``fn`` with a code object of its own.
+
+    Dynamo keeps its compiled graphs on the code object, and stops with a hard error (under
+    ``fullgraph=True``) after ``recompile_limit`` (8) graphs for one: the step closures of
+    every compiled optimizer share :func:`_eager`'s code, so the ninth ``compile()`` of a
+    process failed. A copy of the code object per compiled step keeps their caches apart.
+    """
+    import types
+
+    code = fn.__code__.replace()  # an equal but distinct object
+    return types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
 
 
 class _TorchDonated:
@@ -184,7 +199,8 @@ class _TorchDonated:
         import torch
 
         self._opt = opt
-        self._fn = torch.compile(_eager(opt, True), fullgraph=True, options=dict(TORCH_OPTIONS))
+        self._fn = torch.compile(_own_code(_eager(opt, True)), fullgraph=True,
+                                 options=dict(TORCH_OPTIONS))
         self._fallback: Any = None
 
     def __call__(self, params: Any, grads: Any, state: Any, loss: Any) -> tuple[Any, Any]:
@@ -205,7 +221,7 @@ class _TorchDonated:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                self._fallback = torch.compile(_eager(self._opt, False), fullgraph=True)
+                self._fallback = torch.compile(_own_code(_eager(self._opt, False)), fullgraph=True)
         new_params, new_state = self._fallback(params, grads, state, loss)
         return write_into(params, state, new_params, new_state)
 

@@ -157,3 +157,16 @@ def test_compiled_chain_with_a_guard(backend: str) -> None:
     np.testing.assert_allclose(compiled, eager, rtol=1e-6)
     assert np.asarray(s_comp.count).tolist() == np.asarray(s_eager.count).tolist() == [5, 4]
     assert np.asarray(s_comp.skipped).tolist() == [0, 1]
+
+
+def test_compiled_torch_steps_keep_separate_dynamo_caches() -> None:
+    """Dynamo fails hard after ``recompile_limit`` graphs for one code object: each compiled
+    step has its own, so a process may compile any number of optimizers (limit 1 here)."""
+    torch = pytest.importorskip("torch")
+    x = torch.linspace(-1.0, 1.0, 6)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for opt in (physopt_ref.sgd(lr=0.1), physopt_ref.heavy_ball(lr=0.1)):
+            params = x.clone()
+            step = physopt_ref.compile(opt)
+            out, _ = step(params, 2.0 * params, opt.init(params))
+            assert out is params
