@@ -25,6 +25,7 @@ from ._base import (
     set_debug_checks,
 )
 from ._chain import Chain, chain
+from ._compile import CompiledStep, compile
 from ._run import STATUS_MESSAGES, StepInfo, Trace, run
 from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
@@ -114,6 +115,7 @@ __all__ = [
     "BBIState",
     "Chain",
     "CheckpointError",
+    "CompiledStep",
     "CoolMomentumState",
     "CoolingSchedule",
     "DampingRamp",
@@ -142,6 +144,7 @@ __all__ = [
     "checks_enabled",
     "clip_by_global_norm",
     "clip_by_value",
+    "compile",
     "constant",
     "coolmomentum",
     "coolmomentum_schedule",

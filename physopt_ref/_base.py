@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_jax_array, is_torch_array
 
+from ._donate import donated_update
 from ._tree import TreeDef, batch_shape_of, expand_to_leaf, tree_flatten, tree_unflatten
 from ._validate import is_array
 from .schedules import Schedule
@@ -236,16 +237,27 @@ class StepContext:
         The first parameter leaf: per-run arrays take its dtype and device.
     treedef : TreeDef or None
         The structure of the parameter tree (for per-leaf settings given as trees).
+    leaf_ids : tuple of int or None
+        Which leaves of the tree the rule's lists hold, when a donated step evaluates an
+        element-wise rule on a subset of the leaves (:mod:`physopt_ref._donate`); ``None``: all
+        of them, in order. Read it through :meth:`per_leaf`.
+    tree_shapes : tuple of tuple or None
+        The shapes of every leaf of the whole tree when the rule sees slices of them (a donated,
+        chunked step); ``None``: the leaves' own shapes. Read it through
+        :meth:`tree_event_shapes`.
     """
 
     __slots__ = (
+        "_realize",
         "_t",
         "_tensor",
         "batch_ndim",
         "batch_shape",
         "count",
         "dtype",
+        "leaf_ids",
         "like",
+        "tree_shapes",
         "treedef",
         "xp",
     )
@@ -253,13 +265,17 @@ class StepContext:
     def __init__(self, xp: Any, count: Any, like: Any, treedef: TreeDef | None = None) -> None:
         self.xp = xp
         self.treedef = treedef
-        self._tensor = type(like).__module__.startswith("torch")
+        self._tensor = tensor = type(like).__module__.startswith("torch")
+        # Under torch.compile, per-run values are materialised before they meet a leaf (leaf()).
+        self._realize = tensor and _torch_compiling()
         self.count = count
         self.like = like
         self.dtype = like.dtype
         self.batch_shape = tuple(count.shape)
         self.batch_ndim = len(self.batch_shape)
         self._t = None
+        self.leaf_ids = None
+        self.tree_shapes = None
 
     @property
     def device(self) -> Any:
@@ -309,10 +325,37 @@ class StepContext:
         return out
 
     def leaf(self, value: Any, leaf: Any) -> Any:
-        """A per-run value (float or batch-shaped array) shaped to broadcast against ``leaf``."""
-        if type(value) is float or self.batch_ndim == 0 or isinstance(value, float | int):
+        """A per-run value (float or batch-shaped array) shaped to broadcast against ``leaf``.
+
+        Under ``torch.compile`` an array value is first materialised (computed once into a
+        buffer of the batch shape): otherwise inductor inlines the scalar arithmetic that
+        produced it (``b1**t``, divisions) into the element loop and repeats it for every vector
+        of the leaf, which made a compiled Adam step several times slower than torch's fused
+        one (``benchmarks/bench_floor.py``).
+        """
+        if type(value) is float or isinstance(value, float | int):
+            return value
+        if self._realize:
+            value = _materialise(self.xp, value)
+        if self.batch_ndim == 0:
             return value
         return expand_to_leaf(self.xp, value, leaf, self.batch_ndim)
+
+    def per_leaf(self, values: list[Any]) -> list[Any]:
+        """From one value per leaf of the whole tree, the values of the leaves this call sees."""
+        ids = self.leaf_ids
+        return values if ids is None else [values[i] for i in ids]
+
+    def tree_event_shapes(self, leaves: list[Any]) -> list[tuple[int, ...]]:
+        """The event shapes (without the ensemble axes) of every leaf of the whole tree.
+
+        ``leaves`` are the rule's parameter leaves; under a chunked donated step they are slices
+        and subsets, and the shapes come from :attr:`tree_shapes`.
+        """
+        shapes = self.tree_shapes
+        if shapes is None:
+            shapes = [tuple(p.shape) for p in leaves]
+        return [tuple(s[self.batch_ndim :]) for s in shapes]
 
     def scalar(self, value: float | int | bool) -> Any:
         """``value`` for ``xp.where`` / ``xp.minimum`` next to arrays: a Python scalar, or a 0-d
@@ -341,6 +384,17 @@ class StepContext:
         if isinstance(value, float | int):
             return xp.full(self.batch_shape, value, dtype=dtype, device=self.device)
         return xp.broadcast_to(xp.astype(value, dtype), self.batch_shape)
+
+
+def _materialise(xp: Any, value: Any) -> Any:
+    """``value`` itself, written so that inductor computes it into a buffer of its own.
+
+    ``max(stack(v, v))`` is exact (the same bits, NaN included), and a reduction is the one kind
+    of node that inductor always realises instead of inlining into its consumers.
+    """
+    if not hasattr(value, "dtype"):
+        return value
+    return xp.max(xp.stack((value, value)), axis=0)
 
 
 def _host_schedule_values(schedule: Schedule, ctx: StepContext) -> Any:
@@ -385,6 +439,9 @@ class Optimizer:
         Whether ``step`` requires ``loss`` (the energy-conserving family does).
     state_type : type
         The ``NamedTuple`` class of the state.
+    elementwise : bool
+        Whether the update rule is element-wise (see Notes); a donated step then evaluates it
+        on cache-sized chunks.
 
     Notes
     -----
@@ -392,6 +449,13 @@ class Optimizer:
     and ``update(hp, ctx, params, grads, state, loss) -> (new_params, fields)``, where ``hp``
     holds the hyperparameters and the ``derived`` constants; the rules are written once and
     the scaffold adds the trees, the count and the checks.
+
+    A rule is *element-wise* (``elementwise=True``) when every element of its leaf-shaped
+    outputs depends only on the same element of its leaf-shaped inputs and on per-run values,
+    and its per-run outputs do not depend on the leaves' data: no reduction over the
+    parameters. It must then accept any subset of the leaves, each sliced along its flattened
+    event axes, reading per-leaf settings through :meth:`StepContext.per_leaf` and
+    :meth:`StepContext.tree_event_shapes` (:mod:`physopt_ref._donate`).
     """
 
     __slots__ = (
@@ -399,6 +463,7 @@ class Optimizer:
         "_init_rule",
         "_rule_hp",
         "_update_rule",
+        "elementwise",
         "name",
         "needs_loss",
         "state_type",
@@ -414,6 +479,7 @@ class Optimizer:
         state_type: type,
         needs_loss: bool = False,
         derived: Mapping[str, Any] | None = None,
+        elementwise: bool = False,
     ) -> None:
         self.name = name
         self._hp = dict(hyperparameters)
@@ -423,6 +489,7 @@ class Optimizer:
         self._update_rule = update
         self.state_type = state_type
         self.needs_loss = needs_loss
+        self.elementwise = bool(elementwise)
 
     @property
     def hyperparameters(self) -> Mapping[str, Any]:
@@ -446,8 +513,19 @@ class Optimizer:
         fields = self._init_rule(self._rule_hp, StepContext(xp, count, like, treedef), leaves)
         return self.state_type(count=count, **fields)
 
-    def step(self, params: Any, grads: Any, state: Any, *, loss: Any = None) -> tuple[Any, Any]:
-        """One step: ``(new_params, new_state)``; nothing passed in is modified."""
+    def step(
+        self, params: Any, grads: Any, state: Any, *, loss: Any = None, donate: bool = False
+    ) -> tuple[Any, Any]:
+        """One step: ``(new_params, new_state)``; nothing passed in is modified.
+
+        With ``donate=True`` the step instead writes the new values into the memory of
+        ``params`` and of ``state``'s per-leaf arrays, and returns those very arrays: the caller
+        promises not to use the ``params`` and ``state`` passed in again (they now hold the new
+        values; ``grads`` and ``loss`` are only read). The bits are those of the pure step.
+        NumPy (writeable arrays), array-api-strict, PyTorch and CuPy can donate; JAX arrays are
+        immutable (use :func:`physopt_ref.compile`, ``jax.jit`` with ``donate_argnums``). See
+        :mod:`physopt_ref._donate`.
+        """
         # The cheap checks (metadata only, free under a tracer): structure, shapes, dtypes.
         p_leaves, treedef = tree_flatten(params)
         g_leaves, g_def = tree_flatten(grads)
@@ -475,7 +553,12 @@ class Optimizer:
         ctx = StepContext(xp, count, p_leaves[0], treedef)
         if self.needs_loss:
             loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
-        new_leaves, fields = self._update_rule(self._rule_hp, ctx, p_leaves, g_leaves, state, loss)
+        if donate:
+            new_leaves, fields = donated_update(self, ctx, p_leaves, g_leaves, state, loss)
+        else:
+            new_leaves, fields = self._update_rule(
+                self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+            )
         # A rule may return its own count (a chain's non-finite guard keeps a skipped run's).
         if "count" in fields:
             count = fields.pop("count")

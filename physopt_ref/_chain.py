@@ -167,6 +167,7 @@ class _Transformed(Optimizer):
         state_type = chained_state_type(core.state_type, tuple(extra)) if extra else (
             core.state_type
         )
+        uses_loss = core.needs_loss or any(t.uses_loss for t in transforms)
         super().__init__(
             name,
             hyperparameters,
@@ -174,11 +175,10 @@ class _Transformed(Optimizer):
             update=_chain_update,
             state_type=state_type,
             needs_loss=core.needs_loss,
-            derived={
-                "core": core,
-                "transforms": transforms,
-                "uses_loss": core.needs_loss or any(t.uses_loss for t in transforms),
-            },
+            derived={"core": core, "transforms": transforms, "uses_loss": uses_loss},
+            # chunked by a donated step when nothing in it reduces over the parameters
+            elementwise=core.elementwise and not uses_loss
+            and all(t.elementwise for t in transforms),
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace, device, is_jax_namespace
 
 from ._base import Optimizer
 from ._run_checkpoint import load_run, save_run
@@ -93,6 +93,7 @@ class _Config:
     stop_when_done: bool
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int | None = None
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -388,8 +389,13 @@ def _loop(
             rec.add(k, runs)
             stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
     every = cfg.checkpoint_every
+    advance = _advance
+    if cfg.compile:
+        from ._run_jit import jit_advance
+
+        advance = jit_advance(optimizer, fun, ens, cfg)
     while k < cfg.steps and not stopped and not done:
-        runs = _advance(optimizer, fun, ens, cfg, runs, k)
+        runs = advance(optimizer, fun, ens, cfg, runs, k)
         k += 1
         check = cfg.stop_when_done and k % cfg.check_every == 0
         done = check and not bool(ens.xp.any(runs.active))
@@ -438,6 +444,7 @@ def run(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: str | os.PathLike | None = None,
+    compile: bool = False,
 ) -> Trace:
     r"""Run ``optimizer`` on ``problem`` from ``x0`` for up to ``steps`` steps.
 
@@ -502,6 +509,11 @@ def run(
         ``grad_noise``, ``noise_seed``, ``record_x``, ``stop_when_done``) must be those of the
         saved run, else :class:`~physopt_ref.checkpoint.CheckpointError` names the difference.
         ``resume`` and ``checkpoint`` may be the same file.
+    compile : bool
+        JAX only: take each step (the optimizer step, the evaluation and the per-run
+        bookkeeping) as one ``jax.jit`` call, traced once for the run. The records, the
+        per-run stops and the trace are those of the eager loop, to rounding. ``problem`` must
+        then be traceable (the bundled problems are). Other backends raise ``ValueError``.
 
     Returns
     -------
@@ -532,8 +544,13 @@ def run(
         batch_ndim = leaves[0].ndim - 1 if is_problem else 0
     ens = _Ensemble(array_namespace(*leaves), treedef, leaves[0], batch_ndim,
                     batch_shape_of(leaves, batch_ndim))
+    if compile and not is_jax_namespace(ens.xp):
+        raise ValueError(
+            "run(compile=True) compiles each step with jax.jit and needs JAX arrays; x0 holds "
+            f"{ens.xp.__name__} arrays"
+        )
     cfg = _Config(steps, target, gtol, callback, record_every, check_every, grad_noise,
                   noise_seed, record_x and len(leaves) == 1, stop_when_done, checkpoint,
-                  checkpoint_every)
+                  checkpoint_every, bool(compile))
     with np.errstate(all="ignore"):
         return _loop(optimizer, fun, leaves, ens, cfg, resume)

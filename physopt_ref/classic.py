@@ -84,7 +84,8 @@ def sgd(lr: Any = 0.01) -> Optimizer:
         (:mod:`physopt_ref.schedules`). Default 0.01 (a conventional value; the paper fixes none).
     """
     return Optimizer(
-        "sgd", {"lr": _lr(lr)}, init=_no_fields, update=_sgd_update, state_type=SGDState
+        "sgd", {"lr": _lr(lr)}, init=_no_fields, update=_sgd_update, state_type=SGDState,
+        elementwise=True,
     )
 
 
@@ -129,6 +130,7 @@ def heavy_ball(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
         init=_zeros_previous,
         update=_heavy_ball_update,
         state_type=MomentumState,
+        elementwise=True,
     )
 
 
@@ -177,6 +179,7 @@ def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
         init=_copy_previous,
         update=_nesterov_update,
         state_type=MomentumState,
+        elementwise=True,
     )
 
 
@@ -236,7 +239,9 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
         "b2": check_real("b2", b2, symbol="β₂", low=0.0, high=1.0, high_open=True, per_run=True),
         "eps": check_real("eps", eps, symbol="ε", low=0.0, per_run=True),
     }
-    return Optimizer("adam", hp, init=_adam_init, update=_adam_update, state_type=AdamState)
+    return Optimizer(
+        "adam", hp, init=_adam_init, update=_adam_update, state_type=AdamState, elementwise=True
+    )
 
 
 register(

@@ -218,6 +218,7 @@ def coolmomentum(
         init=_coolmomentum_init,
         update=_coolmomentum_update,
         state_type=CoolMomentumState,
+        elementwise=True,
     )
     return with_transforms(optimizer, decay, hp)
 

@@ -163,13 +163,12 @@ def _check_fan_in(fan_in: Any) -> Any:
     )
 
 
-def _fan_ins(fan_in: Any, leaves: Sequence[Any], treedef: TreeDef, batch_ndim: int) -> list[int]:
-    """One :math:`n` per leaf, in leaf order."""
-    shapes = [tuple(leaf.shape[batch_ndim:]) for leaf in leaves]
+def _fan_ins(fan_in: Any, shapes: Sequence[tuple[int, ...]], treedef: TreeDef) -> list[int]:
+    """One :math:`n` per leaf of the tree, in leaf order, from the leaves' event shapes."""
     if fan_in is None:
         return [default_fan_in(s) for s in shapes]
     if isinstance(fan_in, int):
-        return [fan_in] * len(leaves)
+        return [fan_in] * len(shapes)
     if callable(fan_in):
         return [check_int("fan_in(event_shape)", fan_in(s), symbol="n", low=1) for s in shapes]
     n_leaves, n_def = tree_flatten(fan_in)
@@ -185,7 +184,8 @@ def resolve_fan_in(params: Any, fan_in: FanIn = None, *, batch_ndim: int = 0) ->
     """
     fan_in = _check_fan_in(fan_in)
     _, leaves, treedef = prepare_init(params, batch_ndim)
-    return tree_unflatten(treedef, _fan_ins(fan_in, leaves, treedef, batch_ndim))
+    shapes = [tuple(leaf.shape[batch_ndim:]) for leaf in leaves]
+    return tree_unflatten(treedef, _fan_ins(fan_in, shapes, treedef))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,11 +314,13 @@ def dyna(
         ),
         "fan_in": _check_fan_in(fan_in),
     }
-    return Optimizer("dyna", hp, init=_dyna_init, update=_dyna_update, state_type=DynaState)
+    return Optimizer(
+        "dyna", hp, init=_dyna_init, update=_dyna_update, state_type=DynaState, elementwise=True
+    )
 
 
 def _dyna_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    _fan_ins(hp["fan_in"], leaves, ctx.treedef, ctx.batch_ndim)  # validate the structure early
+    _fan_ins(hp["fan_in"], ctx.tree_event_shapes(leaves), ctx.treedef)  # validate it early
     mu = tuple(ctx.full(0.0, p.dtype) for p in leaves)
     return {
         "eta": ctx.zeros_like(leaves),
@@ -332,7 +334,8 @@ def _dyna_update(
     hp: Hyper, ctx: StepContext, params: list[Any], grads: list[Any], state: DynaState, loss: Any
 ) -> tuple[list[Any], dict[str, Any]]:
     xp, bn = ctx.xp, ctx.batch_ndim
-    ns = _fan_ins(hp["fan_in"], params, ctx.treedef, bn)
+    # n per leaf from the whole leaves' shapes (a donated step may pass slices of a subset)
+    ns = ctx.per_leaf(_fan_ins(hp["fan_in"], ctx.tree_event_shapes(params), ctx.treedef))
     beta, z, gam, w_eps = (ctx.hp(hp[k]) for k in ("beta", "zeta", "gamma", "omega_eps"))
     kick = (1.0 - beta) / (2.0 * z)
     new_p, new_eta, new_v, new_mu, new_om = [], [], [], [], []
@@ -506,6 +509,7 @@ def dyna_prototype(
         init=_prototype_init,
         update=_prototype_update,
         state_type=DynaPrototypeState,
+        elementwise=True,
     )
 
 

@@ -203,6 +203,7 @@ def dynamic_relaxation(
         init=_relaxation_init,
         update=_relaxation_update,
         state_type=DynamicRelaxationState,
+        elementwise=True,
         derived={"omega": omega},
     )
 

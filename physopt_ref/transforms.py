@@ -87,11 +87,17 @@ class GradientTransform:
         Names of its state fields (per-run arrays).
     uses_loss : bool
         Whether it reads the loss even when the optimizer does not need it.
+    elementwise : bool
+        Whether, when the loss is not read, each element of its outputs depends only on the same
+        element of its inputs and on per-run values (no reduction over the parameters, nothing
+        per leaf): a chain of such transforms in front of an element-wise rule is element-wise
+        too, and a donated step evaluates it in chunks (:mod:`physopt_ref._donate`).
     """
 
     __slots__ = ("_hp", "name")
     fields: tuple[str, ...] = ()
     uses_loss = False
+    elementwise = False
 
     def __init__(self, name: str, hyperparameters: Mapping[str, Any]) -> None:
         self.name = name
@@ -119,7 +125,6 @@ class GradientTransform:
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={_short(v)}" for k, v in self._hp.items())
         return f"{self.name}({hp})"
-
 
 
 def _positive(name: str, value: Any, symbol: str) -> Any:
@@ -170,6 +175,7 @@ def clip_by_global_norm(max_norm: Any) -> GradientTransform:
 
 class _ClipByValue(GradientTransform):
     __slots__ = ()
+    elementwise = True
 
     def apply(self, ctx, params, grads, loss, state) -> Applied:
         xp = ctx.xp
@@ -202,6 +208,7 @@ def clip_by_value(limit: Any) -> GradientTransform:
 
 class _CoupledWeightDecay(GradientTransform):
     __slots__ = ()
+    elementwise = True
 
     def apply(self, ctx, params, grads, loss, state) -> Applied:
         wd = self._hp["weight_decay"]
@@ -239,6 +246,7 @@ def coupled_weight_decay(weight_decay: Any) -> GradientTransform:
 
 class _DecoupledWeightDecay(GradientTransform):
     __slots__ = ()
+    elementwise = True
 
     def apply(self, ctx, params, grads, loss, state) -> Applied:
         rate = self._hp["rate"]

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "physopt_ref"
 
 #: Modules whose ``__all__`` the package re-exports in full.
-REEXPORTED = ("_run", "_stats", "bbi", "checkpoint", "classic", "coolmomentum", "dyna",
-              "dynamic_relaxation", "ecdsep", "gravity", "oscillator", "schedules",
+REEXPORTED = ("_compile", "_run", "_stats", "bbi", "checkpoint", "classic", "coolmomentum",
+              "dyna", "dynamic_relaxation", "ecdsep", "gravity", "oscillator", "schedules",
               "scipy_adapter", "transforms")
 #: From the core, only these (the rest of its ``__all__`` is for optimizer authors).
 CORE = {"_base": ("COUNT_MAX", "REGISTRY", "Optimizer", "RegistryEntry", "batch_ndim_of",
