@@ -22,7 +22,9 @@ from ._base import (
     registered_names,
     set_debug_checks,
 )
+from ._chunk_plan import ChunkPlan, plan_chunks
 from ._run import STATUS_MESSAGES, StepInfo, Trace, run
+from ._scale import ChunkedRunError, run_chunked
 from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from .bbi import BBIState, bbi
@@ -89,6 +91,8 @@ __all__ = [
     "STATUS_MESSAGES",
     "AdamState",
     "BBIState",
+    "ChunkPlan",
+    "ChunkedRunError",
     "CoolMomentumState",
     "CoolingSchedule",
     "DampingRamp",
@@ -143,6 +147,7 @@ __all__ = [
     "mass",
     "mechanical_energy",
     "nesterov",
+    "plan_chunks",
     "register",
     "registered_names",
     "relaxation_beta",
@@ -152,6 +157,7 @@ __all__ = [
     "rho_linear_temperature",
     "rho_paper",
     "run",
+    "run_chunked",
     "scipy_method",
     "set_debug_checks",
     "sgd",

@@ -22,13 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "physopt_ref"
 
 #: Modules whose ``__all__`` the package re-exports in full.
-REEXPORTED = ("_run", "_stats", "bbi", "classic", "coolmomentum", "dyna", "dynamic_relaxation",
-              "ecdsep", "gravity", "oscillator", "schedules", "scipy_adapter")
+REEXPORTED = ("_run", "_scale", "_stats", "bbi", "classic", "coolmomentum", "dyna",
+              "dynamic_relaxation", "ecdsep", "gravity", "oscillator", "schedules", "scipy_adapter")
 #: From the core, only these (the rest of its ``__all__`` is for optimizer authors).
 CORE = {"_base": ("COUNT_MAX", "REGISTRY", "Optimizer", "RegistryEntry", "batch_ndim_of",
                   "checks_enabled", "debug_checks", "get_optimizer", "register",
                   "registered_names", "set_debug_checks"),
-        "_tree": ("tree_flatten", "tree_leaves", "tree_map", "tree_unflatten")}
+        "_tree": ("tree_flatten", "tree_leaves", "tree_map", "tree_unflatten"),
+        "_chunk_plan": ("ChunkPlan", "plan_chunks")}
 
 
 def test_all_is_exactly_the_public_names():
@@ -74,7 +75,7 @@ def test_import_is_light():
                          timeout=120, check=True)
     modules = set(json.loads(out.stdout)["modules"])
     for heavy in ("scipy.optimize", "physopt_ref.cli", "matplotlib", "sklearn", "torch",
-                  "jax", "physopt_ref.problems"):
+                  "jax", "physopt_ref.problems", "dask", "distributed"):
         assert heavy not in modules, f"import physopt_ref imports {heavy}"
 
 
