@@ -25,7 +25,9 @@ For each optimizer:
    which halves NumPy's speed here), chunks from the default 256 MiB budget spread over the
    workers. The cluster's start-up is timed separately and not counted.
 
-Printed: seconds, throughput in member-steps per second, the ratio to one process, the peak
+Printed: seconds, throughput in member-steps per second, the ratio to one process, the CPU
+seconds spent (user + system, of the one process and summed over the workers: how much work
+the split adds, and how many cores the workers actually got while other jobs ran), the peak
 resident memory (``ru_maxrss``) of the one process and of each worker (and each worker's
 resident memory before its first chunk: the interpreter with NumPy and Dask), the plan (chunks,
 estimated bytes per chunk), and whether the cluster's result equals the one-process result bit
@@ -76,23 +78,29 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _current_rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def one_process(name: str, members: int, steps: int, seed: int, chunked: bool
-                ) -> tuple[float, int, dict[str, np.ndarray]]:
-    """Run in a fresh process: seconds, peak RSS, the result's per-run arrays."""
+                ) -> tuple[float, float, int, dict[str, np.ndarray]]:
+    """Run in a fresh process: seconds, CPU seconds, peak RSS, the result's per-run arrays."""
     opt, problem, x0, target = _workload(name, members, seed)
     kw = {"target": target, "check_every": CHECK_EVERY, "record_every": steps}
-    t0 = time.perf_counter()
+    cpu, t0 = _cpu_seconds(), time.perf_counter()
     if chunked:
         trace = po.run_chunked(opt, problem, x0, steps, **kw)
     else:
         trace = po.run(opt, problem, x0, steps, **kw)
-    seconds = time.perf_counter() - t0
-    return seconds, _maxrss(), _summary(trace)
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu
+    return seconds, cpu, _maxrss(), _summary(trace)
 
 
 def _fresh(fn: Any, *args: Any) -> Any:
@@ -113,14 +121,15 @@ def on_cluster(name: str, members: int, steps: int, seed: int, workers: int) -> 
         before = client.run(_current_rss)
         plan = po.plan_chunks(opt, problem, x0, steps, parallelism=workers,
                               record_every=steps)
-        chunks_done: list[float] = []
+        cpu = client.run(_cpu_seconds)
         t1 = time.perf_counter()
-        trace = po.run_chunked(opt, problem, x0, steps, executor=client, **kw,
-                               progress=lambda d, t: chunks_done.append(time.perf_counter()))
+        trace = po.run_chunked(opt, problem, x0, steps, executor=client, **kw)
         seconds = time.perf_counter() - t1
+        cpu = {w: c - cpu[w] for w, c in client.run(_cpu_seconds).items()}
         peaks = client.run(_maxrss)
-    return {"seconds": seconds, "start_up": start_up, "before": list(before.values()),
-            "peaks": list(peaks.values()), "plan": plan, "summary": _summary(trace)}
+    return {"seconds": seconds, "cpu": list(cpu.values()), "start_up": start_up,
+            "before": list(before.values()), "peaks": list(peaks.values()), "plan": plan,
+            "summary": _summary(trace)}
 
 
 def _mib(n: float) -> str:
@@ -143,25 +152,30 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f} at the start")
     for name in args.optimizers.split(","):
         print(f"\n{name} {OPTIMIZERS[name]}")
-        one_s, one_rss, one = _fresh(one_process, name, members, args.steps, args.seed, False)
-        rate = members * int(one["steps"]) / one_s
-        print(f"  one process        {one_s:8.1f} s  {rate:10.3g} member-steps/s  1.00x  "
-              f"peak RSS {_mib(one_rss)}")
+        one_s, one_cpu, one_rss, one = _fresh(one_process, name, members, args.steps,
+                                              args.seed, False)
+        work = members * int(one["steps"])
+        print(f"  one process         {one_s:7.1f} s  {work / one_s:9.3g} member-steps/s  1.00x  "
+              f"CPU {one_cpu:7.1f} s  peak RSS {_mib(one_rss)}")
         if args.serial_chunks:
-            ch_s, ch_rss, ch = _fresh(one_process, name, members, args.steps, args.seed, True)
+            ch_s, ch_cpu, ch_rss, ch = _fresh(one_process, name, members, args.steps,
+                                              args.seed, True)
             same = all(np.array_equal(ch[k], one[k]) for k in one)
-            print(f"  one process, chunks{ch_s:8.1f} s  {members * int(ch['steps']) / ch_s:10.3g}"
-                  f" member-steps/s  {one_s / ch_s:.2f}x  peak RSS {_mib(ch_rss)}  identical: "
-                  f"{'yes' if same else 'NO'}")
+            print(f"  one process, chunks {ch_s:7.1f} s  {work / ch_s:9.3g} member-steps/s  "
+                  f"{one_s / ch_s:.2f}x  CPU {ch_cpu:7.1f} s  peak RSS {_mib(ch_rss)}  "
+                  f"identical: {'yes' if same else 'NO'}")
         res = on_cluster(name, members, args.steps, args.seed, args.workers)
         same = all(np.array_equal(res["summary"][k], one[k]) for k in one)
         plan = res["plan"]
         peaks = ", ".join(_mib(p) for p in res["peaks"])
         before = ", ".join(_mib(p) for p in res["before"])
-        print(f"  {args.workers} workers          {res['seconds']:8.1f} s  "
-              f"{members * int(res['summary']['steps']) / res['seconds']:10.3g} member-steps/s  "
-              f"{one_s / res['seconds']:.2f}x  peak RSS per worker {peaks} (before the run "
-              f"{before})  identical: {'yes' if same else 'NO'}")
+        cpu = sum(res["cpu"])
+        print(f"  {args.workers} workers           {res['seconds']:7.1f} s  "
+              f"{work / res['seconds']:9.3g} member-steps/s  {one_s / res['seconds']:.2f}x  "
+              f"CPU {cpu:7.1f} s ({', '.join(f'{c:.0f}' for c in res['cpu'])})  peak RSS per "
+              f"worker {peaks} (before the run {before})  identical: {'yes' if same else 'NO'}")
+        print(f"    CPU seconds per member-step: the workers {cpu / one_cpu:.2f}x one process's; "
+              f"the workers were busy {cpu / res['seconds']:.2f} of {args.workers} cores")
         print(f"    plan: {plan.n_chunks} chunks of <= {plan.chunk_size} runs, estimated "
               f"{_mib(plan.chunk_bytes)} per chunk (budget {_mib(plan.memory_budget)}); "
               f"cluster start-up {res['start_up']:.1f} s (not counted); loop steps "
