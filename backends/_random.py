@@ -265,7 +265,7 @@ def _split(shape: Sequence[int], batch_ndim: int) -> tuple[tuple[int, ...], int]
 
 
 def _counter_words(w: Any, counter: Any, batch_shape: tuple[int, ...], n_members: int) -> Any:
-    """The step counter as a Python int or as words of shape ``(n_members, 1)``."""
+    """The step counter as a Python int, or as words broadcastable to ``(n_members, blocks)``."""
     xp = w.xp
     if isinstance(counter, int | np.integer) and not isinstance(counter, bool):
         return _check_key("counter", counter, 32)
@@ -275,6 +275,8 @@ def _counter_words(w: Any, counter: Any, batch_shape: tuple[int, ...], n_members
             f"got {type(counter).__name__}"
         )
     c = w.clean(xp.astype(counter, w.dtype))
+    if c.ndim == 0:
+        return c  # one count for every member: broadcasts as it is
     return xp.reshape(xp.broadcast_to(c, batch_shape), (n_members, 1))
 
 
@@ -307,8 +309,11 @@ class _Draw:
             raise ValueError(f"at most 2**34 words per member and draw, got {4 * n_blocks}")
         self.n_blocks = n_blocks
         self.ctr = _counter_words(w, counter, batch_shape, self.n_members)
-        self.stream = xp.asarray(stream, dtype=w.dtype, device=dev)
-        self.zero = xp.zeros((), dtype=w.dtype, device=dev)
+        if isinstance(w, _Int64Words):  # Python ints broadcast against int64 words as they are
+            self.stream, self.zero = stream, 0
+        else:
+            self.stream = xp.asarray(stream, dtype=w.dtype, device=dev)
+            self.zero = xp.zeros((), dtype=w.dtype, device=dev)
 
     def lanes(self, m0: int, m1: int, b0: int, b1: int) -> tuple[Any, Any, Any, Any]:
         """The four lanes for members [m0, m1) and blocks [b0, b1): each ``(m1-m0, b1-b0)``."""
@@ -324,7 +329,7 @@ class _Draw:
         ctr = self.ctr
         if isinstance(ctr, int):
             ctr = xp.asarray(ctr, dtype=w.dtype, device=self.dev)
-        elif ctr.shape[0] != m1 - m0:
+        elif ctr.ndim == 2 and ctr.shape[0] != m1 - m0:
             ctr = ctr[m0:m1, ...]
         blocks = xp.reshape(xp.arange(b0, b1, dtype=w.dtype, device=self.dev), (1, b1 - b0))
         lanes = _rounds(w, blocks, ctr, self.stream, self.zero, k0, k1, _ROUNDS, self.dev)

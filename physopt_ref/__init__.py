@@ -6,7 +6,9 @@ JAX). See ``DESIGN`` in the README for the contract.
 
 The public names are imported explicitly below (so that IDEs and type checkers see them) and
 listed in ``__all__``. Heavy optional imports stay lazy: SciPy's optimizer module loads only when
-:func:`scipy_method` is called, the command line (:mod:`physopt_ref.cli`) only when it runs.
+:func:`scipy_method` is called, the command line (:mod:`physopt_ref.cli`) only when it runs, and
+the adapters :mod:`physopt_ref.torch` (``torch.optim.Optimizer`` classes) and
+:mod:`physopt_ref.optax` (optax transformations) only when imported.
 """
 
 from ._base import (
@@ -22,12 +24,21 @@ from ._base import (
     registered_names,
     set_debug_checks,
 )
+from ._chain import Chain, chain
 from ._chunk_plan import ChunkPlan, plan_chunks
 from ._run import STATUS_MESSAGES, StepInfo, Trace, run
 from ._scale import ChunkedRunError, run_chunked
 from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from .bbi import BBIState, bbi
+from .checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    LoadedState,
+    checkpoint_info,
+    load_state,
+    save_state,
+)
 from .classic import AdamState, MomentumState, SGDState, adam, heavy_ball, nesterov, sgd
 from .coolmomentum import (
     CoolMomentumState,
@@ -81,16 +92,30 @@ from .schedules import (
     host_schedule,
 )
 from .scipy_adapter import scipy_method
+from .transforms import (
+    TRANSFORMS,
+    GradientTransform,
+    clip_by_global_norm,
+    clip_by_value,
+    coupled_weight_decay,
+    decoupled_weight_decay,
+    masked,
+    non_finite_guard,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "COOLING_SCHEDULES",
     "COUNT_MAX",
+    "FORMAT_VERSION",
     "REGISTRY",
     "STATUS_MESSAGES",
+    "TRANSFORMS",
     "AdamState",
     "BBIState",
+    "Chain",
+    "CheckpointError",
     "ChunkPlan",
     "ChunkedRunError",
     "CoolMomentumState",
@@ -100,8 +125,10 @@ __all__ = [
     "DynaState",
     "DynamicRelaxationState",
     "ECDSepState",
+    "GradientTransform",
     "GravityState",
     "HostSchedule",
+    "LoadedState",
     "MomentumState",
     "Optimizer",
     "RegistryEntry",
@@ -114,12 +141,17 @@ __all__ = [
     "amplitude_decay_per_step",
     "batch_ndim_of",
     "bbi",
+    "chain",
+    "checkpoint_info",
     "checks_enabled",
+    "clip_by_global_norm",
+    "clip_by_value",
     "constant",
     "coolmomentum",
     "coolmomentum_schedule",
     "coolmomentum_temperature",
     "cosine_decay",
+    "coupled_weight_decay",
     "critical_momentum",
     "critical_time_step",
     "damping",
@@ -127,6 +159,7 @@ __all__ = [
     "damping_ratio",
     "damping_regime",
     "debug_checks",
+    "decoupled_weight_decay",
     "default_fan_in",
     "discrete_contraction",
     "discrete_critical_damping",
@@ -144,9 +177,12 @@ __all__ = [
     "gravity_zeta",
     "heavy_ball",
     "host_schedule",
+    "load_state",
+    "masked",
     "mass",
     "mechanical_energy",
     "nesterov",
+    "non_finite_guard",
     "plan_chunks",
     "register",
     "registered_names",
@@ -158,6 +194,7 @@ __all__ = [
     "rho_paper",
     "run",
     "run_chunked",
+    "save_state",
     "scipy_method",
     "set_debug_checks",
     "sgd",

@@ -53,9 +53,11 @@ __all__ = [
     "as_per_run",
     "batch_ndim_of",
     "check_float_leaves",
+    "check_per_run_arrays",
     "checks_enabled",
     "debug_checks",
     "get_optimizer",
+    "increment_count",
     "is_tracing",
     "namespace_of_leaves",
     "prepare_init",
@@ -119,7 +121,7 @@ def is_tracing(x: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Namespaces and validation
 
-_NAMESPACES: dict[type, tuple[Any, bool]] = {}
+_NAMESPACES: dict[type, Any] = {}
 
 
 def namespace_of_leaves(*groups: list[Any]) -> Any:
@@ -133,15 +135,15 @@ def namespace_of_leaves(*groups: list[Any]) -> Any:
         for a in group:
             if type(a) is not kind:
                 return array_namespace(*(a for group in groups for a in group))
+    if kind.__module__.startswith("torch") and _torch_compiling():
+        # No cache under torch.compile: reading the dict guards on its contents, so a first
+        # trace that fills it in (a process whose first torch step is compiled) would recompile
+        # the step once.
+        return array_namespace(first)
     cached = _NAMESPACES.get(kind)
     if cached is None:
-        xp = array_namespace(first)
-        _NAMESPACES[kind] = cached = (xp, is_torch_array(first))
-    if cached[1] and _torch_compiling():
-        # No cache under torch.compile: reading a dict that the first trace fills in would
-        # guard on its contents and recompile the step once.
-        return array_namespace(first)
-    return cached[0]
+        cached = _NAMESPACES[kind] = array_namespace(first)
+    return cached
 
 
 def _torch_compiling() -> bool:
@@ -474,32 +476,19 @@ class Optimizer:
         if self.needs_loss:
             loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
         new_leaves, fields = self._update_rule(self._rule_hp, ctx, p_leaves, g_leaves, state, loss)
-        state = self.state_type(_increment(xp, count), **fields)
+        # A rule may return its own count (a chain's non-finite guard keeps a skipped run's).
+        if "count" in fields:
+            count = fields.pop("count")
+        else:
+            count = increment_count(xp, count, ctx._tensor)
+        names = self.state_type._fields
+        state = tuple.__new__(self.state_type, (count, *[fields[k] for k in names[1:]]))
         return tree_unflatten(treedef, new_leaves), state
 
     # -- checks ----------------------------------------------------------------------------
 
     def _check_per_run_arrays(self, like: Any, batch_shape: tuple[int, ...]) -> None:
-        for name, value in self._rule_hp.items():
-            if not is_array(value):
-                continue
-            try:
-                array_namespace(value, like)
-            except TypeError as exc:
-                raise TypeError(
-                    f"{self.name}: the per-run array {name} must belong to the parameters' "
-                    f"namespace: {exc}"
-                ) from exc
-            if value.ndim and tuple(value.shape) != batch_shape:
-                raise ValueError(
-                    f"{self.name}: the per-run array {name} has shape {tuple(value.shape)}; "
-                    f"it must be a scalar or have the ensemble's batch shape {batch_shape}"
-                )
-            if device(value) != device(like):
-                raise ValueError(
-                    f"{self.name}: the per-run array {name} is on {device(value)}, the "
-                    f"parameters on {device(like)}"
-                )
+        check_per_run_arrays(self.name, self._rule_hp, like, batch_shape)
 
     def _full_checks(self, xp: Any, leaves: list[Any], state: Any) -> None:
         check_float_leaves(xp, leaves)
@@ -539,9 +528,38 @@ class Optimizer:
                         )
 
 
-def _increment(xp: Any, count: Any) -> Any:
-    """``count + 1``, saturating at :data:`COUNT_MAX`."""
-    if type(count).__module__.startswith("torch"):
+def check_per_run_arrays(
+    owner: str, values: Mapping[str, Any], like: Any, batch_shape: tuple[int, ...]
+) -> None:
+    """Per-run hyperparameter arrays among ``values``: the parameters' namespace and device, and
+    a scalar or the ensemble's batch shape (``owner`` names the optimizer or transform)."""
+    for name, value in values.items():
+        if not is_array(value):
+            continue
+        try:
+            array_namespace(value, like)
+        except TypeError as exc:
+            raise TypeError(
+                f"{owner}: the per-run array {name} must belong to the parameters' "
+                f"namespace: {exc}"
+            ) from exc
+        if value.ndim and tuple(value.shape) != batch_shape:
+            raise ValueError(
+                f"{owner}: the per-run array {name} has shape {tuple(value.shape)}; "
+                f"it must be a scalar or have the ensemble's batch shape {batch_shape}"
+            )
+        if device(value) != device(like):
+            raise ValueError(
+                f"{owner}: the per-run array {name} is on {device(value)}, the "
+                f"parameters on {device(like)}"
+            )
+
+
+def increment_count(xp: Any, count: Any, tensor: bool | None = None) -> Any:
+    """``count + 1``, saturating at :data:`COUNT_MAX` (``tensor``: ``count`` is a torch tensor)."""
+    if tensor is None:
+        tensor = type(count).__module__.startswith("torch")
+    if tensor:
         # A Python scalar in array-api-compat's torch minimum breaks torch.compile's graph.
         return xp.where(count < COUNT_MAX, count + 1, count)
     return xp.minimum(count, COUNT_MAX - 1) + 1

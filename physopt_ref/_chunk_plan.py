@@ -60,10 +60,12 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from ._base import REGISTRY, Optimizer
+from ._chain import Chain, chain
 from ._run import _per_run_fields
 from ._tree import batch_shape_of, tree_flatten, tree_unflatten
 from ._validate import is_array
 from .backends._random import _eager_host
+from .transforms import TRANSFORMS, GradientTransform
 
 __all__ = [
     "CHUNK_OVERHEAD_BYTES",
@@ -104,33 +106,21 @@ def slice_rows(tree: Any, start: int, stop: int) -> Any:
     return tree_unflatten(treedef, [leaf[start:stop, ...] for leaf in leaves])
 
 
-def chunk_optimizer(optimizer: Optimizer, start: int, stop: int, members_per_row: int) -> Optimizer:
-    """The optimizer of the chunk of rows ``[start, stop)``.
+def _sliced(hp: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """The per-run hyperparameter arrays among ``hp``, sliced to rows ``[start, stop)``."""
+    return {name: value[start:stop, ...] for name, value in hp.items()
+            if is_array(value) and value.ndim}
 
-    Its ``seed`` (when it has one) is shifted by the chunk's first member index and its per-run
-    hyperparameter arrays are sliced to the chunk's rows; an optimizer with neither is returned
-    as it is. The new optimizer is built by the registered factory of ``optimizer.name`` (so
-    it is validated, and constants derived from the hyperparameters are derived again).
 
-    Raises
-    ------
-    ValueError
-        When the optimizer has a seed or per-run arrays and is not built by a registered
-        factory (the chunk's optimizer could not be rebuilt).
-    """
+def _chunk_core(optimizer: Optimizer, start: int, stop: int, members_per_row: int) -> Optimizer:
     hp = dict(optimizer.hyperparameters)
-    changed = False
+    changes = _sliced(hp, start, stop)
     if "seed" in hp and start:
-        hp["seed"] = shift_seed(hp["seed"], start * members_per_row)
-        changed = True
-    for name, value in hp.items():
-        if is_array(value) and value.ndim:
-            hp[name] = value[start:stop, ...]
-            changed = True
-    if not changed:
+        changes["seed"] = shift_seed(hp["seed"], start * members_per_row)
+    if not changes:
         return optimizer
     entry = REGISTRY.get(optimizer.name)
-    rebuilt = None if entry is None else entry.factory(**hp)
+    rebuilt = None if entry is None else entry.factory(**{**hp, **changes})
     if (
         rebuilt is None
         or rebuilt.state_type is not optimizer.state_type
@@ -142,6 +132,48 @@ def chunk_optimizer(optimizer: Optimizer, start: int, stop: int, members_per_row
             "it; register the optimizer (physopt_ref.register) or run it without chunks"
         )
     return rebuilt
+
+
+def _chunk_transform(transform: GradientTransform, start: int, stop: int) -> GradientTransform:
+    hp = dict(transform.hyperparameters)
+    changes = _sliced(hp, start, stop)
+    if not changes:
+        return transform
+    factory = TRANSFORMS.get(transform.name)
+    if factory is None:
+        raise ValueError(
+            f"run_chunked must slice the per-run arrays {sorted(changes)} of the transform "
+            f"{transform!r} for each chunk, but physopt_ref.TRANSFORMS has no factory named "
+            f"{transform.name!r} to build it again; add it there or run without chunks"
+        )
+    return factory(**{**hp, **changes})
+
+
+def chunk_optimizer(optimizer: Optimizer, start: int, stop: int, members_per_row: int) -> Optimizer:
+    """The optimizer of the chunk of rows ``[start, stop)``.
+
+    Its ``seed`` (when it has one) is shifted by the chunk's first member index and its per-run
+    hyperparameter arrays (and those of the transforms of a :func:`physopt_ref.chain`) are
+    sliced to the chunk's rows; an optimizer with neither is returned as it is. The new
+    optimizer is built by the registered factory of ``optimizer.name`` (so it is validated, and
+    constants derived from the hyperparameters are derived again), the transforms by theirs in
+    :data:`physopt_ref.TRANSFORMS`, and chained again.
+
+    Raises
+    ------
+    ValueError
+        When the optimizer (or a transform) has a seed or per-run arrays and is not built by a
+        registered factory (the chunk's optimizer could not be rebuilt).
+    """
+    if not isinstance(optimizer, Chain):
+        return _chunk_core(optimizer, start, stop, members_per_row)
+    core = _chunk_core(optimizer.optimizer, start, stop, members_per_row)
+    transforms = tuple(_chunk_transform(t, start, stop) for t in optimizer.transforms)
+    if core is optimizer.optimizer and all(
+        a is b for a, b in zip(transforms, optimizer.transforms, strict=True)
+    ):
+        return optimizer
+    return chain(*transforms, core)
 
 
 def record_count(steps: int, record_every: int) -> int:

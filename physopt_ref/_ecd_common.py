@@ -24,7 +24,7 @@ from physopt_ref.backends import normal, uniform
 
 from ._base import StepContext
 from ._control import if_any
-from ._tree import expand_to_leaf, per_run_dot, select_tree
+from ._tree import scale_tree, select_tree, tree_dot, tree_sq_norm
 from ._validate import check_choice, check_int
 
 __all__ = [
@@ -67,24 +67,6 @@ def check_seed(seed: Any) -> int:
 def check_direction(direction: Any) -> str:
     """Validate a bounce-direction law name."""
     return check_choice("bounce_direction", direction, DIRECTIONS)
-
-
-def tree_dot(xp: Any, a: Sequence[Any], b: Sequence[Any], batch_ndim: int) -> Any:
-    """Inner product of two trees, per run (batch shape); one pass, no temporaries."""
-    total = per_run_dot(xp, a[0], b[0], batch_ndim)
-    for x, y in zip(a[1:], b[1:], strict=True):
-        total = total + per_run_dot(xp, x, y, batch_ndim)
-    return total
-
-
-def tree_sq_norm(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
-    """Squared Euclidean norm of a whole tree, per run (batch shape)."""
-    return tree_dot(xp, leaves, leaves, batch_ndim)
-
-
-def scale_tree(xp: Any, leaves: Sequence[Any], factor: Any, batch_ndim: int) -> list[Any]:
-    """Multiply every leaf by a per-run factor."""
-    return [leaf * expand_to_leaf(xp, factor, leaf, batch_ndim) for leaf in leaves]
 
 
 def safe_divide(xp: Any, num: Any, den: Any, ok: Any, one: Any = 1.0, zero: Any = 0.0) -> Any:

@@ -15,6 +15,7 @@ and :func:`_to_trace` moves the result to the host as a :class:`~physopt_ref.Tra
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,12 +26,14 @@ import numpy as np
 from array_api_compat import array_namespace, device, is_dask_array
 
 from ._base import Optimizer
+from ._run_checkpoint import load_run, save_run
 from ._trace import STATUS_MESSAGES, Trace
 from ._tree import (
     TreeDef,
+    all_finite,
     batch_shape_of,
-    expand_to_leaf,
     per_run_max,
+    select_state,
     select_tree,
     tree_flatten,
     tree_unflatten,
@@ -88,6 +91,8 @@ class _Config:
     noise_seed: int
     record_x: bool
     stop_when_done: bool
+    checkpoint: str | os.PathLike | None = None
+    checkpoint_every: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,23 +166,6 @@ def _objective(problem: Any) -> Callable[[Any], tuple[Any, Any]]:
     )
 
 
-def _freeze(xp: Any, new: Any, old: Any, keep: Any, batch_shape: tuple[int, ...]) -> Any:
-    """``new`` where ``keep`` is True, else ``old``, for every batch-leading array in a state."""
-    if isinstance(new, tuple) and hasattr(new, "_fields"):
-        fields = (_freeze(xp, a, b, keep, batch_shape) for a, b in zip(new, old, strict=True))
-        return type(new)(*fields)
-    if isinstance(new, tuple | list):
-        out = [_freeze(xp, a, b, keep, batch_shape) for a, b in zip(new, old, strict=True)]
-        return type(new)(out)
-    if isinstance(new, dict):
-        return {k: _freeze(xp, new[k], old[k], keep, batch_shape) for k in new}
-    nb = len(batch_shape)
-    if hasattr(new, "shape") and hasattr(new, "dtype") and hasattr(old, "shape"):
-        if new.ndim >= nb and tuple(new.shape[:nb]) == batch_shape and new.shape == old.shape:
-            return xp.where(expand_to_leaf(xp, keep, new, nb), new, old)
-    return new
-
-
 def _per_run_fields(xp: Any, state: Any, batch_shape: tuple[int, ...]) -> dict[str, Any]:
     """The floating arrays of exactly the batch shape among a NamedTuple state's fields."""
     out = {}
@@ -208,16 +196,6 @@ def _evaluate(fun: Callable[[Any], tuple[Any, Any]], ens: _Ensemble, leaves: lis
     """Value (batch shape, parameters' dtype) and gradient leaves at the point ``leaves``."""
     value, grad = fun(tree_unflatten(ens.treedef, leaves))
     return ens.as_value(value), tree_flatten(grad)[0]
-
-
-def _finite(ens: _Ensemble, f: Any, g: list[Any]) -> Any:
-    """Per run: the value and every gradient component are finite."""
-    xp = ens.xp
-    ok = xp.isfinite(f)
-    for leaf in g:
-        axes = tuple(range(ens.batch_ndim, leaf.ndim))
-        ok = ok & (xp.all(xp.isfinite(leaf), axis=axes) if axes else xp.isfinite(leaf))
-    return ok
 
 
 def _max_abs_grad(ens: _Ensemble, g: list[Any]) -> Any:
@@ -258,7 +236,7 @@ def _start(
     xp = ens.xp
     state = optimizer.init(tree_unflatten(ens.treedef, leaves), batch_ndim=ens.batch_ndim)
     f, g = _evaluate(fun, ens, leaves)
-    ok = _finite(ens, f, g)
+    ok = all_finite(xp, g, ens.batch_ndim, f)
     inf = xp.asarray(float("inf"), dtype=ens.like.dtype, device=ens.dev)
     active, status, steps_to_target = _stop_converged(
         ens, cfg, f, g, ok, xp.where(ok, ens.ints(0), ens.codes[_DIVERGED]), ens.ints(-1), 0)
@@ -293,7 +271,7 @@ def _advance(
                                       loss=runs.f)
     new_leaves = tree_flatten(x_new)[0]
     f_new, g_new = _evaluate(fun, ens, new_leaves)
-    ok = _finite(ens, f_new, g_new)
+    ok = all_finite(xp, g_new, bn, f_new)
     moving = runs.active & ok
     x = select_tree(xp, moving, new_leaves, runs.x, bn)
     f = xp.where(moving, f_new, runs.f)
@@ -306,7 +284,7 @@ def _advance(
         x=x,
         f=f,
         g=g,
-        state=_freeze(xp, state_new, runs.state, moving, ens.batch_shape),
+        state=select_state(xp, moving, state_new, runs.state, bn),
         active=active,
         status=status,
         steps_taken=xp.where(runs.active, runs.steps_taken + 1, runs.steps_taken),
@@ -319,9 +297,14 @@ def _advance(
 class _Recorder:
     """The records: step numbers, losses, points (optional) and per-run state fields."""
 
-    def __init__(self, ens: _Ensemble, record_x: bool, runs: _Runs) -> None:
+    def __init__(self, ens: _Ensemble, record_x: bool, runs: _Runs | None,
+                 restored: dict[str, Any] | None = None) -> None:
         self.ens = ens
         self.record_x = record_x
+        if restored is not None:  # the records of a checkpoint (host arrays)
+            self.steps, self.losses = restored["steps"], restored["losses"]
+            self.xs, self.fields = restored["xs"], restored["fields"]
+            return
         self.steps = [0]
         self.losses = [runs.f]
         self.xs = [runs.x[0]] if record_x else []
@@ -387,15 +370,25 @@ def _to_trace(
 
 def _loop(
     optimizer: Optimizer, fun: Callable[..., Any], leaves: list[Any], ens: _Ensemble,
-    cfg: _Config,
+    cfg: _Config, resume: str | os.PathLike | None = None,
 ) -> Trace:
     t0 = time.perf_counter()
-    runs = _start(optimizer, fun, leaves, ens, cfg)
-    rec = _Recorder(ens, cfg.record_x, runs)
     cb = cfg.callback
-    stopped = cb is not None and _call_callback(cb, _info(ens, runs, 0))
-    k = 0
-    while k < cfg.steps and not stopped:
+    if resume is None:
+        runs = _start(optimizer, fun, leaves, ens, cfg)
+        rec = _Recorder(ens, cfg.record_x, runs)
+        stopped = cb is not None and _call_callback(cb, _info(ens, runs, 0))
+        k, done, before = 0, False, 0.0
+    else:
+        saved = load_run(resume, optimizer, ens, cfg, leaves)
+        runs = _Runs(**saved["runs"])
+        rec = _Recorder(ens, cfg.record_x, None, saved["records"])
+        stopped, k, done, before = False, saved["step"], saved["done"], saved["elapsed"]
+        if k == cfg.steps and rec.steps[-1] != k:  # the end of this call, as in one call
+            rec.add(k, runs)
+            stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
+    every = cfg.checkpoint_every
+    while k < cfg.steps and not stopped and not done:
         runs = _advance(optimizer, fun, ens, cfg, runs, k)
         k += 1
         check = cfg.stop_when_done and k % cfg.check_every == 0
@@ -403,12 +396,16 @@ def _loop(
         if k % cfg.record_every == 0 or k == cfg.steps or done:
             rec.add(k, runs)
             stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
-        if done:
-            break
+        if every is not None and k % every == 0 and k < cfg.steps:
+            save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done,
+                     stopped=stopped, elapsed=before + time.perf_counter() - t0)
+    if cfg.checkpoint is not None:
+        save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done, stopped=stopped,
+                 elapsed=before + time.perf_counter() - t0)
     if stopped:
         runs = replace(runs, status=ens.xp.where(runs.active, ens.codes[_CALLBACK], runs.status))
     trace = _to_trace(optimizer, ens, cfg, runs, rec, k)
-    trace.wall_time = time.perf_counter() - t0
+    trace.wall_time = before + time.perf_counter() - t0
     return trace
 
 
@@ -438,6 +435,9 @@ def run(
     noise_seed: int = 0,
     record_x: bool = False,
     stop_when_done: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | os.PathLike | None = None,
 ) -> Trace:
     r"""Run ``optimizer`` on ``problem`` from ``x0`` for up to ``steps`` steps.
 
@@ -486,6 +486,22 @@ def run(
         Also record the points (an array ``x0`` only), e.g. to plot trajectories.
     stop_when_done : bool
         Leave the loop as soon as every run has stopped (checked every ``check_every`` steps).
+    checkpoint : path, optional
+        Write the loop to this file (a :mod:`physopt_ref.checkpoint` ``.npz``, replaced
+        atomically) when the call ends, and every ``checkpoint_every`` steps if given. Each write
+        copies the runs to the host (a device synchronisation).
+    checkpoint_every : int, optional
+        Steps between checkpoints (``checkpoint`` required).
+    resume : path, optional
+        Continue the run saved in this checkpoint instead of starting at ``x0``: the loop goes
+        on from the saved step with the saved points, optimizer state, records and step counter
+        (the gradient noise is keyed by it), so ``steps`` is the total, and the trace equals
+        the uninterrupted run's bit for bit (the wall time excepted). ``x0`` (or the problem's
+        start) gives the backend, device, dtype and shapes; ``optimizer`` and the settings that
+        shape the trace (``target``, ``gtol``, ``record_every``, ``check_every``,
+        ``grad_noise``, ``noise_seed``, ``record_x``, ``stop_when_done``) must be those of the
+        saved run, else :class:`~physopt_ref.checkpoint.CheckpointError` names the difference.
+        ``resume`` and ``checkpoint`` may be the same file.
 
     Returns
     -------
@@ -498,6 +514,13 @@ def run(
     since a diverging member of an ensemble is an expected, reported outcome.
     """
     _check_counts(steps, record_every, check_every, grad_noise)
+    if checkpoint_every is not None:
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint=PATH")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or (
+            checkpoint_every < 1
+        ):
+            raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
     fun = _objective(problem)
     if x0 is None:
         if not hasattr(problem, "start"):
@@ -516,6 +539,7 @@ def run(
     ens = _Ensemble(array_namespace(*leaves), treedef, leaves[0], batch_ndim,
                     batch_shape_of(leaves, batch_ndim))
     cfg = _Config(steps, target, gtol, callback, record_every, check_every, grad_noise,
-                  noise_seed, record_x and len(leaves) == 1, stop_when_done)
+                  noise_seed, record_x and len(leaves) == 1, stop_when_done, checkpoint,
+                  checkpoint_every)
     with np.errstate(all="ignore"):
-        return _loop(optimizer, fun, leaves, ens, cfg)
+        return _loop(optimizer, fun, leaves, ens, cfg, resume)

@@ -192,6 +192,26 @@ def _check_completed(completed: Mapping[int, Trace], plan: ChunkPlan) -> dict[in
     return out
 
 
+def _refuse_loop_options(**given: Any) -> None:
+    """The options of :func:`physopt_ref.run` that a chunked run does not take."""
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name == "callback":
+            raise TypeError(
+                "run_chunked does not take callback=: each chunk runs apart (on another worker), "
+                "so a callback would see one chunk at a time; use progress=(done, total) for "
+                "completed chunks, or physopt_ref.run for a callback over the whole ensemble"
+            )
+        raise TypeError(
+            f"run_chunked does not take {name}=: a chunked run is kept and resumed by whole "
+            "chunks, not by checkpoint files (which would lie on the workers' disks). A failed "
+            "call raises ChunkedRunError, whose .traces holds the chunks that completed; "
+            "run_chunked(..., chunk_size=err.plan.chunk_size, completed=err.traces) runs only "
+            "the others. For checkpoints within one run, use physopt_ref.run"
+        )
+
+
 def run_chunked(
     optimizer: Optimizer,
     problem: Any,
@@ -212,6 +232,10 @@ def run_chunked(
     noise_seed: int = 0,
     record_x: bool = False,
     stop_when_done: bool = True,
+    callback: Any = None,
+    checkpoint: Any = None,
+    checkpoint_every: Any = None,
+    resume: Any = None,
 ) -> Trace:
     r""":func:`physopt_ref.run` of an ensemble, split into chunks that run on ``executor``.
 
@@ -248,8 +272,12 @@ def run_chunked(
         plan): they are not run again.
     target, gtol, record_every, check_every, batch_ndim, grad_noise, noise_seed, record_x, \
 stop_when_done :
-        As for :func:`physopt_ref.run`. (A ``callback`` is not available: it would see one chunk
-        at a time.)
+        As for :func:`physopt_ref.run`.
+    callback, checkpoint, checkpoint_every, resume :
+        Not available (a ``TypeError`` says so when one is given): a callback would see one
+        chunk at a time, and a chunked run is kept and resumed by whole chunks instead of
+        checkpoint files (which would lie on the workers' disks): ``ChunkedRunError.traces``
+        holds the chunks that completed, and ``completed=`` runs only the others.
 
     Returns
     -------
@@ -262,6 +290,8 @@ stop_when_done :
         When chunks raised: each by its index, with the completed chunks' traces kept.
     """
     t0 = time.perf_counter()
+    _refuse_loop_options(callback=callback, checkpoint=checkpoint,
+                         checkpoint_every=checkpoint_every, resume=resume)
     _check_counts(steps, record_every, check_every, grad_noise)
     noise_seed = check_int("noise_seed", noise_seed, symbol="seed of the gradient noise", low=0,
                            high=2**64 - 1)

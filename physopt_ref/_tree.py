@@ -15,16 +15,21 @@ from ._control import uniform_value
 
 __all__ = [
     "TreeDef",
+    "all_finite",
     "batch_shape_of",
     "expand_to_leaf",
     "per_run_dot",
     "per_run_max",
     "per_run_sum",
+    "scale_tree",
+    "select_state",
     "select_tree",
+    "tree_dot",
     "tree_flatten",
     "tree_leaves",
     "tree_map",
     "tree_per_run_sum",
+    "tree_sq_norm",
     "tree_unflatten",
 ]
 
@@ -193,6 +198,34 @@ def tree_per_run_sum(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
     return total
 
 
+def tree_dot(xp: Any, a: Sequence[Any], b: Sequence[Any], batch_ndim: int) -> Any:
+    """Inner product of two trees, per run (batch shape); one pass, no temporaries."""
+    total = per_run_dot(xp, a[0], b[0], batch_ndim)
+    for x, y in zip(a[1:], b[1:], strict=True):
+        total = total + per_run_dot(xp, x, y, batch_ndim)
+    return total
+
+
+def tree_sq_norm(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
+    """Squared Euclidean norm of a whole tree, per run (batch shape)."""
+    return tree_dot(xp, leaves, leaves, batch_ndim)
+
+
+def scale_tree(xp: Any, leaves: Sequence[Any], factor: Any, batch_ndim: int) -> list[Any]:
+    """Multiply every leaf by a per-run factor."""
+    return [leaf * expand_to_leaf(xp, factor, leaf, batch_ndim) for leaf in leaves]
+
+
+def all_finite(xp: Any, leaves: Sequence[Any], batch_ndim: int, value: Any = None) -> Any:
+    """Per run (batch shape): every component of every leaf, and ``value`` if given, is finite."""
+    ok = None if value is None else xp.isfinite(value)
+    for leaf in leaves:
+        axes = _event_axes(leaf, batch_ndim)
+        leaf_ok = xp.all(xp.isfinite(leaf), axis=axes) if axes else xp.isfinite(leaf)
+        ok = leaf_ok if ok is None else ok & leaf_ok
+    return ok
+
+
 def expand_to_leaf(xp: Any, value: Any, leaf: Any, batch_ndim: int) -> Any:
     """Reshape a per-run array (batch shape) so it broadcasts against ``leaf``."""
     extra = leaf.ndim - batch_ndim
@@ -216,3 +249,34 @@ def select_tree(
         xp.where(expand_to_leaf(xp, cond, a, batch_ndim), a, b)
         for a, b in zip(if_true, if_false, strict=True)
     ]
+
+
+def select_state(xp: Any, keep: Any, new: Any, old: Any, batch_ndim: int) -> Any:
+    """``new`` where the per-run ``keep`` is True, else ``old``, through a whole state.
+
+    Walks NamedTuples, tuples, lists and dicts; every array led by the batch shape (and of the
+    same shape in both) is selected per run, anything else comes from ``new``. Where ``keep`` is
+    in host memory and the same for every run, ``new`` or ``old`` comes back without a pass over
+    the data.
+    """
+    decided = uniform_value(xp, keep)
+    if decided is not None:
+        return new if decided else old
+    return _select_state(xp, keep, new, old, batch_ndim, tuple(keep.shape))
+
+
+def _select_state(
+    xp: Any, keep: Any, new: Any, old: Any, nb: int, batch_shape: tuple[int, ...]
+) -> Any:
+    if isinstance(new, tuple) and hasattr(new, "_fields"):
+        return type(new)(*(_select_state(xp, keep, a, b, nb, batch_shape)
+                           for a, b in zip(new, old, strict=True)))
+    if isinstance(new, tuple | list):
+        return type(new)(_select_state(xp, keep, a, b, nb, batch_shape)
+                         for a, b in zip(new, old, strict=True))
+    if isinstance(new, dict):
+        return {k: _select_state(xp, keep, new[k], old[k], nb, batch_shape) for k in new}
+    if hasattr(new, "shape") and hasattr(new, "dtype") and hasattr(old, "shape"):
+        if new.ndim >= nb and tuple(new.shape[:nb]) == batch_shape and new.shape == old.shape:
+            return xp.where(expand_to_leaf(xp, keep, new, nb), new, old)
+    return new

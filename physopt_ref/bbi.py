@@ -142,12 +142,13 @@ def bbi(
 
     Parameters
     ----------
-    lr : float or schedule
-        :math:`\Delta t > 0`, required as in the code. A callable ``count -> float`` is a
-        schedule (the code reads ``group["lr"]`` each call, so PyTorch schedulers act on it).
-    v0 : float
+    lr : float, per-run array or schedule
+        :math:`\Delta t > 0`, required as in the code. A callable of the step count is a
+        schedule (:mod:`physopt_ref.schedules`; the code reads ``group["lr"]`` each call, so
+        PyTorch schedulers act on it).
+    v0 : float or per-run array
         :math:`\Delta V`, the expected minimum of F; default 0 (``BBI.__init__``, line 18).
-    delta_e : float
+    delta_e : float or per-run array
         :math:`\delta E \ge 0`, extra initial energy; default 0.0 (line 18).
     rescale : bool
         The code's ``consEn``: rescale :math:`\pi` onto the energy shell each update; default
@@ -191,7 +192,7 @@ def bbi(
        at 0 (the code's ``sqrt(E**2/V0 - V0)`` can be ``sqrt`` of a tiny negative number when
        ``v0 != 0``); a zero gradient gives a zero initial momentum (the code divides by
        :math:`|g| = 0`); a zero :math:`|\pi|^2` skips the rescale (the code divides by it).
-    3. Bounces are **seeded and reproducible** (counter-based stream keyed by ``seed``, the call
+    3. Bounces are **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, the call
        count and the leaf index); the code seeds a private generator non-deterministically.
        ``"isotropic"`` is an added option.
     4. ``n_fixed_bounces=0`` gives no fixed bounce; the code still performs one.
@@ -204,8 +205,10 @@ def bbi(
        (``BBI_v0tuning`` adds it to ``p.grad`` in place twice, e.g. line 256); the shift is
        written as :math:`F - 4(\Delta V - F)`, identical to ``shift += 5 V``. As in the code,
        progress bounces compare :math:`V` measured from the current floor.
-    8. Bounce directions are drawn only on calls where a bounce is possible
-       (``count >= min(T0, T1)``); this saves host work and changes no result.
+    8. Bounce directions are drawn only on calls where some run of the ensemble bounces (a host
+       branch where the data is in host memory, ``jax.lax.cond`` under ``jax.jit``; always
+       elsewhere); this saves work and changes no result. :math:`|\pi|^2` is carried in the
+       state (``p2``, computed once per call) instead of being recomputed from ``momentum``.
     """
     hp = {
         "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),

@@ -52,6 +52,7 @@ from typing import Any, NamedTuple
 from array_api_compat import array_namespace
 
 from ._base import Optimizer, StepContext, register
+from ._chain import weight_decay_keyword, with_transforms
 from ._tree import tree_per_run_sum
 from ._validate import Bounds, check_int, check_real, check_real_or_schedule
 from .schedules import (
@@ -136,10 +137,10 @@ def coolmomentum(
 
     Parameters
     ----------
-    lr : float or schedule
+    lr : float, per-run array or schedule
         :math:`\mathrm{lr} = \Delta t^2 > 0` ("a squared timestep dt^2", README). Default 0.01
-        (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable
-        ``count -> float`` is a schedule (the authors use a constant).
+        (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable of the step
+        count is a schedule (:mod:`physopt_ref.schedules`; the authors use a constant).
     rho0 : float
         Initial momentum coefficient :math:`\rho_0 \in [0, 1)`. Default 0.99 (TF class, README,
         all recipes, spec §a.4).
@@ -152,12 +153,16 @@ def coolmomentum(
         ``"paper"`` (default; Eq. 20, :func:`rho_paper`), ``"geometric_temperature"``
         (:func:`rho_geometric_temperature`), ``"linear_temperature"``
         (:func:`rho_linear_temperature`), ``"constant"`` (:math:`\rho_t = \rho_0`), or a
-        callable ``t -> rho_t`` (values checked to lie in [0, 1) when used; ``rho0`` and
-        ``cool_steps`` are then unused).
-    weight_decay : float
+        traceable callable ``t -> rho_t`` of the step count as a float array (values checked
+        to lie in [0, 1) with :func:`physopt_ref.debug_checks`; ``rho0`` and ``cool_steps``
+        are then unused). The named schedules are computed on the device from the count
+        (:mod:`physopt_ref.schedules`).
+    weight_decay : float, per-run array or schedule
         Coupled L2 coefficient :math:`\lambda \ge 0` added to the gradient before the update
         (``d_p.add(p, alpha=weight_decay)`` in the authors' PyTorch class). Default 0; the CIFAR
-        recipes use 5e-4.
+        recipes use 5e-4. A keyword for :func:`physopt_ref.chain` with
+        :func:`~physopt_ref.transforms.coupled_weight_decay` in front of the step (the one
+        implementation of weight decay), recorded among the hyperparameters.
 
     Returns
     -------
@@ -188,12 +193,13 @@ def coolmomentum(
        accumulation are not part of the optimizer (spec §a.4); the 2024 classes' logging and
        ``period = 391`` are left out.
     """
+    wd, decay = weight_decay_keyword(weight_decay)
     hp = {
         "lr": check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0, low_open=True),
         "rho0": check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True),
         "cool_steps": None,
         "schedule": schedule,
-        "weight_decay": check_real("weight_decay", weight_decay, symbol="λ", low=0.0, per_run=True),
+        "weight_decay": wd,  # recorded; applied by the coupled_weight_decay transform
     }
     if callable(schedule) and not isinstance(schedule, str):
         rho_of_t = check_real_or_schedule(
@@ -205,7 +211,7 @@ def coolmomentum(
         rho_of_t = coolmomentum_schedule(schedule, hp["rho0"], hp["cool_steps"]).bind(
             _RHO_BOUNDS
         )
-    return Optimizer(
+    optimizer = Optimizer(
         "coolmomentum",
         hp,
         derived={"rho": rho_of_t},
@@ -213,6 +219,7 @@ def coolmomentum(
         update=_coolmomentum_update,
         state_type=CoolMomentumState,
     )
+    return with_transforms(optimizer, decay, hp)
 
 
 def _coolmomentum_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
@@ -229,10 +236,6 @@ def _coolmomentum_update(
 ) -> tuple[list[Any], dict[str, Any]]:
     rho = ctx.hp(hp["rho"])
     coef = ctx.hp(hp["lr"]) * (1.0 + rho) / 2.0
-    wd = hp["weight_decay"]
-    if not isinstance(wd, float) or wd != 0.0:
-        wd = ctx.hp(wd)
-        grads = [g + ctx.leaf(wd, p) * p for p, g in zip(params, grads, strict=True)]
     disp = tuple(
         ctx.leaf(rho, x) * x + ctx.leaf(coef, g) * g
         for x, g in zip(state.displacement, grads, strict=True)

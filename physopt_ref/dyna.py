@@ -230,15 +230,16 @@ def dyna(
 
     Parameters
     ----------
-    gamma : float or schedule
+    gamma : float, per-run array or schedule
         Stepsize factor :math:`\gamma > 0`; default 1 (Algorithm 1; Sec. 3.3 "defaults to 1.0").
-    beta : float
+    beta : float or per-run array
         Smoothing factor :math:`\beta \in [0, 1)`; default 0.9 (Algorithm 1; Sec. 3.2,
         "recommended ... as :math:`\beta_1` in the Adam Optimizer").
-    zeta : float or schedule
+    zeta : float, per-run array or schedule
         Damping ratio :math:`\zeta \in (0, 2]` (Algorithm 1's range); default 1, critical damping
-        (Algorithm 1). A callable ``count -> ζ`` varies it, e.g. :func:`damping_ramp` (Eq. 22).
-    omega_eps : float
+        (Algorithm 1). A callable of the step count varies it, e.g. :func:`damping_ramp`
+        (Eq. 22; :mod:`physopt_ref.schedules`).
+    omega_eps : float or per-run array
         Cut-off :math:`\hat\omega_\epsilon > 0`; default :math:`10^{-8}` (Algorithm 1, Eq. 15).
         It must be positive: a coordinate whose gradient has always been zero has
         :math:`\eta = 0`, and :math:`g/\hat\omega` would be 0/0.
@@ -471,14 +472,14 @@ def dyna_prototype(
 
     Parameters
     ----------
-    lr : float or schedule
+    lr : float, per-run array or schedule
         :math:`\alpha > 0`; default :math:`10^{-3}`, Adam's default (Kingma & Ba, Algorithm 1),
         which the prototype keeps since it only replaces Adam's loop lines. The paper's MNIST
         run uses :math:`\alpha = 0.00255 = 2/784`, i.e. :math:`2\gamma/n` with :math:`n = 784`
         (Sec. 5).
-    b1 : float
+    b1 : float or per-run array
         :math:`\beta_1 \in [0, 1)`; default 0.9 (Adam's default; Sec. 5 uses 0.9).
-    b2 : float or schedule
+    b2 : float, per-run array or schedule
         :math:`\beta_2 = \zeta \in (0, 2]`; default 0.999 (Sec. 4.3). Sec. 5 also runs 1.0, 0.5
         and the ramp of Eq. 22 (:func:`damping_ramp`).
     eps : float

@@ -166,7 +166,7 @@ def dynamic_relaxation(
 
     Parameters
     ----------
-    h : float, optional
+    h : float or per-run array, optional
         Time step :math:`h > 0`. Default :math:`1/\omega`, half the critical step of Eq. 6 (the
         paper fixes none). Steps beyond :math:`2/\omega_{\max}` are accepted (they diverge; the
         tests show it).
@@ -174,11 +174,11 @@ def dynamic_relaxation(
         :math:`m > 0`; default 1.
     stiffness : float
         :math:`k > 0`, setting :math:`\omega = \sqrt{k/m}`; default 1.
-    zeta : float or schedule
+    zeta : float, per-run array or schedule
         Damping ratio :math:`\zeta \ge 0`; default 1, critical damping ("The central difference
         scheme is unconditionally stable without oscillating if the timestep is smaller than
         the critical timestep ... with a corresponding damping ratio :math:`\zeta = 1`",
-        Sec. 2.3). A callable ``count -> ζ`` varies it.
+        Sec. 2.3). A callable of the step count varies it (:mod:`physopt_ref.schedules`).
 
     Differences from the authors' code
     ----------------------------------

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ._base import Optimizer, StepContext, register
+from ._chain import weight_decay_keyword, with_transforms
 from ._ecd_common import (
     check_seed,
     energy_shell_phase,
@@ -131,27 +132,32 @@ def ecdsep(
 
     Parameters
     ----------
-    lr : float or schedule
-        :math:`\Delta t > 0`, required (``ECDSep.__init__``, line 19). A callable
-        ``count -> float`` is a schedule (the code reads ``self.lr``, so PyTorch schedulers do
-        not act on it; here they can).
-    eta : float
+    lr : float, per-run array or schedule
+        :math:`\Delta t > 0`, required (``ECDSep.__init__``, line 19). A callable of the step
+        count is a schedule (:mod:`physopt_ref.schedules`; the code reads ``self.lr``, so
+        PyTorch schedulers do not act on it; here they can).
+    eta : float or per-run array
         :math:`\eta > 0`, required (line 19); the code's docstring asks for :math:`\eta \ge 1`
         ("tested up to eta = 5"); :math:`0 < \eta < 1` is accepted here.
-    nu : float
+    nu : float or per-run array
         :math:`\nu \ge 0`, the "chaos hyperparameter" (jitter size); default 1e-5 (line 19).
-    s : float
+    s : float or per-run array
         :math:`s \ge 0`, the "regularization switch"; default 1 (line 19). With :math:`s = 0`
         the step bound :math:`\Delta t/\sqrt s` is void.
-    f0 : float
+    f0 : float or per-run array
         :math:`F_0`, the expected minimum of the objective; default 0 (line 19).
-    delta_e : float or None
+    delta_e : float, per-run array or None
         :math:`\delta E \ge 0`, the initial :math:`|p|^2`. Default ``None``: the code's rule,
-        0 when ``s == 1`` and 1 otherwise (lines 23-26 force ``deltaEn = 1`` for ``s != 1``).
+        0 when ``s == 1`` and 1 otherwise (lines 23-26 force ``deltaEn = 1`` for ``s != 1``);
+        required when ``s`` is a per-run array.
     rescale : bool
         The code's ``consEn``; default True (line 19).
-    weight_decay : float
-        :math:`w \ge 0`, an :math:`L^2` term :math:`\tfrac w2|q|^2` inside V; default 0.
+    weight_decay : float, per-run array or schedule
+        :math:`w \ge 0`, an :math:`L^2` term :math:`\tfrac w2|q|^2` inside V; default 0. A
+        keyword for :func:`physopt_ref.chain` with
+        :func:`~physopt_ref.transforms.coupled_weight_decay` in front of the step, which hands
+        on :math:`\tilde F` as the loss and :math:`\nabla\tilde F` as the gradient (the one
+        implementation of weight decay); recorded among the hyperparameters.
     eps1 : float
         Absolute tolerance under which the rescale is skipped; default 1e-10 (line 19).
     eps2 : float
@@ -179,16 +185,25 @@ def ecdsep(
        gap :math:`\tilde F - F_0`, not 5 times :math:`V = (\tilde F - F_0)^\eta`.
     2. An explicit ``delta_e`` is respected for every ``s``; only the default follows the code's
        ``s != 1 -> deltaEn = 1`` override.
-    3. The jitter is **seeded and reproducible** (counter-based stream keyed by ``seed``, call
-       count and leaf); the code seeds a private generator non-deterministically.
+    3. The jitter is **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, call
+       count and leaf); the code seeds a private generator non-deterministically. It is
+       computed as :math:`p \leftarrow a\,p + b\,z` with :math:`|u|^2` from the inner products
+       :math:`p\cdot z` and :math:`|z|^2` (the same vector as normalising
+       :math:`u = p/|p| + \nu z`, up to rounding, without forming it).
     4. **Per run** of an ensemble: :math:`e^E`, :math:`|p|^2`, norms, jitter normalisation, stops
        and floors; the code keeps one set for all parameter groups.
     5. No NaN: a zero initial gradient gives :math:`p_0 = 0` (the code divides 0/0); a zero
        :math:`|p|` after the kick skips the jitter (the code divides by it); :math:`V` is 0, not
        NaN, where :math:`\tilde F < F_0` with a non-integer η (both are no-ops).
-    6. :math:`|p|^2` is recomputed from the momentum each call (the code carries ``self.p2``,
-       equal up to rounding); ``e^E`` and :math:`p_0` are set on the run's first update (the
-       code re-initialises on each call while ``iteration == 0``: the same thing).
+    6. :math:`|p|^2` is carried in the state (``p2``, computed from the new momentum at the end
+       of each call; :math:`\delta E` for a momentum just started), as the code carries
+       ``self.p2``; ``e^E`` and :math:`p_0` are set on the run's first update (the code
+       re-initialises on each call while ``iteration == 0``: the same thing).
+    7. With weight decay the initial momentum points along :math:`-\nabla\tilde F`, the
+       gradient of the regularised loss that the step integrates (the code takes the
+       direction of :math:`-\nabla F`, read from ``p.grad`` before it adds :math:`w q`): weight
+       decay is the coupled-L2 transform in front of the step, which hands on one consistent
+       pair :math:`(\tilde F, \nabla\tilde F)`.
     """
     s = check_real("s", s, symbol="s", low=0.0, per_run=True)
     if delta_e is None:
@@ -198,6 +213,7 @@ def ecdsep(
                 "whether s == 1)"
             )
         delta_e = 0.0 if s == 1.0 else 1.0
+    wd, decay = weight_decay_keyword(weight_decay)
     hp = {
         "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
         "eta": check_real("eta", eta, symbol="η", low=0.0, low_open=True, per_run=True),
@@ -206,13 +222,13 @@ def ecdsep(
         "f0": check_real("f0", f0, symbol="F₀", per_run=True),
         "delta_e": check_real("delta_e", delta_e, symbol="δE", low=0.0, per_run=True),
         "rescale": check_bool("rescale", rescale),
-        "weight_decay": check_real("weight_decay", weight_decay, symbol="wd", low=0.0),
+        "weight_decay": wd,  # recorded; applied by the coupled_weight_decay transform
         "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
         "eps2": check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
         "seed": check_seed(seed),
         "f0_tuning": check_bool("f0_tuning", f0_tuning),
     }
-    return Optimizer(
+    optimizer = Optimizer(
         "ecdsep",
         hp,
         init=_ecdsep_init,
@@ -220,6 +236,7 @@ def ecdsep(
         state_type=ECDSepState,
         needs_loss=True,
     )
+    return with_transforms(optimizer, decay, hp)
 
 
 def _ecdsep_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
@@ -247,14 +264,9 @@ def _ecdsep_update(
     xp, bn = ctx.xp, ctx.batch_ndim
     dt, eta, nu, s, delta_e = (ctx.hp(hp[k]) for k in ("lr", "eta", "nu", "s", "delta_e"))
     one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
-    wd = hp["weight_decay"]
 
-    if wd != 0.0:
-        f_tilde = loss + 0.5 * wd * tree_sq_norm(xp, params, bn)
-        force = [g + wd * q for g, q in zip(grads, params, strict=True)]
-    else:
-        f_tilde, force = loss, list(grads)
-    gap = f_tilde - state.floor
+    # F̃ = F + ½w|q|² and its gradient arrive as `loss` and `grads` (coupled_weight_decay).
+    gap = loss - state.floor
     positive = gap > 0.0
     gap_s = xp.where(positive, gap, one)
     V = xp.where(positive, gap_s**eta, zero)
@@ -274,7 +286,7 @@ def _ecdsep_update(
 
     # Kick with -Δt ∇log V = -Δt η ∇F̃ / (F̃ - F0) (current floor: no force-term bug).
     kick = dt * eta / gap_s
-    p_k = [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, force, strict=True)]
+    p_k = [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, grads, strict=True)]
     p2k = tree_sq_norm(xp, p_k, bn)
     norm = xp.sqrt(p2k)
     move = safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero)
@@ -312,7 +324,7 @@ def _ecdsep_update(
             update=active,
             active=active,
             retune=retune,
-            floor_value=f_tilde,
+            floor_value=loss,
         ),
     }
     return q_out, fields

@@ -131,14 +131,14 @@ def gravity(
 
     Parameters
     ----------
-    lr : float
+    lr : float or per-run array
         Learning rate :math:`l > 0`. Default 0.1 (paper p. 2 and p. 22; both official classes).
-    alpha : float
+    alpha : float or per-run array
         :math:`\alpha \ge 0`, the initial step scale: :math:`V_0` has standard deviation
         :math:`\sigma = \alpha/l` (Eqs. 27, 30). Default 0.01 (paper, both official classes; the
         repo's ``Gravity Optimizer Math.md`` suggests 0.05). :math:`\alpha = 0` gives
         :math:`V_0 = 0` (Eq. 22's initialisation).
-    beta : float
+    beta : float or per-run array
         :math:`\beta \in [0, 1]` (Algorithm 1's range). Default 0.9 (paper, official code).
     seed : int
         Seed of the :math:`V_0` draw (``physopt_ref.backends.normal``, counter 0, one stream per
@@ -158,8 +158,9 @@ def gravity(
     -----
     Differences from the authors' code (spec §b.2–b.4 and "disagree" items 1–5):
 
-    1. :math:`V_0` is seeded and counter-based (same numbers on every backend); the official
-       classes draw it unseeded from the framework's generator.
+    1. :math:`V_0` is seeded and counter-based (Philox-4x32-10 on the parameters' device, the
+       same integer bits on every backend); the official classes draw it unseeded from the
+       framework's generator.
     2. ``t_start=0`` follows the Keras code and the paper's text; the official PyTorch class
        (and Algorithm 1) corresponds to ``t_start=1``.
     3. :math:`\zeta` is computed as :math:`g/(1+(g\max|G|)^2)` rather than through

@@ -2,12 +2,11 @@
 
 Numbers quoted from the spec (``shared/specs/ecd.md`` §1.5): right after the rescale
 H = E to 3-4e-16; one-step error 7.3e-5, 6.6e-6, 7.3e-7 for Δt = 1e-2, 3e-3, 1e-3 on
-0.5|x|² + 1 in d = 10.
+0.5|x|² + 1 in d = 10. The energy checks are the kit's (:mod:`physopt_ref.testing.energy`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from physopt_ref.backends import get_namespace, to_numpy
 
 import physopt_ref
+from physopt_ref import testing as kit
 
 from .helpers import assert_close
 from .reference.ecd_ref import bbi_reference
@@ -134,17 +134,17 @@ def test_rescale_puts_h_on_the_energy_shell(xp: Any, delta_e: float, frac: float
     """
     x0 = [scale * x for x in X0]
     hp, params, state = _on_shell_state(xp, delta_e, x0)
-    energy = float(to_numpy(state.energy))
-    V = frac * energy
-    zeros = [xp.zeros_like(p) for p in params]
-    _, new = physopt_ref.bbi(**hp).step(params, zeros, state, loss=V)
-    p2 = float(to_numpy(new.p2))
-    assert int(to_numpy(new.event)) == 1
-    assert math.sqrt(V * V + V * p2) == pytest.approx(energy, rel=1e-12)
+    V = frac * float(to_numpy(state.energy))
+    result = kit.check_energy_shell(physopt_ref.bbi(**hp), params, state, V, kit.BornInfeld(),
+                                    rtol=1e-12).raise_if_failed()
+    assert int(to_numpy(result.values["state"].event)) == 1
 
 
-def _h(V: float, p2: float) -> float:
-    return math.sqrt(V * V + V * p2)
+def _lg(offset: float) -> Any:
+    def lg(x: Any) -> tuple[Any, Any]:
+        return 0.5 * NP.sum(x * x) + offset, x
+
+    return lg
 
 
 def test_one_step_energy_error_scales_as_dt_squared() -> None:
@@ -152,29 +152,13 @@ def test_one_step_energy_error_scales_as_dt_squared() -> None:
 
     Measured: 5.9e-5, 5.3e-6, 5.9e-7 for Δt = 1e-2, 3e-3, 1e-3; slope 2.000.
     """
-    rng = np.random.default_rng(0)
-    x0 = rng.normal(size=10)
-    errs, dts = [], [1e-2, 3e-3, 1e-3]
+    x0 = NP.asarray(np.random.default_rng(0).normal(size=10))
     hp = dict(v0=0.0, delta_e=1.0, t0=None, t1=None)
-
-    def lg(x):
-        return 0.5 * NP.sum(x * x) + 1.0, x
-
-    # a generic on-shell state: a few steps at Δt = 1e-2
-    opt = physopt_ref.bbi(lr=1e-2, **hp)
-    x = NP.asarray(x0)
-    state = opt.init(x)
-    for _ in range(5):
-        f, g = lg(x)
-        x, state = opt.step(x, g, state, loss=f)
-    energy = float(state.energy)
-    for dt in dts:
-        f, g = lg(x)
-        x1, s1 = physopt_ref.bbi(lr=dt, **hp).step(x, g, state, loss=f)
-        V1 = float(lg(x1)[0])
-        errs.append(abs(_h(V1, float(s1.p2)) - energy) / energy)
-    slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
-    assert 1.7 <= slope <= 2.3, (slope, errs)
+    # from a generic on-shell state (5 steps at Δt = 1e-2), one step of each Δt
+    kit.check_energy_error_order(
+        lambda dt: physopt_ref.bbi(lr=dt, **hp), x0, _lg(1.0), kit.BornInfeld(),
+        dts=(1e-2, 3e-3, 1e-3), order=2.0, tolerance=0.3, warmup_lr=1e-2, warmup=5,
+    ).raise_if_failed()
 
 
 def test_drift_without_rescale_is_bounded_and_shrinks_with_dt() -> None:
@@ -182,23 +166,12 @@ def test_drift_without_rescale_is_bounded_and_shrinks_with_dt() -> None:
 
     Measured over 400 steps on ½|x|² + 1 (d = 10): 5.4e-3 at Δt = 1e-2, 6.6e-4 at 3e-3.
     """
-    rng = np.random.default_rng(1)
-    x0 = rng.normal(size=10)
-    worst = []
-    for dt in (1e-2, 3e-3):
-        opt = physopt_ref.bbi(lr=dt, delta_e=1.0, rescale=False, t0=None, t1=None)
-        x = NP.asarray(x0)
-        state = opt.init(x)
-        energy, m = None, 0.0
-        for _ in range(400):
-            f = 0.5 * NP.sum(x * x) + 1.0
-            if energy is not None:
-                m = max(m, abs(_h(float(f), float(state.p2)) - energy) / energy)
-            x, state = opt.step(x, x, state, loss=f)
-            energy = float(state.energy)
-        worst.append(m)
-    assert 0.0 < worst[0] < 0.1
-    assert worst[1] < worst[0] / 4
+    x0 = NP.asarray(np.random.default_rng(1).normal(size=10))
+    # 0 < drift(1e-2) < 0.1 and drift(3e-3) < drift(1e-2) / 4
+    kit.check_energy_drift_bounded(
+        lambda dt: physopt_ref.bbi(lr=dt, delta_e=1.0, rescale=False, t0=None, t1=None),
+        x0, _lg(1.0), kit.BornInfeld(), dts=(1e-2, 3e-3), steps=400, bound=0.1, shrink=4.0,
+    ).raise_if_failed()
 
 
 @settings(max_examples=15)

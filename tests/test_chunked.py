@@ -244,6 +244,10 @@ def test_completed_chunks_must_match_the_plan():
         ({"record_every": 0}, "record_every must be an int >= 1"),
         ({"noise_seed": -1}, "noise_seed"),
         ({"executor": 3}, "executor must be None, a dask.distributed.Client"),
+        ({"callback": print}, "does not take callback=.*progress="),
+        ({"checkpoint": "c.npz"}, "does not take checkpoint=.*completed=err.traces"),
+        ({"checkpoint_every": 5}, "does not take checkpoint_every="),
+        ({"resume": "c.npz"}, "does not take resume=.*by whole\n?.*chunks"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -266,6 +270,21 @@ def test_an_unregistered_seeded_optimizer_cannot_be_rebuilt():
     # one chunk needs no rebuilding
     assert_same_trace(run_chunked(custom, ACKLEY, np.ones((4, 2)), 5, chunk_size=4),
                       run(custom, ACKLEY, np.ones((4, 2)), 5))
+
+
+def test_chained_optimizers_with_seeds_and_per_run_transform_arrays():
+    """A chain's seeded core gets the chunk's seed and its transforms' per-run arrays are sliced
+    (and a family's own keyword transform, coolmomentum's weight_decay, too)."""
+    x0 = np.random.default_rng(4).uniform(-4.0, 4.0, (9, 2))
+    decay = np.linspace(0.0, 0.2, 9)
+    kw = {"grad_noise": 0.05, "noise_seed": 2, "record_every": 4}
+    chained = po.chain(po.non_finite_guard(), po.coupled_weight_decay(decay),
+                       po.clip_by_global_norm(2.0), _optimizer("bbi"))
+    cool = _optimizer("coolmomentum", weight_decay=decay)
+    for opt in (chained, cool):
+        merged = run_chunked(opt, ACKLEY, x0, 40, chunk_size=2, **kw)
+        assert_same_trace(merged, run(opt, ACKLEY, x0, 40, **kw))
+    assert po.run_chunked(chained, ACKLEY, x0, 2, chunk_size=2).optimizer == repr(chained)
 
 
 def test_run_refuses_dask_arrays():

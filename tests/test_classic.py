@@ -2,8 +2,10 @@
 
 Property tests (hypothesis) check the stability conditions on a quadratic of curvature k:
 gradient descent is stable iff η < 2/k; heavy ball iff 0 ≤ β < 1 and η < 2(1+β)/k (Polyak
-1964; the roots of r² − (1+β−ηk) r + β lie in the unit disc exactly then). They also check
-Adam's bias correction: under a constant gradient m̂_t = g and v̂_t = g² from the first step.
+1964; the roots of r² − (1+β−ηk) r + β lie in the unit disc exactly then); Nesterov iff
+η < 2(1+β)/((1+2β)k). They also check Adam's bias correction: under a constant gradient
+m̂_t = g and v̂_t = g² from the first step. The checks are the kit's
+(:mod:`physopt_ref.testing.stability`, :mod:`physopt_ref.testing.steps`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from hypothesis import strategies as st
 from physopt_ref.backends import get_namespace, to_numpy
 
 import physopt_ref as po
+from physopt_ref import testing as kit
+from physopt_ref.testing import strategies as pst
 
 from .helpers import assert_close
 from .reference import classic_ref as ref
@@ -85,44 +89,44 @@ def test_errors_name_parameter_range_and_symbol() -> None:
         po.adam(b2=float("inf"))
 
 
-def _final_amplitude(opt: po.Optimizer, k: float, steps: int = 400) -> float:
-    """|x| after ``steps`` steps on f = ½ k x² from x = 1 (inf once it passes 1e6)."""
-    x = np.asarray([1.0])
-    state = opt.init(x)
-    for _ in range(steps):
-        x, state = opt.step(x, k * x, state)
-        if abs(float(x[0])) > 1e6:
-            return float("inf")
-    return abs(float(x[0]))
+RATIOS = st.one_of(st.floats(0.05, 0.97), st.floats(1.03, 1.5))
 
 
-@given(
-    k=st.floats(0.1, 100.0),
-    ratio=st.one_of(st.floats(0.05, 0.97), st.floats(1.03, 1.5)),
-)
+@given(k=st.floats(0.1, 100.0), ratio=RATIOS)
 def test_gradient_descent_stable_iff_lr_below_2_over_k(k: float, ratio: float) -> None:
+    threshold = kit.stability_threshold("gd", k)
     lr = ratio * 2.0 / k
-    final = _final_amplitude(po.sgd(lr=lr), k)
-    if ratio < 1.0:
-        assert final < 1.0
-    else:
-        assert final > 1.0
+    kit.check_stability_at(lambda v: po.sgd(lr=v), k, lr, threshold).raise_if_failed()
 
 
-@given(
-    k=st.floats(0.1, 100.0),
-    beta=st.floats(0.0, 0.95),
-    ratio=st.one_of(st.floats(0.05, 0.97), st.floats(1.03, 1.5)),
-)
+@given(k=st.floats(0.1, 100.0), beta=st.floats(0.0, 0.95), ratio=RATIOS)
 def test_heavy_ball_stable_iff_lr_below_2_1_plus_beta_over_k(
     k: float, beta: float, ratio: float
 ) -> None:
+    threshold = kit.stability_threshold("heavy_ball", k, beta)
     lr = ratio * 2.0 * (1.0 + beta) / k
-    final = _final_amplitude(po.heavy_ball(lr=lr, momentum=beta), k)
-    if ratio < 1.0:
-        assert final < 1.0
-    else:
-        assert final > 1.0
+    kit.check_stability_at(lambda v: po.heavy_ball(lr=v, momentum=beta), k, lr,
+                           threshold).raise_if_failed()
+
+
+@given(k=st.floats(0.1, 100.0), beta=st.floats(0.0, 0.95), ratio=RATIOS)
+def test_nesterov_stable_iff_lr_below_its_bound(k: float, beta: float, ratio: float) -> None:
+    """η < 2(1+β)/((1+2β)k): the Jury conditions of r² − (1−ηk)(1+β) r + β(1−ηk)."""
+    threshold = kit.stability_threshold("nesterov", k, beta)
+    kit.check_stability_at(lambda v: po.nesterov(lr=v, momentum=beta), k, ratio * threshold,
+                           threshold).raise_if_failed()
+
+
+@settings(max_examples=6)
+@given(method=st.sampled_from(["gd", "heavy_ball", "nesterov"]), k=st.floats(0.1, 100.0),
+       beta=st.floats(0.0, 0.95))
+def test_measured_stability_threshold_is_the_theory(method: str, k: float, beta: float) -> None:
+    """Bisection on the step size finds the theoretical threshold within 3 %."""
+    factory = {"gd": lambda v: po.sgd(lr=v),
+               "heavy_ball": lambda v: po.heavy_ball(lr=v, momentum=beta),
+               "nesterov": lambda v: po.nesterov(lr=v, momentum=beta)}[method]
+    theory = kit.stability_threshold(method, k, 0.0 if method == "gd" else beta)
+    kit.check_stability_threshold(factory, k, theory, rtol=0.03).raise_if_failed()
 
 
 def test_heavy_ball_refuses_momentum_outside_0_1() -> None:
@@ -134,30 +138,22 @@ def test_heavy_ball_refuses_momentum_outside_0_1() -> None:
 
 @given(
     # |g| >= 1e-100 keeps g² out of the subnormal range, where relative precision is lost
-    g=st.lists(
-        st.one_of(st.just(0.0), st.floats(1e-100, 1e3), st.floats(-1e3, -1e-100)),
-        min_size=1,
-        max_size=5,
-    ),
+    g=pst.constant_gradients(),
     b1=st.floats(0.0, 0.999),
     b2=st.floats(0.0, 0.9999),
     steps=st.integers(1, 30),
 )
 def test_adam_bias_corrected_moments_equal_constant_gradient(
-    g: list[float], b1: float, b2: float, steps: int
+    g: np.ndarray, b1: float, b2: float, steps: int
 ) -> None:
-    opt = po.adam(lr=1e-3, b1=b1, b2=b2)
-    grad = np.asarray(g)
-    x = np.zeros_like(grad)
-    state = opt.init(x)
-    for t in range(1, steps + 1):
-        x, state = opt.step(x, grad, state)
-        m_hat = to_numpy(state.mu[0]) / (1 - b1**t)
-        v_hat = to_numpy(state.nu[0]) / (1 - b2**t)
-        np.testing.assert_allclose(m_hat, grad, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(v_hat, grad * grad, rtol=1e-12, atol=0)
+    def estimates(state: Any, t: int) -> list[kit.steps.Estimate]:
+        return [("m_hat", to_numpy(state.mu[0]) / (1 - b1**t), g, 1e-12, 0.0),
+                ("v_hat", to_numpy(state.nu[0]) / (1 - b2**t), g * g, 1e-12, 0.0)]
+
+    result = kit.check_bias_correction(po.adam(lr=1e-3, b1=b1, b2=b2), g, steps,
+                                       step_rtol=None, estimates=estimates).raise_if_failed()
     # and therefore every step moves each coordinate by lr·g/(|g| + ε) ≈ lr·sign(g)
-    assert np.all(np.abs(x) <= 1e-3 * steps * (1 + 1e-12))
+    assert np.all(np.abs(result.values["params"]) <= 1e-3 * steps * (1 + 1e-12))
 
 
 def test_nesterov_first_step() -> None:

@@ -1,7 +1,8 @@
 """Tests of the Dyna family (Han 2018): Algorithm 1, the prototype, the ramp, restart, fan-in.
 
 Golden values come from the scalar float64 reference ``tests/reference/dyna_ref.py``. The
-property tests run in NumPy float64 (the contract tests check that every backend agrees).
+property tests run in NumPy float64 (the contract tests check that every backend agrees); the
+bias-correction and step-bound checks are the kit's (:mod:`physopt_ref.testing.steps`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from physopt_ref.backends import get_namespace, to_numpy
 
 import physopt_ref
 from physopt_ref import dyna, dyna_prototype
+from physopt_ref import testing as kit
 from physopt_ref.dyna import (
     DampingRamp,
     DynaState,
@@ -26,6 +28,7 @@ from physopt_ref.dyna import (
     dyna_warm_restart,
     resolve_fan_in,
 )
+from physopt_ref.testing import strategies as pst
 
 from .helpers import assert_close
 from .reference.dyna_ref import dyna_ref, prototype_ref, ramp_zeta
@@ -196,17 +199,13 @@ def test_constant_gradient_frequency_from_first_step(
     """Constant g: ω̂_t = sqrt(|g|) + ω̂_ε from t = 1 (Eqs. 13–15 with μ_t), and the step is
     Δθ = −α g/(2ζ ω̂²) every time (v̂_t = −g/(2ζω̂), Eq. 17); Eq. 20 is its t = 1 case."""
     g_arr = np.asarray(g)
-    opt = dyna(beta=beta, zeta=zeta, omega_eps=eps)
     alpha = 2.0 / len(g)
-    params = np.zeros_like(g_arr)
-    state = opt.init(params)
     omega = np.sqrt(np.abs(g_arr)) + eps
-    for _ in range(steps):
-        new, state = opt.step(params, g_arr, state)
-        np.testing.assert_allclose(state.omega[0], omega, rtol=1e-12)
-        np.testing.assert_allclose(new - params, -alpha * g_arr / (2 * zeta * omega**2), rtol=1e-9,
-                                   atol=1e-300)
-        params = new
+    kit.check_bias_correction(
+        dyna(beta=beta, zeta=zeta, omega_eps=eps), g_arr, steps,
+        expected_step=-alpha * g_arr / (2 * zeta * omega**2), step_rtol=1e-9, step_atol=1e-300,
+        estimates=lambda state, t: [("omega_hat", state.omega[0], omega, 1e-12, 0.0)],
+    ).raise_if_failed()
 
 
 def test_first_step_from_rest_eq20(xp: Any) -> None:
@@ -229,23 +228,15 @@ def _steps_ratio(
     # A table lookup needs a Python int: the documented, non-traceable host_schedule.
     zeta = physopt_ref.host_schedule(lambda count: zetas[count])
     opt = dyna(beta=beta, zeta=zeta, omega_eps=1e-8, fan_in=1)
-    params = np.zeros(grads.shape[1])
-    state = opt.init(params)
-    ratios = []
-    for t, g in enumerate(grads, start=1):
-        if restarts and t in restarts:
-            state = dyna_warm_restart(state, restarts[t])
-        new, state = opt.step(params, g, state)
-        ratios.append(np.abs(new - params) / 2.0)
-        params = new
-    return np.asarray(ratios)
+
+    def restart(t: int, state: Any) -> Any:
+        return dyna_warm_restart(state, restarts[t]) if restarts and t in restarts else state
+
+    return kit.step_sizes(opt, np.zeros(grads.shape[1]), list(grads), before_step=restart) / 2.0
 
 
-magnitude = st.one_of(
-    st.just(0.0),
-    st.floats(-8.0, 8.0).map(lambda e: 10.0**e),
-)
-signed = st.tuples(magnitude, st.sampled_from([-1.0, 1.0])).map(lambda p: p[0] * p[1])
+magnitude = pst.magnitudes(-8.0, 8.0)
+signed = pst.signed_magnitudes(-8.0, 8.0)
 
 
 @settings(max_examples=60)
@@ -263,11 +254,11 @@ def test_step_bound_holds_for_every_gradient_sequence(
     restarts = None if restart is None else {restart[0]: restart[1]}
     ratios = _steps_ratio(grads, beta, zeta, restarts)
     zmin = np.minimum.accumulate(np.asarray(zeta[: len(grads)]))
-    bound = 1.0 / (zmin * (1.0 + math.sqrt(1.0 - beta)))
-    assert np.all(ratios <= bound[:, None] * (1 + 1e-12)), (ratios.max(axis=1), bound)
+    bound = kit.dyna_step_bound(1.0, beta, zmin)  # in units of α
+    kit.check_step_bound(ratios, bound[:, None], rtol=1e-12, what="|Δθ|/α").raise_if_failed()
     # The paper's |Δθ| ≤ α therefore holds once ζ_min ≥ 1/(1 + sqrt(1 − β)):
     ok = zmin >= 1.0 / (1.0 + math.sqrt(1.0 - beta))
-    assert np.all(ratios[ok] <= 1.0 + 1e-12)
+    kit.check_step_bound(ratios[ok], 1.0, rtol=1e-12, what="|Δθ|/α").raise_if_failed()
 
 
 @given(
@@ -287,8 +278,8 @@ def test_step_bound_of_the_paper_for_non_increasing_gradients(
     grads = mags * np.asarray(signs)[: mags.size].reshape(mags.shape)
     ratios = _steps_ratio(grads, beta, zeta)
     zmin = np.minimum.accumulate(np.asarray(zeta[: len(grads)]))
-    assert np.all(ratios <= (1.0 / (2.0 * zmin))[:, None] * (1 + 1e-9))
-    assert np.all(ratios <= 1.0 + 1e-9)
+    kit.check_step_bound(ratios, (1.0 / (2.0 * zmin))[:, None], rtol=1e-9).raise_if_failed()
+    kit.check_step_bound(ratios, 1.0, rtol=1e-9).raise_if_failed()
 
 
 def test_step_bound_counterexample_growing_gradients() -> None:

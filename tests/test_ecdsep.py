@@ -2,12 +2,12 @@
 
 Numbers quoted from the spec (``shared/specs/ecd.md`` §3.3): right after the rescale
 V(s + |p|²) = e^E to 4-6e-16; one-step drift of H 1.2e-5, 9.9e-7, 1.1e-7 for Δt = 1e-2, 3e-3,
-1e-3 (η = 2, ν = 1e-3, d = 10, quadratic); max |Δq|/Δt = 0.9999-1.0000 for s = 1.
+1e-3 (η = 2, ν = 1e-3, d = 10, quadratic); max |Δq|/Δt = 0.9999-1.0000 for s = 1. The energy
+and step-bound checks are the kit's (:mod:`physopt_ref.testing`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from physopt_ref.backends import get_namespace, to_numpy
 
 import physopt_ref
+from physopt_ref import testing as kit
 
 from .helpers import assert_close
 from .reference.ecd_ref import ecdsep_reference
@@ -107,15 +108,13 @@ def test_rescale_puts_h_on_the_energy_shell(
     exp_e = float(to_numpy(state.exp_energy))
     V = frac * exp_e / (s + 1e-3)  # any V with e^E/V - s > 0
     loss = V ** (1.0 / eta)
-    zeros = [xp.zeros_like(p) for p in params]
-    _, new = opt.step(params, zeros, state, loss=loss)
-    assert int(to_numpy(new.event)) == 1
-    V_seen = float(to_numpy(new.potential))
-    assert V_seen * (s + float(to_numpy(new.p2))) == pytest.approx(exp_e, rel=1e-12)
+    result = kit.check_energy_shell(opt, params, state, loss, kit.ECDSepEnergy(eta=eta, s=s),
+                                    rtol=1e-12).raise_if_failed()
+    assert int(to_numpy(result.values["state"].event)) == 1
 
 
-def _h(V: float, p2: float, s: float = 1.0) -> float:
-    return math.log(V) + math.log(s + p2)
+def _lg(x: Any) -> tuple[Any, Any]:
+    return 0.5 * NP.sum(x * x), x
 
 
 def test_one_step_energy_error_scales_as_dt_squared() -> None:
@@ -123,28 +122,12 @@ def test_one_step_energy_error_scales_as_dt_squared() -> None:
 
     Measured: 2.5e-5, 2.3e-6, 2.6e-7 for Δt = 1e-2, 3e-3, 1e-3; slope 1.98.
     """
-    rng = np.random.default_rng(0)
-    x0 = rng.normal(size=10)
+    x0 = NP.asarray(np.random.default_rng(0).normal(size=10))
     hp = dict(eta=2.0, nu=1e-3, delta_e=1.0, seed=4)
-
-    def lg(x):
-        return 0.5 * NP.sum(x * x), x
-
-    opt = physopt_ref.ecdsep(lr=1e-2, **hp)
-    x = NP.asarray(x0)
-    state = opt.init(x)
-    for _ in range(5):
-        f, g = lg(x)
-        x, state = opt.step(x, g, state, loss=f)
-    energy = math.log(float(state.exp_energy))
-    dts, errs = [1e-2, 3e-3, 1e-3], []
-    for dt in dts:
-        f, g = lg(x)
-        x1, s1 = physopt_ref.ecdsep(lr=dt, **hp).step(x, g, state, loss=f)
-        V1 = float(lg(x1)[0]) ** 2.0
-        errs.append(abs(_h(V1, float(s1.p2)) - energy))
-    slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
-    assert 1.7 <= slope <= 2.3, (slope, errs)
+    kit.check_energy_error_order(
+        lambda dt: physopt_ref.ecdsep(lr=dt, **hp), x0, _lg, kit.ECDSepEnergy(eta=2.0),
+        dts=(1e-2, 3e-3, 1e-3), order=2.0, tolerance=0.3, warmup_lr=1e-2, warmup=5,
+    ).raise_if_failed()
 
 
 def test_drift_without_rescale_is_bounded_and_shrinks_with_dt() -> None:
@@ -152,23 +135,11 @@ def test_drift_without_rescale_is_bounded_and_shrinks_with_dt() -> None:
 
     Measured (η = 2, d = 10, ½|x|²): 5.7e-3 at Δt = 1e-2, 5.7e-4 at Δt = 3e-3.
     """
-    rng = np.random.default_rng(1)
-    x0 = rng.normal(size=10)
-    worst = []
-    for dt in (1e-2, 3e-3):
-        opt = physopt_ref.ecdsep(lr=dt, eta=2.0, nu=0.0, delta_e=1.0, rescale=False)
-        x = NP.asarray(x0)
-        state = opt.init(x)
-        energy, m = None, 0.0
-        for _ in range(400):
-            f = 0.5 * NP.sum(x * x)
-            if energy is not None:
-                m = max(m, abs(_h(float(f) ** 2, float(state.p2)) - energy))
-            x, state = opt.step(x, x, state, loss=f)
-            energy = math.log(float(state.exp_energy))
-        worst.append(m)
-    assert 0.0 < worst[0] < 0.1
-    assert worst[1] < worst[0] / 4
+    x0 = NP.asarray(np.random.default_rng(1).normal(size=10))
+    kit.check_energy_drift_bounded(
+        lambda dt: physopt_ref.ecdsep(lr=dt, eta=2.0, nu=0.0, delta_e=1.0, rescale=False),
+        x0, _lg, kit.ECDSepEnergy(eta=2.0), dts=(1e-2, 3e-3), steps=400, bound=0.1, shrink=4.0,
+    ).raise_if_failed()
 
 
 @settings(max_examples=15)
@@ -208,17 +179,8 @@ def test_each_step_moves_at_most_dt_over_sqrt_s(
 ) -> None:
     opt = physopt_ref.ecdsep(lr=dt, eta=eta, s=s, delta_e=delta_e, nu=0.3, seed=1)
     params = [xp.asarray(scale * x) for x in X0]
-    state = opt.init(params)
-    bound = dt / math.sqrt(s)
-    for _ in range(6):
-        loss, grads = loss_grad_xp(xp, params)
-        new, state = opt.step(params, grads, state, loss=loss)
-        step2 = sum(
-            float(np.sum((to_numpy(a) - to_numpy(b)) ** 2))
-            for a, b in zip(new, params, strict=True)
-        )
-        assert math.sqrt(step2) <= bound * (1 + 1e-12)
-        params = new
+    sizes = kit.step_sizes(opt, params, lambda p: loss_grad_xp(xp, p), steps=6, norm="l2")
+    kit.check_step_bound(sizes, kit.ecdsep_step_bound(dt, s), rtol=1e-12).raise_if_failed()
 
 
 def test_stopped_runs_are_untouched_in_an_ensemble(xp: Any) -> None:

@@ -5,36 +5,24 @@ Measured on real heavy-ball runs on f = ½ K x²:
   c/(2m) = (1−α)/(1+α) within 5 % (2.3–3.3 % seen for K·η in [1e-4, 3e-3]);
 - pushing the momentum towards 1 (under-damped) or halving it (over-damped) contracts more slowly;
 - the mechanical energy decays at the rate c/m (0.2 % seen), twice the amplitude rate.
+
+The run-based checks are the kit's (:mod:`physopt_ref.testing.damping`).
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import physopt_ref as po
+from physopt_ref import testing as kit
 
 
-def _run(lr: float, momentum: float, k: float, steps: int) -> np.ndarray:
-    opt = po.heavy_ball(lr=lr, momentum=momentum)
-    x = np.asarray([1.0])
-    state = opt.init(x)
-    xs = [1.0]
-    for _ in range(steps):
-        x, state = opt.step(x, k * x, state)
-        xs.append(float(x[0]))
-    return np.asarray(xs)
-
-
-def _measured_rate(xs: np.ndarray, n1: int, n2: int, window: int) -> float:
-    """−ln of the per-step contraction of the envelope max|x| between steps n1 and n2."""
-    a = np.max(np.abs(xs[n1 - window : n1 + 1]))
-    b = np.max(np.abs(xs[n2 - window : n2 + 1]))
-    return -math.log(b / a) / (n2 - n1)
+def _heavy_ball(lr: float, momentum: float) -> po.Optimizer:
+    return po.heavy_ball(lr=lr, momentum=momentum)
 
 
 @given(
@@ -78,14 +66,8 @@ def test_critical_damping_contracts_at_theory_rate_and_fastest(s: float, k: floa
     alpha = po.critical_momentum(lr, k)
     theory = -math.log(po.amplitude_decay_per_step(lr, alpha, k))
     assert theory == pytest.approx((1 - alpha) / (1 + alpha), rel=1e-6)
-    n1 = int(30 / theory)
-    n2 = 2 * n1
-    window = int(2 * math.pi / math.sqrt(s)) + 2  # one oscillation period of the slow mode
-    critical = _measured_rate(_run(lr, alpha, k, n2), n1, n2, 5)
-    assert critical == pytest.approx(theory, rel=0.05)
-    for other in (alpha + 0.5 * (1 - alpha), 0.5 * alpha):  # under-, over-damped
-        slower = _measured_rate(_run(lr, other, k, n2), n1, n2, window)
-        assert slower < 0.9 * critical
+    # measured within 5 % of the theory; under- and over-damped below 0.9 of it
+    kit.check_critical_damping(_heavy_ball, lr, k, rtol=0.05, slower=0.9).raise_if_failed()
 
 
 @settings(max_examples=25)
@@ -98,13 +80,7 @@ def test_discrete_contraction_matches_the_run(lr: float, momentum: float, k: flo
     # Near critical damping the two roots merge and x_k ~ (A + Bk) r^k: the polynomial factor
     # biases any finite-window rate, so those cases are left to the critical-damping test.
     assume(abs(b * b - 4 * momentum) > 0.04 * momentum)
-    rate = -math.log(rho)
-    theta = math.acos(max(-1.0, min(1.0, b / (2 * math.sqrt(momentum))))) if momentum else math.pi
-    window = int(2 * math.pi / max(theta, 1e-3)) + 2
-    n1 = int(10 / rate) + window
-    n2 = n1 + int(30 / rate)
-    measured = _measured_rate(_run(lr, momentum, k, n2), n1, n2, min(window, n1))
-    assert measured == pytest.approx(rate, rel=0.05)
+    kit.check_contraction_rate(_heavy_ball, lr, momentum, k, rtol=0.05).raise_if_failed()
 
 
 @settings(max_examples=10)
@@ -114,10 +90,5 @@ def test_mechanical_energy_decays_at_c_over_m(s: float) -> None:
     k, lr = 1.0, s
     alpha = po.critical_momentum(lr, k)
     alpha = alpha + 0.5 * (1 - alpha)
-    c_over_m = po.damping(lr, alpha) / po.mass(lr, alpha)
-    n = int(40 / c_over_m)
-    xs = _run(lr, alpha, k, n)
-    energy = po.mechanical_energy(xs[:, None], 0.5 * k * xs**2, lr, alpha)
-    slope = np.polyfit(np.arange(energy.shape[0]), np.log(energy), 1)[0]
-    assert -slope == pytest.approx(c_over_m, rel=0.02)
-    assert energy[-1] < 1e-10 * energy[0]
+    # fitted rate within 2 % of c/m; the energy falls below 1e-10 of its start
+    kit.check_energy_decay(_heavy_ball, lr, alpha, k, rtol=0.02, decay=1e-10).raise_if_failed()

@@ -3,7 +3,7 @@
 - ``__all__`` lists exactly the names the package imports explicitly, each importable;
 - every family module's ``__all__`` is re-exported (a new public name cannot be forgotten);
 - ``import physopt_ref`` loads neither SciPy's optimizer module nor the command line nor
-  matplotlib (checked in a fresh interpreter);
+  matplotlib nor the testing kit and hypothesis (checked in a fresh interpreter);
 - the imports point one way: cli -> library -> core -> backends (checked on the source).
 """
 
@@ -22,13 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "physopt_ref"
 
 #: Modules whose ``__all__`` the package re-exports in full.
-REEXPORTED = ("_run", "_scale", "_stats", "bbi", "classic", "coolmomentum", "dyna",
-              "dynamic_relaxation", "ecdsep", "gravity", "oscillator", "schedules", "scipy_adapter")
+REEXPORTED = ("_run", "_scale", "_stats", "bbi", "checkpoint", "classic", "coolmomentum",
+              "dyna", "dynamic_relaxation", "ecdsep", "gravity", "oscillator", "schedules",
+              "scipy_adapter", "transforms")
 #: From the core, only these (the rest of its ``__all__`` is for optimizer authors).
 CORE = {"_base": ("COUNT_MAX", "REGISTRY", "Optimizer", "RegistryEntry", "batch_ndim_of",
                   "checks_enabled", "debug_checks", "get_optimizer", "register",
                   "registered_names", "set_debug_checks"),
         "_tree": ("tree_flatten", "tree_leaves", "tree_map", "tree_unflatten"),
+        "_chain": ("Chain", "chain"),
         "_chunk_plan": ("ChunkPlan", "plan_chunks")}
 
 
@@ -75,7 +77,9 @@ def test_import_is_light():
                          timeout=120, check=True)
     modules = set(json.loads(out.stdout)["modules"])
     for heavy in ("scipy.optimize", "physopt_ref.cli", "matplotlib", "sklearn", "torch",
-                  "jax", "physopt_ref.problems", "dask", "distributed"):
+                  "jax", "optax", "physopt_ref.problems", "physopt_ref.torch",
+                  "physopt_ref.optax", "physopt_ref.testing", "hypothesis", "dask",
+                  "distributed"):
         assert heavy not in modules, f"import physopt_ref imports {heavy}"
 
 

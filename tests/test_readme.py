@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -20,3 +21,9 @@ def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert "float32" in out  # the array-api-strict example printed a float32 Array
     x = namespace["x"]
     assert float(abs(x[0])) < 1e-6  # converged on |x|²
+    # The plug-in examples: the guard skipped one step, the resumed run is the whole run, BBI
+    # through optax reached the minimum, the torch optimizer kept its state.
+    assert "99 1" in out
+    np.testing.assert_array_equal(namespace["resumed"].losses, namespace["whole"].losses)
+    np.testing.assert_allclose(np.asarray(namespace["weights"]["w"]), 1.0, atol=1e-6)
+    assert int(namespace["optimizer"].state[namespace["net"][0].weight]["count"]) == 20

@@ -15,9 +15,12 @@ Subcommands:
     The Dyna paper's Table 1 in small (logistic regression on scikit-learn's digits).
 ``list``
     The registered optimizers (with their hyperparameters) and the problems.
+``verify MODULE:FACTORY``
+    The property checks of :mod:`physopt_ref.testing` on a user's optimizer: a pass/fail table,
+    one row per property, with the measured margin (exit status 1 when a property fails).
 
-Exit status: 0 on success, 2 for a bad option, a bad hyperparameter, or a backend / optional
-package that is not installed.
+Exit status: 0 on success, 1 when ``verify`` finds a failing property, 2 for a bad option, a bad
+hyperparameter, or a backend / optional package that is not installed.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from collections.abc import Sequence
 
 from .commands import cmd_compare, cmd_digits, cmd_list, cmd_run, cmd_tune
 from .parser import PROG, UsageError, build_parser
+from .verify import cmd_verify
 
 __all__ = ["main"]
 
 _HANDLERS = {"compare": cmd_compare, "run": cmd_run, "tune": cmd_tune, "digits": cmd_digits,
-             "list": cmd_list}
+             "list": cmd_list, "verify": cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 usage error)."""
+    """Run the command line; returns the exit status (0 ok, 1 a property fails, 2 usage error)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     _compare_parser(sub)
     _run_parser(sub)
     _tune_parser(sub)
+    from .verify import add_parser as _verify_parser  # it imports this module's helpers
+
+    _verify_parser(sub)
 
     p = sub.add_parser("digits", help="the Dyna paper's Table 1 on scikit-learn's digits",
                        description="Logistic regression on scikit-learn's 8x8 digits: Dyna with "

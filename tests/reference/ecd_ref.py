@@ -162,10 +162,14 @@ def ecdsep_reference(
             event = 1
             if not started:
                 exp_energy = V * (s + delta_e)
-                gnorm = math.sqrt(_sq(g))
+                # p0 along -∇F̃ (our deviation 7: weight decay is the coupled-L2 transform in
+                # front of the step; the authors' code takes -∇F, without the w q term).
+                gt = [[v + weight_decay * x for v, x in zip(lg, lq, strict=True)]
+                      for lg, lq in zip(g, q, strict=True)]
+                gnorm = math.sqrt(_sq(gt))
                 p = [
                     [-math.sqrt(delta_e) * v / gnorm if gnorm > 0 else 0.0 for v in leaf]
-                    for leaf in g
+                    for leaf in gt
                 ]
                 started = True
             c = 1.0

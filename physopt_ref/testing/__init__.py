@@ -1,0 +1,176 @@
+"""``physopt_ref.testing``: property checks for any optimizer with ``init`` and ``step``.
+
+Point it at your own optimizer, as ``numpy.testing`` or array-api-tests serve numerical code and
+array libraries::
+
+    from physopt_ref.testing import Subject, verify
+    report = verify(Subject("mine", my_factory, {"lr": 0.1, "momentum": 0.9}),
+                    physics=["stability=heavy_ball", "bias_correction"])
+    print(report.table())          # one row per property: pass / FAIL, measured vs allowed
+    report.raise_if_failed()
+
+or from the shell: ``physopt-ref verify my_module:my_factory --hp lr=0.1``.
+
+Layers
+------
+- **Checks** (no hypothesis needed): functions that run one input and return a
+  :class:`CheckResult` (the property, what was measured against what was allowed, where, and
+  the input). The contract (:mod:`.contract`, :mod:`.compile`): purity with read-only inputs,
+  dtype and device kept, determinism under a seed, ensemble = single runs, backend parity with
+  NumPy float64, the state of arrays, jit / scan / torch.compile. The physics
+  (:mod:`.stability`, :mod:`.energy`, :mod:`.steps`, :mod:`.damping`): stability thresholds on
+  quadratics, energy conservation of Hamiltonian steps, bias correction under a constant
+  gradient, bounded steps, damping regimes.
+- **Strategies** (:mod:`physopt_ref.testing.strategies`, needs hypothesis: the ``testing``
+  extra): parameter trees, gradients, losses, ensembles, backends, and valid hyperparameters of
+  every registered optimizer.
+- **verify** (needs hypothesis): draws inputs per property, shrinks a failure to a minimal
+  counterexample, and reports one row per property (:class:`Report`).
+
+The project's own tests run through these same functions.
+"""
+
+from ._result import CheckResult, Condition, PropertyError, Report, combine
+from .compile import check_jax_jit, check_jax_scan, check_torch_compile, compile_tolerances
+from .contract import (
+    NP,
+    check_backend_parity,
+    check_count_saturates,
+    check_determinism,
+    check_device_kept,
+    check_dtype_kept,
+    check_ensemble_equals_single_runs,
+    check_invalid_hyperparameters_refused,
+    check_mismatched_inputs_refused,
+    check_per_run_arrays_checked,
+    check_per_run_hyperparameter,
+    check_pickles,
+    check_purity,
+    check_state_structure,
+    check_tree_kinds,
+    check_zero_gradient_finite,
+    state_signature,
+)
+from .damping import (
+    check_contraction_rate,
+    check_critical_damping,
+    check_energy_decay,
+    envelope_rate,
+    momentum_trajectory,
+)
+from .energy import (
+    BornInfeld,
+    ECDSepEnergy,
+    Hamiltonian,
+    check_energy_drift_bounded,
+    check_energy_error_order,
+    check_energy_shell,
+    max_energy_drift,
+    one_step_energy_errors,
+)
+from .hyperparameters import RANGES, hyperparameter_space
+from .properties import (
+    PHYSICS_PRESETS,
+    REGISTERED_PHYSICS,
+    Property,
+    bias_correction,
+    bounded_step,
+    contract_properties,
+    damping_regimes,
+    energy_conservation,
+    physics_preset,
+    stability_bound,
+)
+from .stability import (
+    STABILITY_METHODS,
+    check_stability_at,
+    check_stability_threshold,
+    final_amplitude,
+    measure_stability_threshold,
+    stability_threshold,
+)
+from .steps import (
+    check_bias_correction,
+    check_step_bound,
+    dyna_step_bound,
+    ecdsep_step_bound,
+    step_sizes,
+)
+from .subject import Subject, as_subject
+from .verify import DEFAULT_EXAMPLES, search, verify
+from .workloads import CONTRACT_WORKLOAD, QuadraticWorkload, leaf_paths, on_backend, trajectory
+
+__all__ = [
+    "CONTRACT_WORKLOAD",
+    "DEFAULT_EXAMPLES",
+    "NP",
+    "PHYSICS_PRESETS",
+    "RANGES",
+    "REGISTERED_PHYSICS",
+    "STABILITY_METHODS",
+    "BornInfeld",
+    "CheckResult",
+    "Condition",
+    "ECDSepEnergy",
+    "Hamiltonian",
+    "Property",
+    "PropertyError",
+    "QuadraticWorkload",
+    "Report",
+    "Subject",
+    "as_subject",
+    "bias_correction",
+    "bounded_step",
+    "check_backend_parity",
+    "check_bias_correction",
+    "check_contraction_rate",
+    "check_count_saturates",
+    "check_critical_damping",
+    "check_determinism",
+    "check_device_kept",
+    "check_dtype_kept",
+    "check_energy_decay",
+    "check_energy_drift_bounded",
+    "check_energy_error_order",
+    "check_energy_shell",
+    "check_ensemble_equals_single_runs",
+    "check_invalid_hyperparameters_refused",
+    "check_jax_jit",
+    "check_jax_scan",
+    "check_mismatched_inputs_refused",
+    "check_per_run_arrays_checked",
+    "check_per_run_hyperparameter",
+    "check_pickles",
+    "check_purity",
+    "check_stability_at",
+    "check_stability_threshold",
+    "check_state_structure",
+    "check_step_bound",
+    "check_torch_compile",
+    "check_tree_kinds",
+    "check_zero_gradient_finite",
+    "combine",
+    "compile_tolerances",
+    "contract_properties",
+    "damping_regimes",
+    "dyna_step_bound",
+    "ecdsep_step_bound",
+    "energy_conservation",
+    "envelope_rate",
+    "final_amplitude",
+    "hyperparameter_space",
+    "leaf_paths",
+    "max_energy_drift",
+    "measure_stability_threshold",
+    "momentum_trajectory",
+    "on_backend",
+    "one_step_energy_errors",
+    "physics_preset",
+    "search",
+    "stability_bound",
+    "stability_threshold",
+    "state_signature",
+    "step_sizes",
+    "trajectory",
+    "verify",
+]

@@ -1,0 +1,632 @@
+"""Checks of the optimizer contract (v2) for any object with ``init`` and ``step``.
+
+Each check runs the optimizer on a :class:`~physopt_ref.testing.QuadraticWorkload` (the
+contract workload unless told) and returns a :class:`~physopt_ref.testing.CheckResult`: which
+property, what was measured against what was allowed, where, and on what input. Call
+``.raise_if_failed()`` to turn a failure into an ``AssertionError``.
+
+The properties (DESIGN.md, "The optimizer contract"):
+
+- **purity**: a step writes to none of its inputs (read-only NumPy arrays refuse writes);
+- **dtype kept**: float32 in, float32 out, in the parameters and every floating state field;
+- **device kept**: parameters on a non-default device (array-api-strict's ``Device("device1")``,
+  which refuses arithmetic across devices) stay there;
+- **determinism**: the same seed gives the same bits; for a stochastic step another seed gives
+  another run;
+- **ensemble = single runs**: K runs on leading axes equal K separate runs (member k with seed
+  + k);
+- **backend parity**: any backend in float64 equals NumPy float64;
+- **state of arrays**: a NamedTuple of arrays led by an ``int32`` count of the batch shape, whose
+  structure, shapes and dtypes never change; the count saturates;
+- per-run hyperparameter arrays equal separate runs; bad hyperparameters and mismatched inputs
+  are refused with errors naming the culprit; optimizers pickle.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, device
+
+from .._base import COUNT_MAX
+from .._tree import tree_flatten, tree_unflatten
+from ..backends import get_namespace, namespace_name, to_numpy
+from ._compare import changed, close_condition, readonly, snapshot, x64_scope
+from ._result import CheckResult, Condition, combine
+from .subject import Subject, as_subject
+from .workloads import (
+    CONTRACT_WORKLOAD,
+    QuadraticWorkload,
+    describe_hyperparameters,
+    leaf_paths,
+    member,
+    on_backend,
+    trajectory,
+)
+
+__all__ = [
+    "NP",
+    "check_backend_parity",
+    "check_count_saturates",
+    "check_determinism",
+    "check_device_kept",
+    "check_dtype_kept",
+    "check_ensemble_equals_single_runs",
+    "check_invalid_hyperparameters_refused",
+    "check_mismatched_inputs_refused",
+    "check_per_run_arrays_checked",
+    "check_per_run_hyperparameter",
+    "check_pickles",
+    "check_purity",
+    "check_state_structure",
+    "check_tree_kinds",
+    "check_zero_gradient_finite",
+    "state_signature",
+]
+
+#: The NumPy namespace (array-api-compat's wrapper) used for reference runs.
+NP = get_namespace("numpy")
+
+#: Default tolerances: ensemble members vs single runs; a backend vs NumPy (both float64).
+ENSEMBLE_TOL = {"rtol": 1e-11, "atol": 1e-13}
+PARITY_TOL = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def _violations(prop: str, problems: Sequence[str], example: dict[str, Any],
+                what: str = "violations") -> CheckResult:
+    """A result counting problems found (allowed: none); the first one is the detail."""
+    detail = problems[0] if problems else ""
+    if len(problems) > 1:
+        detail += f" (and {len(problems) - 1} more)"
+    return CheckResult(prop, Condition(what, len(problems), 0, "<=", detail), example)
+
+
+def _example(subject: Subject, workload: QuadraticWorkload, **extra: Any) -> dict[str, Any]:
+    return {"optimizer": subject.name, **_hp(subject), **extra, "workload": workload.describe()}
+
+
+def _hp(subject: Subject) -> dict[str, Any]:
+    hp = describe_hyperparameters(subject.hyperparameters)
+    return {"hyperparameters": hp} if hp else {}
+
+
+def _started(opt: Any, workload: QuadraticWorkload) -> tuple[Subject, Any, Any, Any]:
+    """The subject, its optimizer, the workload's start (a single run) and the initial state."""
+    subject = as_subject(opt)
+    opt = subject.build()
+    params = workload.start()
+    return subject, opt, params, opt.init(params)
+
+
+def _pairs(got: list[list[np.ndarray]], want: list[list[np.ndarray]], names: list[str],
+           index: tuple[int, ...] | None = None, label: str = ""):
+    """``(where, got, want)`` per step and leaf; ``index`` selects an ensemble member of got."""
+    for t, (g_step, w_step) in enumerate(zip(got, want, strict=True)):
+        for name, g, w in zip(names, g_step, w_step, strict=True):
+            yield (f"{label}step {t + 1}, leaf {name}", g if index is None else g[index], w)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def check_purity(
+    opt: Any,
+    *,
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    batch_shape: tuple[int, ...] = (),
+    steps: int = 6,
+) -> CheckResult:
+    """A step never writes to ``params``, ``grads``, ``loss`` or ``state``.
+
+    Every input is a read-only NumPy copy (a write raises, and counts as a violation); the
+    inputs are also compared with snapshots taken before the step.
+    """
+    subject = as_subject(opt)
+    opt = subject.build()
+    bn = len(batch_shape)
+    example = _example(subject, workload, batch_shape=batch_shape, steps=steps)
+    params = readonly(workload.start(batch_shape))
+    state = readonly(opt.init(params, batch_ndim=bn))
+    problems = []
+    for t in range(steps):
+        loss, grads = workload.loss_and_grads(NP, params, bn)
+        grads = readonly(grads)
+        loss = readonly(np.asarray(loss))
+        before = snapshot((params, grads, loss, state))
+        try:
+            new_params, new_state = opt.step(params, grads, state, loss=loss)
+        except ValueError as exc:
+            if "read-only" not in str(exc):
+                raise
+            problems.append(f"step {t + 1} wrote to an input: {exc}")
+            break
+        n = changed(before, snapshot((params, grads, loss, state)))
+        if n:
+            problems.append(f"step {t + 1} modified {n} input array(s)")
+        params, state = readonly(new_params), readonly(new_state)
+    return _violations("purity", problems, example, "inputs modified")
+
+
+def _floating_state_arrays(state: Any) -> list[tuple[str, Any]]:
+    out = []
+    for name, value in zip(state._fields, state, strict=True):
+        for a in (value if isinstance(value, tuple) else (value,)):
+            if hasattr(a, "dtype"):
+                out.append((name, a))
+    return out
+
+
+def check_dtype_kept(
+    opt: Any,
+    xp: Any = NP,
+    *,
+    dtype: str = "float32",
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    batch_shape: tuple[int, ...] = (),
+    steps: int = 4,
+) -> CheckResult:
+    """``dtype`` in, ``dtype`` out: parameters (finite) and every floating state field."""
+    subject = as_subject(opt)
+    opt = subject.build()
+    want = getattr(xp, dtype)
+    bn = len(batch_shape)
+    example = _example(subject, workload, backend=namespace_name(xp), dtype=dtype,
+                       batch_shape=batch_shape)
+    params = on_backend(xp, workload.start(batch_shape), want)
+    state = opt.init(params, batch_ndim=bn)
+    for _ in range(steps):
+        loss, grads = workload.loss_and_grads(xp, params, bn)
+        params, state = opt.step(params, grads, state, loss=loss)
+    problems = []
+    for name, leaf in zip(leaf_paths(params), tree_flatten(params)[0], strict=True):
+        if leaf.dtype != want:
+            problems.append(f"parameter leaf {name} became {leaf.dtype}")
+        elif not np.all(np.isfinite(to_numpy(leaf))):
+            problems.append(f"parameter leaf {name} is not finite after {steps} steps")
+    for field, a in _floating_state_arrays(state):
+        if xp.isdtype(a.dtype, "real floating") and a.dtype != want:
+            problems.append(f"state.{field} became {a.dtype}")
+    return _violations("dtype kept", problems, example)
+
+
+def check_device_kept(
+    opt: Any,
+    *,
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    batch_shape: tuple[int, ...] = (2,),
+    steps: int = 4,
+) -> CheckResult:
+    """Parameters on array-api-strict's non-default ``Device("device1")`` stay there.
+
+    array-api-strict refuses arithmetic across devices, so any array the step creates on the
+    default device raises; that counts as a violation, with the error.
+    """
+    subject = as_subject(opt)
+    try:
+        import array_api_strict as xps
+    except ImportError:
+        return CheckResult.skipped("device kept", "array-api-strict is not installed")
+    dev = xps.Device("device1")
+    opt = subject.build()
+    bn = len(batch_shape)
+    example = _example(subject, workload, device=str(dev), batch_shape=batch_shape)
+    problems = []
+    try:
+        params = on_backend(xps, workload.start(batch_shape), xps.float64, dev)
+        state = opt.init(params, batch_ndim=bn)
+        for _ in range(steps):
+            loss, grads = workload.loss_and_grads(xps, params, bn)
+            params, state = opt.step(params, grads, state, loss=loss)
+    except ValueError as exc:
+        if "device" not in str(exc).lower():
+            raise
+        problems.append(f"an array on another device: {exc}")
+    else:
+        for name, leaf in zip(leaf_paths(params), tree_flatten(params)[0], strict=True):
+            if device(leaf) != dev:
+                problems.append(f"parameter leaf {name} moved to {device(leaf)}")
+        for field, a in _floating_state_arrays(state):
+            if device(a) != dev:
+                problems.append(f"state.{field} is on {device(a)}")
+    return _violations("device kept", problems, example)
+
+
+def check_determinism(
+    opt: Any,
+    *,
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    batch_shape: tuple[int, ...] = (),
+    steps: int = 8,
+    other_seed_offset: int | None = 101,
+) -> CheckResult:
+    """Two runs with the same settings give the same bits; for a stochastic step, the seed
+    ``seed + other_seed_offset`` changes the run (``None``: not checked, for settings whose
+    run draws nothing, a BBI run without bounces, say)."""
+    subject = as_subject(opt)
+    bn = len(batch_shape)
+    x0 = workload.start(batch_shape)
+    names = leaf_paths(x0)
+    example = _example(subject, workload, batch_shape=batch_shape, steps=steps)
+
+    def run(**overrides: Any) -> list[list[np.ndarray]]:
+        return trajectory(subject.build(**overrides), NP, x0, steps, batch_ndim=bn,
+                          workload=workload)
+
+    first = run()
+    conditions = [close_condition(_pairs(run(), first, names), 0.0, 0.0,
+                                  "max |run 1 - run 2| / tolerance 0")]
+    if subject.stochastic and other_seed_offset is not None:
+        other = run(**subject.seeded(other_seed_offset))
+        diff = max(float(np.max(np.abs(a - b), initial=0.0))
+                   for s_a, s_b in zip(first, other, strict=True)
+                   for a, b in zip(s_a, s_b, strict=True))
+        conditions.append(Condition(
+            f"max |run(seed) - run(seed + {other_seed_offset})|", diff, 0.0, ">",
+            "a different seed should change a stochastic optimizer's run"))
+    return combine("determinism", conditions, example)
+
+
+def check_ensemble_equals_single_runs(
+    opt: Any,
+    *,
+    batch_shape: tuple[int, ...] = (3,),
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    steps: int = 8,
+    rtol: float = ENSEMBLE_TOL["rtol"],
+    atol: float = ENSEMBLE_TOL["atol"],
+) -> CheckResult:
+    """K runs stacked on leading axes == K separate runs (member k with seed + k)."""
+    subject = as_subject(opt)
+    example = _example(subject, workload, batch_shape=batch_shape, steps=steps)
+    return _members_match("ensemble = single runs", subject.build(),
+                          lambda k, index: subject.build(**subject.seeded(k)),
+                          lambda k, index: f"member {index}, ", NP, batch_shape, workload,
+                          steps, rtol, atol, example)
+
+
+def _members_match(
+    prop: str, ensemble_opt: Any, single_opt: Any, label: Any, xp: Any,
+    batch_shape: tuple[int, ...], workload: QuadraticWorkload, steps: int, rtol: float,
+    atol: float, example: dict[str, Any],
+) -> CheckResult:
+    """An ensemble run of ``ensemble_opt`` against single runs of ``single_opt(k, index)``."""
+    x_all = workload.start(batch_shape)
+    names = leaf_paths(x_all)
+    ensemble = trajectory(ensemble_opt, xp, x_all, steps, batch_ndim=len(batch_shape),
+                          workload=workload)
+
+    def pairs():
+        for k, index in enumerate(np.ndindex(*batch_shape)):
+            single = trajectory(single_opt(k, index), xp, member(x_all, index), steps,
+                                workload=workload)
+            yield from _pairs(ensemble, single, names, index, label(k, index))
+
+    return CheckResult(prop, close_condition(pairs(), rtol, atol), example)
+
+
+def check_backend_parity(
+    opt: Any,
+    xp: Any,
+    *,
+    steps: int | None = None,
+    batch_shape: tuple[int, ...] = (2,),
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    rtol: float = PARITY_TOL["rtol"],
+    atol: float = PARITY_TOL["atol"],
+) -> CheckResult:
+    """``xp`` in float64 equals NumPy float64 step by step (namespace, dtype and shape too).
+
+    ``steps`` defaults to 8, or 4 for a subject marked not smooth (discontinuous decisions
+    amplify rounding). JAX runs with its 64-bit mode on inside the check.
+    """
+    subject = as_subject(opt)
+    steps = (8 if subject.smooth else 4) if steps is None else steps
+    bn = len(batch_shape)
+    x0 = workload.start(batch_shape)
+    names = leaf_paths(x0)
+    example = _example(subject, workload, backend=namespace_name(xp), batch_shape=batch_shape,
+                       steps=steps)
+    reference = trajectory(subject.build(), NP, x0, steps, batch_ndim=bn, workload=workload)
+    problems: list[str] = []
+    got: list[list[Any]] = []
+    with x64_scope(xp):
+        opt = subject.build()
+        params = on_backend(xp, x0)
+        state = opt.init(params, batch_ndim=bn)
+        for t in range(steps):
+            loss, grads = workload.loss_and_grads(xp, params, bn)
+            params, state = opt.step(params, grads, state, loss=loss)
+            leaves = tree_flatten(params)[0]
+            for name, leaf in zip(names, leaves, strict=True):
+                ns = namespace_name(array_namespace(leaf))
+                if ns != namespace_name(xp):
+                    problems.append(f"step {t + 1}, leaf {name}: namespace {ns}")
+                if leaf.dtype != xp.float64:
+                    problems.append(f"step {t + 1}, leaf {name}: dtype {leaf.dtype}")
+            got.append([to_numpy(v) for v in leaves])
+    conditions = [close_condition(_pairs(got, reference, names), rtol, atol)]
+    if problems:
+        conditions.insert(0, Condition("namespace / dtype violations", len(problems), 0, "<=",
+                                       problems[0]))
+    return combine("backend parity", conditions, example)
+
+
+def check_zero_gradient_finite(
+    opt: Any, *, workload: QuadraticWorkload = CONTRACT_WORKLOAD, steps: int = 3
+) -> CheckResult:
+    """All-zero gradients (a flat point) give finite parameters."""
+    subject, opt, params, state = _started(opt, workload)
+    zeros = tree_unflatten(tree_flatten(params)[1],
+                           [np.zeros_like(v) for v in tree_flatten(params)[0]])
+    problems = []
+    for t in range(steps):
+        params, state = opt.step(params, zeros, state, loss=np.asarray(1.0))
+        for name, leaf in zip(leaf_paths(params), tree_flatten(params)[0], strict=True):
+            bad = int(np.sum(~np.isfinite(to_numpy(leaf))))
+            if bad:
+                problems.append(f"step {t + 1}, leaf {name}: {bad} non-finite entries")
+    return _violations("zero gradient stays finite", problems,
+                       _example(subject, workload, steps=steps))
+
+
+def check_invalid_hyperparameters_refused(subject: Subject) -> CheckResult:
+    """NaN for each numeric hyperparameter, and an unknown keyword, are refused at build time:
+    a ``ValueError`` or ``TypeError`` whose message names the hyperparameter."""
+    subject = as_subject(subject)
+    problems = []
+    checked = 0
+    for key, value in subject.hyperparameters.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        checked += 1
+        try:
+            subject.build(**{key: float("nan")})
+        except (ValueError, TypeError) as exc:
+            if not re.search(key, str(exc)):
+                problems.append(f"{key}=nan: the error does not name {key!r}: {exc}")
+        else:
+            problems.append(f"{key}=nan was accepted")
+    try:
+        subject.build(not_a_hyperparameter=1.0)
+    except TypeError:
+        pass
+    else:
+        problems.append("an unknown keyword (not_a_hyperparameter) was accepted")
+    if checked == 0 and subject.hyperparameters:
+        problems.append("no numeric hyperparameter to check")
+    return _violations("invalid hyperparameters refused", problems, _example_hp(subject))
+
+
+def _example_hp(subject: Subject) -> dict[str, Any]:
+    return {"optimizer": subject.name, **_hp(subject)}
+
+
+def _raises(fn: Any, kinds: tuple[type[BaseException], ...], match: str | None = None) -> str:
+    """'' when ``fn()`` raises one of ``kinds`` (with ``match`` in the message), else why not."""
+    try:
+        fn()
+    except kinds as exc:
+        if match is not None and not re.search(match, str(exc)):
+            return f"raised {type(exc).__name__} without {match!r} in the message: {exc}"
+        return ""
+    return "raised nothing"
+
+
+def check_mismatched_inputs_refused(
+    opt: Any, *, workload: QuadraticWorkload = CONTRACT_WORKLOAD
+) -> CheckResult:
+    """Grads of another structure or shape (``ValueError``), integer parameters (``TypeError``)
+    and, for a step that needs the loss, a missing loss (``ValueError`` naming it) are refused.
+
+    The workload must be a dict of at least two leaves.
+    """
+    subject, opt, params, state = _started(opt, workload)
+    if not (isinstance(params, dict) and len(params) >= 2):
+        raise ValueError("check_mismatched_inputs_refused needs a dict workload of >= 2 leaves")
+    loss, grads = workload.loss_and_grads(NP, params, 0)
+    first, *rest = list(grads)
+    fewer = {k: grads[k] for k in rest}
+    short = {**grads, first: grads[first][..., :-1] if grads[first].ndim else grads[first][None]}
+    integer = {k: np.arange(np.size(v)).reshape(np.shape(v)) for k, v in params.items()}
+    cases = {
+        "grads missing a leaf": (lambda: opt.step(params, fewer, state, loss=loss),
+                                 (ValueError,), None),
+        "grads of another shape": (lambda: opt.step(params, short, state, loss=loss),
+                                   (ValueError,), None),
+        "integer parameters at init": (lambda: opt.init(integer), (TypeError,), None),
+    }
+    if getattr(opt, "needs_loss", False):
+        cases["no loss for a step that needs it"] = (lambda: opt.step(params, grads, state),
+                                                     (ValueError,), "loss")
+    problems = [f"{what}: {why}" for what, (fn, kinds, match) in cases.items()
+                if (why := _raises(fn, kinds, match))]
+    return _violations("mismatched inputs refused", problems, _example(subject, workload))
+
+
+def check_tree_kinds(
+    opt: Any,
+    *,
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    steps: int = 5,
+    elementwise: bool = False,
+    rtol: float = 1e-12,
+) -> CheckResult:
+    """A single array and a list of arrays are accepted as trees (finite results).
+
+    With ``elementwise=True`` (a rule that does not see how parameters are split into leaves)
+    both runs must also agree to ``rtol``.
+    """
+    subject = as_subject(opt)
+    x = np.concatenate([np.ravel(v) for v in tree_flatten(workload.x0)[0]])
+    c = np.concatenate([np.ravel(v) for v in tree_flatten(workload.curvature)[0]])
+    cut = max(1, x.size // 2)
+    kinds = {
+        "array": (lambda v: v, lambda t: t),
+        "list": (lambda v: [v[:cut], v[cut:]], lambda t: np.concatenate(t)),
+    }
+    results = {}
+    for kind, (split, join) in kinds.items():
+        opt_k = subject.build()
+        params = split(x)
+        state = opt_k.init(params)
+        for _ in range(steps):
+            flat = join(params)
+            loss = 0.5 * np.sum(c * flat * flat) + workload.offset
+            params, state = opt_k.step(params, split(c * flat), state, loss=np.asarray(loss))
+        results[kind] = join(params)
+    conditions = [Condition("non-finite entries", sum(int(np.sum(~np.isfinite(r)))
+                                                     for r in results.values()), 0, "<=",
+                            "after single-array and list runs")]
+    if elementwise:
+        conditions.append(close_condition([("the final parameters", results["array"],
+                                            results["list"])], rtol, 0.0))
+    return combine("single array and list trees", conditions, _example(subject, workload))
+
+
+def state_signature(state: Any) -> tuple[list[tuple[str, int, tuple[int, ...], str]], list[str]]:
+    """``(field, leaf index, shape, dtype)`` of every array of a state, and the problems found
+    (a field that is not an array, a Python number)."""
+    out, problems = [], []
+    for name, value in zip(state._fields, state, strict=True):
+        leaves = value if isinstance(value, tuple) else (value,)
+        for i, a in enumerate(leaves):
+            if isinstance(a, bool | int | float) or not (hasattr(a, "shape")
+                                                         and hasattr(a, "dtype")):
+                problems.append(f"state.{name} is a {type(a).__name__}, not an array")
+                continue
+            out.append((name, i, tuple(a.shape), str(a.dtype)))
+    return out, problems
+
+
+def check_state_structure(
+    opt: Any,
+    xp: Any = NP,
+    *,
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    batch_shape: tuple[int, ...] = (2,),
+    steps: int = 6,
+) -> CheckResult:
+    """The state is a NamedTuple of arrays only, led by an ``int32`` count of the batch shape;
+    its type, structure, shapes and dtypes never change; the count counts the steps."""
+    subject = as_subject(opt)
+    opt = subject.build()
+    bn = len(batch_shape)
+    example = _example(subject, workload, backend=namespace_name(xp), batch_shape=batch_shape)
+    params = on_backend(xp, workload.start(batch_shape), xp.float32)
+    state = opt.init(params, batch_ndim=bn)
+    kind = type(state)
+    problems = []
+    if not hasattr(state, "_fields") or state._fields[:1] != ("count",):
+        problems.append(f"the state ({kind.__name__}) is not a NamedTuple led by 'count'")
+        return _violations("state of arrays", problems, example)
+    declared = getattr(opt, "state_type", None)
+    if declared is not None and kind is not declared:
+        problems.append(f"init returned a {kind.__name__}, the optimizer declares "
+                        f"{declared.__name__}")
+    if state.count.dtype != xp.int32 or tuple(state.count.shape) != batch_shape:
+        problems.append(f"count is {state.count.dtype}{tuple(state.count.shape)}, not "
+                        f"int32{batch_shape}")
+    first, bad = state_signature(state)
+    problems += bad
+    for t in range(steps):
+        loss, grads = workload.loss_and_grads(xp, params, bn)
+        params, state = opt.step(params, grads, state, loss=loss)
+        if type(state) is not kind:
+            problems.append(f"step {t + 1} returned a {type(state).__name__}")
+        sig, bad = state_signature(state)
+        problems += bad
+        if sig != first:
+            diff = next((f"{a} -> {b}" for a, b in zip(first, sig, strict=False) if a != b),
+                        f"{len(first)} -> {len(sig)} arrays")
+            problems.append(f"the state changed at step {t + 1}: {diff}")
+    counts = to_numpy(state.count)
+    if not np.array_equal(counts, np.full(batch_shape, steps)):
+        problems.append(f"count is {counts.tolist()} after {steps} steps")
+    return _violations("state of arrays", problems, example)
+
+
+def check_count_saturates(
+    opt: Any, *, workload: QuadraticWorkload = CONTRACT_WORKLOAD, steps: int = 3
+) -> CheckResult:
+    """From ``COUNT_MAX - 1`` the count reaches ``COUNT_MAX`` and stays there, as ``int32``."""
+    subject, opt, params, state = _started(opt, workload)
+    state = state._replace(count=np.asarray(COUNT_MAX - 1, dtype=np.int32))
+    problems = []
+    for t in range(steps):
+        loss, grads = workload.loss_and_grads(NP, params, 0)
+        params, state = opt.step(params, grads, state, loss=loss)
+        if int(state.count) != COUNT_MAX or state.count.dtype != np.int32:
+            problems.append(f"step {t + 1}: count {state.count!r}")
+    return _violations("count saturates", problems, _example(subject, workload))
+
+
+def check_per_run_hyperparameter(
+    subject: Subject,
+    hp: str,
+    values: Sequence[float],
+    xp: Any = NP,
+    *,
+    workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+    steps: int = 8,
+    rtol: float = ENSEMBLE_TOL["rtol"],
+    atol: float = ENSEMBLE_TOL["atol"],
+) -> CheckResult:
+    """K values of ``hp`` as one per-run array == K separate runs (a sweep in one array)."""
+    subject = as_subject(subject)
+    array = xp.asarray(np.asarray(values), dtype=xp.float64)
+    example = _example(subject, workload, backend=namespace_name(xp), per_run={hp: values})
+    return _members_match("per-run hyperparameter = separate runs", subject.build(**{hp: array}),
+                          lambda k, index: subject.build(**{hp: values[k], **subject.seeded(k)}),
+                          lambda k, index: f"{hp}={values[k]}, ", xp, (len(values),), workload,
+                          steps, rtol, atol, example)
+
+
+def check_per_run_arrays_checked(
+    subject: Subject, hp: str, values: Sequence[float],
+    *, workload: QuadraticWorkload = CONTRACT_WORKLOAD,
+) -> CheckResult:
+    """A per-run array is range-checked when built (NaN refused, naming ``hp``), its shape
+    against the ensemble at ``init`` ("batch shape"), its namespace too ("namespace")."""
+    subject = as_subject(subject)
+    problems = []
+    why = _raises(lambda: subject.build(**{hp: np.asarray([np.nan, 1.0])}),
+                  (ValueError, TypeError), hp)
+    if why:
+        problems.append(f"{hp}=[nan, 1.0] {why}")
+    opt = subject.build(**{hp: np.asarray(values[:2])})
+    why = _raises(lambda: opt.init(workload.start((3,)), batch_ndim=1), (ValueError,),
+                  "batch shape")
+    if why:
+        problems.append(f"two values for an ensemble of 3: {why}")
+    try:
+        import array_api_strict as xps
+    except ImportError:
+        pass
+    else:
+        foreign = on_backend(xps, workload.start((2,)))
+        why = _raises(lambda: opt.init(foreign, batch_ndim=1), (TypeError,), "namespace")
+        if why:
+            problems.append(f"a NumPy per-run array with array-api-strict parameters: {why}")
+    return _violations("per-run arrays checked", problems,
+                       {**_example_hp(subject), "per_run": {hp: list(values)}})
+
+
+def check_pickles(
+    opt: Any, *, workload: QuadraticWorkload = CONTRACT_WORKLOAD, steps: int = 5
+) -> CheckResult:
+    """The optimizer pickles, its copy has the same repr and takes the same steps (bitwise)."""
+    subject = as_subject(opt)
+    opt = subject.build()
+    copy = pickle.loads(pickle.dumps(opt))
+    names = leaf_paths(workload.x0)
+    conditions = [Condition("repr differences", int(repr(copy) != repr(opt)), 0, "<=",
+                            f"{copy!r} vs {opt!r}")]
+    a = trajectory(opt, NP, workload.start(), steps, workload=workload)
+    b = trajectory(copy, NP, workload.start(), steps, workload=workload)
+    conditions.append(close_condition(_pairs(b, a, names), 0.0, 0.0,
+                                      "max |copy - original| / tolerance 0"))
+    return combine("pickles", conditions, _example(subject, workload))
