@@ -25,8 +25,10 @@ from ._base import (
     set_debug_checks,
 )
 from ._chain import Chain, chain
+from ._chunk_plan import ChunkPlan, plan_chunks
 from ._compile import CompiledStep, compile
 from ._run import STATUS_MESSAGES, StepInfo, Trace, run
+from ._scale import ChunkedRunError, run_chunked
 from ._stats import evaluations_ecdf, wilson_interval
 from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from .bbi import BBIState, bbi
@@ -115,6 +117,8 @@ __all__ = [
     "BBIState",
     "Chain",
     "CheckpointError",
+    "ChunkPlan",
+    "ChunkedRunError",
     "CompiledStep",
     "CoolMomentumState",
     "CoolingSchedule",
@@ -182,6 +186,7 @@ __all__ = [
     "mechanical_energy",
     "nesterov",
     "non_finite_guard",
+    "plan_chunks",
     "register",
     "registered_names",
     "relaxation_beta",
@@ -191,6 +196,7 @@ __all__ = [
     "rho_linear_temperature",
     "rho_paper",
     "run",
+    "run_chunked",
     "save_state",
     "scipy_method",
     "set_debug_checks",

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_jax_namespace
+from array_api_compat import array_namespace, device, is_dask_array, is_jax_namespace
 
 from ._base import Optimizer
 from ._run_checkpoint import load_run, save_run
@@ -539,6 +539,12 @@ def run(
             raise ValueError("x0 is required when the problem has no start()")
         x0 = problem.start()
     leaves, treedef = tree_flatten(x0)
+    if any(is_dask_array(leaf) for leaf in leaves):
+        raise TypeError(
+            "run() does not take dask arrays (the graph would grow at every step and every stop "
+            "check recompute it); split the ensemble into NumPy chunks on a cluster with "
+            "physopt_ref.run_chunked(..., executor=dask.distributed.Client(...))"
+        )
     if batch_ndim is None:
         is_problem = hasattr(problem, "value_and_grad") and len(leaves) == 1
         batch_ndim = leaves[0].ndim - 1 if is_problem else 0

@@ -22,15 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "physopt_ref"
 
 #: Modules whose ``__all__`` the package re-exports in full.
-REEXPORTED = ("_compile", "_run", "_stats", "bbi", "checkpoint", "classic", "coolmomentum",
-              "dyna", "dynamic_relaxation", "ecdsep", "gravity", "oscillator", "schedules",
-              "scipy_adapter", "transforms")
+REEXPORTED = ("_compile", "_run", "_scale", "_stats", "bbi", "checkpoint", "classic",
+              "coolmomentum", "dyna", "dynamic_relaxation", "ecdsep", "gravity", "oscillator",
+              "schedules", "scipy_adapter", "transforms")
 #: From the core, only these (the rest of its ``__all__`` is for optimizer authors).
 CORE = {"_base": ("COUNT_MAX", "REGISTRY", "Optimizer", "RegistryEntry", "batch_ndim_of",
                   "checks_enabled", "debug_checks", "get_optimizer", "register",
                   "registered_names", "set_debug_checks"),
         "_tree": ("tree_flatten", "tree_leaves", "tree_map", "tree_unflatten"),
-        "_chain": ("Chain", "chain")}
+        "_chain": ("Chain", "chain"),
+        "_chunk_plan": ("ChunkPlan", "plan_chunks")}
 
 
 def test_all_is_exactly_the_public_names():
@@ -77,7 +78,8 @@ def test_import_is_light():
     modules = set(json.loads(out.stdout)["modules"])
     for heavy in ("scipy.optimize", "physopt_ref.cli", "matplotlib", "sklearn", "torch",
                   "jax", "optax", "physopt_ref.problems", "physopt_ref.torch",
-                  "physopt_ref.optax", "physopt_ref.testing", "hypothesis"):
+                  "physopt_ref.optax", "physopt_ref.testing", "hypothesis", "dask",
+                  "distributed"):
         assert heavy not in modules, f"import physopt_ref imports {heavy}"
 
 

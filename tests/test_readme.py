@@ -27,3 +27,6 @@ def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     np.testing.assert_array_equal(namespace["resumed"].losses, namespace["whole"].losses)
     np.testing.assert_allclose(np.asarray(namespace["weights"]["w"]), 1.0, atol=1e-6)
     assert int(namespace["optimizer"].state[namespace["net"][0].weight]["count"]) == 20
+    # The chunked run's example: the merged trace is the unsplit run's.
+    assert "True True" in out
+    np.testing.assert_array_equal(namespace["split"].best_value, namespace["unsplit"].best_value)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import inspect
 import time
+from functools import partial
 from typing import Any, TextIO
 
 import numpy as np
 
 from .._base import REGISTRY, get_optimizer, registered_names
 from .._run import STATUS_MESSAGES, run
+from .._scale import run_chunked
 from ..backends import BackendNotInstalledError, get_namespace, to_numpy
+from .cluster import ChunkProgress, check_cluster_options, cluster_client
 from .output import Progress, compare_report, format_table, write_json
 from .parser import UsageError, parse_assignment, parse_grid
 from .problem_settings import SETTINGS, available_problem_names, setting_for
@@ -57,20 +60,28 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     t0 = time.perf_counter()
     xp, dtype = _namespace(args)
     _check_plot(args)
+    check_cluster_options(args)
     progress = _progress(args)
     try:
-        result = compare(
-            xp=xp, dtype=dtype, full=args.full, seed=args.seed, ensemble=args.ensemble,
-            evals=args.evals, optimizers=_split_names(args.optimizers),
-            problems=_split_names(args.problems), progress=progress,
-        )
+        with cluster_client(args) as client:
+            runner, cells = run, progress
+            if client is not None:
+                chunks = ChunkProgress(progress)
+                runner, cells = partial(run_chunked, executor=client, progress=chunks), \
+                    chunks.cells()
+            result = compare(
+                xp=xp, dtype=dtype, full=args.full, seed=args.seed, ensemble=args.ensemble,
+                evals=args.evals, optimizers=_split_names(args.optimizers),
+                problems=_split_names(args.problems), progress=cells, runner=runner,
+            )
+            if not args.no_headlines:
+                result.headlines = headline_comparisons(result, xp=xp, dtype=dtype,
+                                                        full=args.full, seed=args.seed,
+                                                        runner=runner)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     finally:
         progress.close()
-    if not args.no_headlines:
-        result.headlines = headline_comparisons(result, xp=xp, dtype=dtype, full=args.full,
-                                                seed=args.seed)
     result.wall_time = time.perf_counter() - t0
     if args.plot:
         from .plots import plot_compare
@@ -133,6 +144,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     setting, problem, hp, prob_over = _run_inputs(args)
     xp, dtype = _namespace(args)
     _check_plot(args)
+    workers, scheduler = check_cluster_options(args)
+    if (workers or scheduler) and args.ensemble < 2:
+        raise UsageError("--workers and --scheduler split an ensemble into chunks; give "
+                         "--ensemble N with N >= 2")
     try:
         opt = get_optimizer(args.optimizer, **hp)
     except (TypeError, ValueError) as exc:
@@ -152,11 +167,18 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         if info.step % every == 0:
             progress(info.step, steps, f"{args.optimizer} on {args.problem}")
 
+    options = {"target": target, "gtol": args.gtol, "record_every": args.record_every,
+               "grad_noise": args.noise, "noise_seed": args.seed,
+               "record_x": bool(args.plot) and problem.dim == 2}
     try:
-        trace = run(opt, problem, x0, steps, target=target, gtol=args.gtol,
-                    record_every=args.record_every, grad_noise=args.noise, noise_seed=args.seed,
-                    record_x=bool(args.plot) and problem.dim == 2,
-                    callback=callback if progress.enabled else None)
+        with cluster_client(args) as client:
+            if client is None:
+                trace = run(opt, problem, x0, steps, **options,
+                            callback=callback if progress.enabled else None)
+            else:
+                trace = run_chunked(opt, problem, x0, steps, **options, executor=client,
+                                    progress=ChunkProgress(progress, f"of {args.optimizer} on "
+                                                                     f"{args.problem}"))
     finally:
         progress.close()
     if args.plot:

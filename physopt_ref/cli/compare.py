@@ -135,18 +135,20 @@ def run_cell(
     *,
     tuned: bool = False,
     tried: int | None = None,
+    runner: Callable[..., Trace] = run,
 ) -> tuple[Row, Trace | None]:
     """Run optimizer ``name`` with ``hp`` from ``x0`` for ``evals`` evaluations per run.
 
     A cell that fails (a bad value, an exception in a step) gives a row with ``error`` set and
-    no trace: the comparison goes on.
+    no trace: the comparison goes on. ``runner`` is :func:`physopt_ref.run` or a function with
+    its signature (``functools.partial(physopt_ref.run_chunked, executor=client)``).
     """
     f_min = problem.f_min if problem.minima else None
     row = Row(problem_key, name, hp, tuned, tried, int(x0.shape[0]), evals, f_min)
     try:
         opt = get_optimizer(name, **hp)
-        trace = run(opt, problem, x0, evals - 1, target=target,
-                    record_every=max(1, evals // 200), check_every=50)
+        trace = runner(opt, problem, x0, evals - 1, target=target,
+                       record_every=max(1, evals // 200), check_every=50)
     except Exception as exc:  # a cell that fails is reported, not fatal
         row.error = f"{type(exc).__name__}: {exc}"
         return row, None
@@ -183,6 +185,7 @@ def compare(
     optimizers: list[str] | None = None,
     problems: list[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    runner: Callable[..., Trace] = run,
 ) -> CompareResult:
     """Run every optimizer on every problem (the table; headlines are separate).
 
@@ -204,6 +207,9 @@ def compare(
         Restrict the table (default: every registered optimizer, every problem).
     progress : callable, optional
         ``progress(done, total, label)`` after each cell.
+    runner : callable
+        What runs a cell: :func:`physopt_ref.run` (default) or a function with its signature,
+        such as ``functools.partial(physopt_ref.run_chunked, executor=client)``.
 
     Raises
     ------
@@ -231,7 +237,7 @@ def compare(
             hp, tuned = hyperparameters_for(name, setting, seed)
             entry = setting.hyper.get(name)
             row, trace = run_cell(key, problem, name, hp, x0, budget, target, tuned=tuned,
-                                  tried=entry.tried if entry else None)
+                                  tried=entry.tried if entry else None, runner=runner)
             result.rows.append(row)
             if trace is not None:
                 result.traces[(key, name)] = trace

@@ -50,6 +50,7 @@ class _Context:
     dtype: Any
     full: bool
     seed: int
+    run: Callable[..., Any] = run
 
 
 def _rate(k: int, n: int) -> str:
@@ -99,9 +100,9 @@ def _ackley(problem: Any, ctx: _Context) -> Headline:
     kw = {"target": problem.f_min + setting.target_tol, "check_every": 500,
           "record_every": evals}
     x_bbi = ctx.xp.asarray(np.repeat(starts[:, None, :], per_start, axis=1), dtype=ctx.dtype)
-    tb = run(get_optimizer("bbi", **hp), problem, x_bbi, evals - 1, batch_ndim=2, **kw)
+    tb = ctx.run(get_optimizer("bbi", **hp), problem, x_bbi, evals - 1, batch_ndim=2, **kw)
     x_hb = ctx.xp.asarray(starts, dtype=ctx.dtype)
-    th = run(get_optimizer("heavy_ball", **ACKLEY_HEAVY_BALL), problem, x_hb, evals - 1, **kw)
+    th = ctx.run(get_optimizer("heavy_ball", **ACKLEY_HEAVY_BALL), problem, x_hb, evals - 1, **kw)
     kb = int(np.sum(np.any(tb.reached_target, axis=1)))
     ks = tb.successes
     kh = th.successes
@@ -126,8 +127,8 @@ def _zakharov(problem: Any, ctx: _Context) -> Headline:
     evals = 10000
     hp, _ = hyperparameters_for("bbi", setting, ctx.seed)
     x0 = ctx.xp.asarray(np.asarray(problem.x0, dtype=np.float64)[None, :], dtype=ctx.dtype)
-    tb = run(get_optimizer("bbi", **hp), problem, x0, evals - 1, record_every=evals)
-    th = run(get_optimizer("heavy_ball", **setting.hyper["heavy_ball"].hp), problem, x0,
+    tb = ctx.run(get_optimizer("bbi", **hp), problem, x0, evals - 1, record_every=evals)
+    th = ctx.run(get_optimizer("heavy_ball", **setting.hyper["heavy_ball"].hp), problem, x0,
              evals - 1, record_every=evals)
     updates = int(np.asarray(to_numpy(tb.state.iteration)).reshape(-1)[0])
     return Headline(
@@ -146,7 +147,7 @@ def _two_basin(problem: Any, ctx: _Context) -> Headline:
     evals = 25000 if ctx.full else 4000
     hp, _ = hyperparameters_for("bbi", SETTINGS["two_basin"], ctx.seed)
     x0 = ctx.xp.asarray(np.broadcast_to(problem.x0, (n, 2)).copy(), dtype=ctx.dtype)
-    trace = run(get_optimizer("bbi", **hp), problem, x0, evals - 1,
+    trace = ctx.run(get_optimizer("bbi", **hp), problem, x0, evals - 1,
                 target=float(np.max(problem.minimum_values)) + 1e-3, check_every=100,
                 record_every=evals)
     basin = _nearest_minimum(problem, np.asarray(to_numpy(trace.x)))
@@ -222,8 +223,8 @@ def _cooling(problem: Any, ctx: _Context) -> Headline:
     cool = get_optimizer("coolmomentum", lr=lr, rho0=rho0, cool_steps=evals - 1)
     const = get_optimizer("heavy_ball", lr=lr * (1.0 + rho0) / 2.0, momentum=rho0)
     kw = {"grad_noise": sigma, "noise_seed": ctx.seed, "record_every": evals}
-    tc = run(cool, problem, x0, evals - 1, **kw)
-    tk = run(const, problem, x0, evals - 1, **kw)
+    tc = ctx.run(cool, problem, x0, evals - 1, **kw)
+    tk = ctx.run(const, problem, x0, evals - 1, **kw)
     mc = float(np.mean(tc.final_value) - problem.f_min)
     mk = float(np.mean(tk.final_value) - problem.f_min)
     wins = int(np.sum(tc.final_value < tk.final_value))
@@ -239,9 +240,14 @@ def _cooling(problem: Any, ctx: _Context) -> Headline:
 
 def headline_comparisons(
     result: CompareResult, *, xp: Any, dtype: Any = None, full: bool = False, seed: int = 0,
+    runner: Callable[..., Any] = run,
 ) -> list[Headline]:
-    """Run the headline experiments whose problems are in ``result`` (errors -> skipped)."""
-    ctx = _Context(xp, xp.float64 if dtype is None else dtype, full, seed)
+    """Run the headline experiments whose problems are in ``result`` (errors -> skipped).
+
+    ``runner`` runs each experiment: :func:`physopt_ref.run` or a function with its signature
+    (``functools.partial(physopt_ref.run_chunked, executor=client)``).
+    """
+    ctx = _Context(xp, xp.float64 if dtype is None else dtype, full, seed, runner)
     built = result.problems
     jobs: list[tuple[str, Callable[[], Headline | None]]] = []
     if "ackley_b0.02" in built:

@@ -93,6 +93,15 @@ def _add_common(p: argparse.ArgumentParser, *, plot: bool = True, seed: int = 0)
                    help="no progress bar (it is shown only when stderr is a terminal)")
 
 
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster", "split the ensembles into chunks that run on a Dask "
+                             "cluster (needs the distributed extra); the result is the same")
+    g.add_argument("--workers", metavar="N",
+                   help="start a local cluster of N worker processes for this command")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="use a running cluster, e.g. tcp://HOST:8786")
+
+
 def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="paper-sized budgets and ensembles")
     p.add_argument("--ensemble", type=_pos_int, help="starts per problem (overrides the settings)")
@@ -114,6 +123,7 @@ def _compare_parser(sub: Any) -> None:
     p.add_argument("--problems", help="comma-separated subset of the problems")
     p.add_argument("--no-headlines", action="store_true", help="only the table")
     _add_common(p)
+    _add_cluster(p)
 
 
 def _run_parser(sub: Any) -> None:
@@ -135,6 +145,7 @@ def _run_parser(sub: Any) -> None:
                    help="standard deviation of Gaussian gradient noise (default 0)")
     p.add_argument("--record-every", type=_pos_int, default=1, help="record every K steps")
     _add_common(p)
+    _add_cluster(p)
 
 
 def _tune_parser(sub: Any) -> None:
