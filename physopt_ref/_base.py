@@ -151,6 +151,32 @@ def _torch_compiling() -> bool:
     return torch is not None and bool(torch.compiler.is_compiling())
 
 
+def _torch_step_without_autograd(rule: Callable[..., Any], *args: Any) -> Any:
+    """Run an init or update rule on torch tensors under ``torch.no_grad()``.
+
+    A step is an optimizer update, not part of the model: parameters that require grad, or a
+    loss that carries the forward pass's history, must not tie the new parameters and state
+    to an autograd graph (memory growing step after step, gradients flowing through the
+    update). The new tensors therefore carry no history and do not require grad.
+    """
+    import torch
+
+    if not torch.is_grad_enabled():
+        return rule(*args)
+    with torch.no_grad():
+        out = rule(*args)
+
+    # A leaf passed through unchanged (a run that made no update) is the caller's tensor.
+    def free(t: Any) -> Any:
+        if isinstance(t, list | tuple):
+            return type(t)(free(a) for a in t)
+        if isinstance(t, dict):
+            return {k: free(v) for k, v in t.items()}
+        return t.detach() if getattr(t, "requires_grad", False) else t
+
+    return free(out)
+
+
 def check_float_leaves(xp: Any, leaves: list[Any]) -> None:
     """Refuse integer / boolean / complex parameters with a clear message."""
     for leaf in leaves:
@@ -443,7 +469,11 @@ class Optimizer:
         batch_shape = tuple(like.shape[:batch_ndim])
         self._check_per_run_arrays(like, batch_shape)
         count = xp.zeros(batch_shape, dtype=xp.int32, device=device(like))
-        fields = self._init_rule(self._rule_hp, StepContext(xp, count, like, treedef), leaves)
+        ctx = StepContext(xp, count, like, treedef)
+        if ctx._tensor:
+            fields = _torch_step_without_autograd(self._init_rule, self._rule_hp, ctx, leaves)
+        else:
+            fields = self._init_rule(self._rule_hp, ctx, leaves)
         return self.state_type(count=count, **fields)
 
     def step(self, params: Any, grads: Any, state: Any, *, loss: Any = None) -> tuple[Any, Any]:
@@ -472,10 +502,18 @@ class Optimizer:
         count = state.count
         if _CHECKS[0]:
             self._full_checks(xp, p_leaves, state)
+            self._check_finite_inputs(xp, g_leaves, loss)
         ctx = StepContext(xp, count, p_leaves[0], treedef)
         if self.needs_loss:
             loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
-        new_leaves, fields = self._update_rule(self._rule_hp, ctx, p_leaves, g_leaves, state, loss)
+        if ctx._tensor:
+            new_leaves, fields = _torch_step_without_autograd(
+                self._update_rule, self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+            )
+        else:
+            new_leaves, fields = self._update_rule(
+                self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+            )
         # A rule may return its own count (a chain's non-finite guard keeps a skipped run's).
         if "count" in fields:
             count = fields.pop("count")
@@ -489,6 +527,38 @@ class Optimizer:
 
     def _check_per_run_arrays(self, like: Any, batch_shape: tuple[int, ...]) -> None:
         check_per_run_arrays(self.name, self._rule_hp, like, batch_shape)
+
+    def _check_finite_inputs(self, xp: Any, grads: list[Any], loss: Any) -> None:
+        """With the debug checks on, refuse NaN / inf gradients and losses (outside a tracer).
+
+        Without the checks a step never inspects values (that would be a host round trip):
+        a non-finite gradient then propagates into the parameters (the energy-conserving
+        steps make no update for a non-finite loss). The remedy in production is
+        :func:`physopt_ref.transforms.non_finite_guard` first in a chain, which skips the
+        affected runs on the device; a chain holding one skips this check.
+        """
+        if is_tracing(grads[0]):
+            return
+        for i, g in enumerate(grads):
+            if not bool(xp.all(xp.isfinite(g))):
+                raise FloatingPointError(
+                    f"{self.name}: gradient leaf {i} (shape {tuple(g.shape)}) holds NaN or inf "
+                    "values; put physopt_ref.non_finite_guard() first in a chain to skip such "
+                    "steps"
+                )
+        if loss is None or isinstance(loss, bool):
+            return
+        if isinstance(loss, int | float | np.generic):
+            finite = np.all(np.isfinite(np.asarray(loss, dtype=np.float64)))
+        elif _has_array_type(loss) and not is_tracing(loss):
+            finite = bool(xp.all(xp.isfinite(loss)))
+        else:
+            return
+        if not finite:
+            raise FloatingPointError(
+                f"{self.name}: the loss holds NaN or inf values; put "
+                "physopt_ref.non_finite_guard() first in a chain to skip such steps"
+            )
 
     def _full_checks(self, xp: Any, leaves: list[Any], state: Any) -> None:
         check_float_leaves(xp, leaves)
