@@ -25,9 +25,9 @@ from ._base import Optimizer, StepContext, register
 from ._control import if_any
 from ._ecd_common import (
     check_direction,
-    check_seed,
     check_eps2,
     check_one_dtype,
+    check_seed,
     energy_shell_phase,
     finish_call,
     initial_momentum,

@@ -202,7 +202,9 @@ def _check_grid_values(
                     get_optimizer(args.optimizer, **hp)
                 except (TypeError, ValueError) as exc:
                     where = "--hp" if value is None else f"--grid {name}={value!r}"
-                    raise UsageError(f"{where}: bad hyperparameter for {args.optimizer}: {exc}")
+                    raise UsageError(
+                        f"{where}: bad hyperparameter for {args.optimizer}: {exc}"
+                    ) from exc
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
