@@ -163,18 +163,23 @@ def _torch_step_without_autograd(rule: Callable[..., Any], *args: Any) -> Any:
 
     if not torch.is_grad_enabled():
         return rule(*args)
-    with torch.no_grad():
-        out = rule(*args)
 
-    # A leaf passed through unchanged (a run that made no update) is the caller's tensor.
+    # The arrays going in are detached too: a leaf passed through unchanged (a run that made
+    # no update) would otherwise be the caller's tensor, and copies of a tensor that requires
+    # grad warn. ``args`` is ``(hp, ctx, *arrays)``.
     def free(t: Any) -> Any:
+        if hasattr(t, "_fields"):  # a state NamedTuple
+            return type(t)(*map(free, t))
         if isinstance(t, list | tuple):
             return type(t)(free(a) for a in t)
         if isinstance(t, dict):
             return {k: free(v) for k, v in t.items()}
         return t.detach() if getattr(t, "requires_grad", False) else t
 
-    return free(out)
+    hp, ctx, *arrays = args
+    ctx.like = free(ctx.like)
+    with torch.no_grad():
+        return free(rule(hp, ctx, *map(free, arrays)))
 
 
 def check_float_leaves(xp: Any, leaves: list[Any]) -> None:

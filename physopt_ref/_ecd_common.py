@@ -211,7 +211,10 @@ def rescale_factor(ctx: StepContext, p2: Any, target: Any, eps1: float) -> Any:
     """
     xp, one = ctx.xp, ctx.scalar(1.0)
     keep = (xp.abs(p2 - target) < eps1) | (target < 0.0) | (p2 == 0.0)
-    return xp.sqrt(xp.where(keep, one, target / xp.where(keep, one, p2)))
+    # sqrt(target) / sqrt(p2): the quotient target / p2 itself can overflow (a float32 loss
+    # falling from 3e38 asks for |π|² ~ 1e37 from a small |π|²).
+    root = xp.sqrt(xp.where(keep, one, target)) / xp.sqrt(xp.where(keep, one, p2))
+    return xp.where(keep, one, root)
 
 
 def finish_call(
