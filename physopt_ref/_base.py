@@ -488,6 +488,7 @@ class Optimizer:
         g_leaves, g_def = tree_flatten(grads)
         if g_def is not treedef and g_def != treedef:
             raise ValueError(f"grads must have the structure of params: {g_def} vs {treedef}")
+        xp = namespace_of_leaves(p_leaves, g_leaves)  # first: mixed libraries are refused here
         for p, g in zip(p_leaves, g_leaves, strict=True):
             if p.shape != g.shape:
                 raise ValueError(
@@ -498,7 +499,6 @@ class Optimizer:
                 raise TypeError(
                     f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}"
                 )
-        xp = namespace_of_leaves(p_leaves, g_leaves)
         if type(state) is not self.state_type:
             raise TypeError(
                 f"{self.name} expects a {self.state_type.__name__} state (from its init), "
@@ -555,7 +555,14 @@ class Optimizer:
             return
         if isinstance(loss, int | float | np.generic):
             finite = np.all(np.isfinite(np.asarray(loss, dtype=np.float64)))
-        elif _has_array_type(loss) and not is_tracing(loss):
+        elif is_array(loss) and not is_tracing(loss):
+            try:
+                array_namespace(loss, grads[0])
+            except TypeError as exc:
+                raise TypeError(
+                    f"{self.name}: loss must be a number or an array of the parameters' "
+                    f"namespace: {exc}"
+                ) from exc
             finite = bool(xp.all(xp.isfinite(loss)))
         else:
             return

@@ -291,6 +291,7 @@ def _ecdsep_update(
     positive = gap > 0.0
     gap_s = xp.where(positive, gap, one)
     V = xp.where(positive, gap_s**eta, zero)
+    V = xp.where(xp.isfinite(gap), V, gap)  # a non-finite loss stays visible: a no-op below
     active, retune, init_now = energy_shell_phase(
         ctx, V, tuning=hp["f0_tuning"], eps2=hp["eps2"], started=state.started
     )
