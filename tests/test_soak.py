@@ -1,8 +1,9 @@
 """The soak (issue 12): every optimizer for 10⁶ steps on the 10-D quadratic, float32 and
 float64, as one compiled ``jax.lax.scan`` loop per chunk of 10⁵ steps (an ensemble of 4 runs at
-the registry's test settings). No NaN or inf may appear; the end state (stops, hovers, limit
-cycle) is classified from the last 1000 steps and printed (``-s``), and written as JSON lines to
-``$PHYSOPT_SOAK_REPORT`` when set. The README's reliability table holds the figures.
+the registry's test settings, with :data:`SOAK_OVERRIDES`). No NaN or inf may appear; the end
+state (stops, hovers, limit cycle) is classified from the last 1000 steps and printed
+(``-s``), and written as JSON lines to ``$PHYSOPT_SOAK_REPORT`` when set. The README's
+reliability table holds the figures.
 
 Run: ``python -m pytest -m slow tests/test_soak.py -s`` (needs jax).
 """
@@ -21,6 +22,11 @@ from physopt_ref import REGISTRY
 
 STEPS, CHUNK, TAIL = 1_000_000, 100_000, 1000
 EIGS = np.arange(1.0, 11.0)
+#: Where the registry's test settings are unstable on this problem by design. Dynamic
+#: relaxation is stable iff h < 2/ω_max (its docstring, Eq. 6): with m = 0.5 and λ_max = 10,
+#: ω_max = 4.47 and h must be < 0.447; the test settings' h = 0.6 diverges (as documented),
+#: so the soak uses h = 0.3.
+SOAK_OVERRIDES = {"dynamic_relaxation": {"h": 0.3}}
 
 
 def _classify(f_tail: np.ndarray, moved: np.ndarray) -> str:
@@ -41,7 +47,8 @@ def test_soak(name: str, dtype: str) -> None:
     import jax.numpy as jnp
 
     dt = getattr(jnp, dtype)
-    opt = po.get_optimizer(name, **REGISTRY[name].test_hyperparameters)
+    opt = po.get_optimizer(name, **{**REGISTRY[name].test_hyperparameters,
+                                    **SOAK_OVERRIDES.get(name, {})})
     lam = jnp.asarray(EIGS, dtype=dt)
     x = jnp.asarray(np.linspace(0.5, 2.0, 4)[:, None] * np.ones((4, 10)), dtype=dt)
     state = opt.init(x, batch_ndim=1)
