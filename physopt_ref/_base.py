@@ -152,6 +152,37 @@ def _torch_compiling() -> bool:
     return torch is not None and bool(torch.compiler.is_compiling())
 
 
+def _torch_step_without_autograd(rule: Callable[..., Any], *args: Any) -> Any:
+    """Run an init or update rule on torch tensors under ``torch.no_grad()``.
+
+    A step is an optimizer update, not part of the model: parameters that require grad, or a
+    loss that carries the forward pass's history, must not tie the new parameters and state
+    to an autograd graph (memory growing step after step, gradients flowing through the
+    update). The new tensors therefore carry no history and do not require grad.
+    """
+    import torch
+
+    if not torch.is_grad_enabled():
+        return rule(*args)
+
+    # The arrays going in are detached too: a leaf passed through unchanged (a run that made
+    # no update) would otherwise be the caller's tensor, and copies of a tensor that requires
+    # grad warn. ``args`` is ``(hp, ctx, *arrays)``.
+    def free(t: Any) -> Any:
+        if hasattr(t, "_fields"):  # a state NamedTuple
+            return type(t)(*map(free, t))
+        if isinstance(t, list | tuple):
+            return type(t)(free(a) for a in t)
+        if isinstance(t, dict):
+            return {k: free(v) for k, v in t.items()}
+        return t.detach() if getattr(t, "requires_grad", False) else t
+
+    hp, ctx, *arrays = args
+    ctx.like = free(ctx.like)
+    with torch.no_grad():
+        return free(rule(hp, ctx, *map(free, arrays)))
+
+
 def check_float_leaves(xp: Any, leaves: list[Any]) -> None:
     """Refuse integer / boolean / complex parameters with a clear message."""
     for leaf in leaves:
@@ -510,7 +541,11 @@ class Optimizer:
         batch_shape = tuple(like.shape[:batch_ndim])
         self._check_per_run_arrays(like, batch_shape)
         count = xp.zeros(batch_shape, dtype=xp.int32, device=device(like))
-        fields = self._init_rule(self._rule_hp, StepContext(xp, count, like, treedef), leaves)
+        ctx = StepContext(xp, count, like, treedef)
+        if ctx._tensor:
+            fields = _torch_step_without_autograd(self._init_rule, self._rule_hp, ctx, leaves)
+        else:
+            fields = self._init_rule(self._rule_hp, ctx, leaves)
         return self.state_type(count=count, **fields)
 
     def step(
@@ -531,6 +566,7 @@ class Optimizer:
         g_leaves, g_def = tree_flatten(grads)
         if g_def is not treedef and g_def != treedef:
             raise ValueError(f"grads must have the structure of params: {g_def} vs {treedef}")
+        xp = namespace_of_leaves(p_leaves, g_leaves)  # first: mixed libraries are refused here
         for p, g in zip(p_leaves, g_leaves, strict=True):
             if p.shape != g.shape:
                 raise ValueError(
@@ -541,7 +577,6 @@ class Optimizer:
                 raise TypeError(
                     f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}"
                 )
-        xp = namespace_of_leaves(p_leaves, g_leaves)
         if type(state) is not self.state_type:
             raise TypeError(
                 f"{self.name} expects a {self.state_type.__name__} state (from its init), "
@@ -550,15 +585,20 @@ class Optimizer:
         count = state.count
         if _CHECKS[0]:
             self._full_checks(xp, p_leaves, state)
+            self._check_finite_inputs(xp, g_leaves, loss)
         ctx = StepContext(xp, count, p_leaves[0], treedef)
         if self.needs_loss:
             loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
+        rule = self._update_rule
         if donate:
-            new_leaves, fields = donated_update(self, ctx, p_leaves, g_leaves, state, loss)
-        else:
-            new_leaves, fields = self._update_rule(
-                self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+            def rule(hp: Any, ctx: StepContext, *arrays: Any) -> Any:
+                return donated_update(self, ctx, *arrays)
+        if ctx._tensor:
+            new_leaves, fields = _torch_step_without_autograd(
+                rule, self._rule_hp, ctx, p_leaves, g_leaves, state, loss
             )
+        else:
+            new_leaves, fields = rule(self._rule_hp, ctx, p_leaves, g_leaves, state, loss)
         # A rule may return its own count (a chain's non-finite guard keeps a skipped run's).
         if "count" in fields:
             count = fields.pop("count")
@@ -572,6 +612,45 @@ class Optimizer:
 
     def _check_per_run_arrays(self, like: Any, batch_shape: tuple[int, ...]) -> None:
         check_per_run_arrays(self.name, self._rule_hp, like, batch_shape)
+
+    def _check_finite_inputs(self, xp: Any, grads: list[Any], loss: Any) -> None:
+        """With the debug checks on, refuse NaN / inf gradients and losses (outside a tracer).
+
+        Without the checks a step never inspects values (that would be a host round trip):
+        a non-finite gradient then propagates into the parameters (the energy-conserving
+        steps make no update for a non-finite loss). The remedy in production is
+        :func:`physopt_ref.transforms.non_finite_guard` first in a chain, which skips the
+        affected runs on the device; a chain holding one skips this check.
+        """
+        if is_tracing(grads[0]):
+            return
+        for i, g in enumerate(grads):
+            if not bool(xp.all(xp.isfinite(g))):
+                raise FloatingPointError(
+                    f"{self.name}: gradient leaf {i} (shape {tuple(g.shape)}) holds NaN or inf "
+                    "values; put physopt_ref.non_finite_guard() first in a chain to skip such "
+                    "steps"
+                )
+        if loss is None or isinstance(loss, bool):
+            return
+        if isinstance(loss, int | float | np.generic):
+            finite = np.all(np.isfinite(np.asarray(loss, dtype=np.float64)))
+        elif is_array(loss) and not is_tracing(loss):
+            try:
+                array_namespace(loss, grads[0])
+            except TypeError as exc:
+                raise TypeError(
+                    f"{self.name}: loss must be a number or an array of the parameters' "
+                    f"namespace: {exc}"
+                ) from exc
+            finite = bool(xp.all(xp.isfinite(loss)))
+        else:
+            return
+        if not finite:
+            raise FloatingPointError(
+                f"{self.name}: the loss holds NaN or inf values; put "
+                "physopt_ref.non_finite_guard() first in a chain to skip such steps"
+            )
 
     def _full_checks(self, xp: Any, leaves: list[Any], state: Any) -> None:
         check_float_leaves(xp, leaves)

@@ -186,6 +186,11 @@ class _Transformed(Optimizer):
         hp = self._rule_hp
         return (_Transformed, (self.name, self._hp, hp["transforms"], hp["core"]))
 
+    def _check_finite_inputs(self, xp: Any, grads: list[Any], loss: Any) -> None:
+        # A chain with a non-finite guard handles NaN / inf itself (it skips those runs).
+        if not any(t.name == "non_finite_guard" for t in self._rule_hp["transforms"]):
+            super()._check_finite_inputs(xp, grads, loss)
+
     def _check_per_run_arrays(self, like: Any, batch_shape: tuple[int, ...]) -> None:
         core = self._rule_hp["core"]
         core._check_per_run_arrays(like, batch_shape)

@@ -29,13 +29,17 @@ from ._validate import check_choice, check_int
 
 __all__ = [
     "DIRECTIONS",
+    "EPS2_CODE",
     "EVENT_BOUNCE",
     "EVENT_FLOOR",
     "EVENT_NONE",
     "EVENT_UPDATE",
     "check_direction",
+    "check_eps2",
+    "check_one_dtype",
     "check_seed",
     "energy_shell_phase",
+    "eps2_floor",
     "finish_call",
     "initial_momentum",
     "int_zeros",
@@ -57,6 +61,54 @@ EVENT_FLOOR = 3  #: ΔV tuning moved the floor (loss at or below it), parameters
 #: Bounce / jitter direction laws: ``"cube"`` is the authors' U(-1/2, 1/2) per component;
 #: ``"isotropic"`` a standard normal vector (uniform direction on the sphere).
 DIRECTIONS = ("cube", "isotropic")
+
+#: The authors' default stopping threshold ε₂ (``gbdl/BBI`` ``BBI.__init__`` line 18,
+#: ``gbdl/ECDSep`` ``ECDSep.__init__`` line 19; spec ``ecd.md`` §1.1, §3.1).
+EPS2_CODE = 1e-40
+
+
+def eps2_floor(xp: Any, dtype: Any) -> float:
+    """The smallest stopping threshold valid in ``dtype``: ``finfo.smallest_normal / finfo.eps``.
+
+    float64: 1.0e-292; float32: 9.9e-32; bfloat16: 1.5e-36; float16: 0.0625. Above it, V is a
+    normal number with full relative precision, and the quotients E/V (BBI) and e^E/V (ECDSep)
+    stay finite for energies up to ``finfo.max * floor`` (3.4e7 in float32). The authors'
+    default 1e-40 lies below float32's normal range (1.2e-38): there, converged float32 runs
+    overflowed e^E/V and turned to NaN (measured at f = 8e-38 on the 10-D quadratic).
+    """
+    info = xp.finfo(dtype)
+    return float(info.smallest_normal) / float(info.eps)
+
+
+def check_eps2(owner: str, eps2: float | None, xp: Any, dtype: Any) -> None:
+    """Refuse an explicit ε₂ below :func:`eps2_floor` of the parameters' dtype (at ``init``)."""
+    if eps2 is None:
+        return
+    low = eps2_floor(xp, dtype)
+    if eps2 < low:
+        raise ValueError(
+            f"{owner}: eps2 (ε₂) = {eps2:g} lies below what {dtype} can resolve: it must be "
+            f">= finfo.smallest_normal / finfo.eps = {low:.3g} for {dtype} parameters "
+            "(or None, the default: max(1e-40, that floor))"
+        )
+
+
+def check_one_dtype(owner: str, leaves: Sequence[Any]) -> None:
+    """Refuse a parameter tree whose leaves do not share one dtype (at ``init``).
+
+    The energy-conserving steps couple every leaf through per-run scalars (V, E, |π|²); mixing
+    dtypes would promote the narrower leaves (silently) or compute the coupling in the
+    narrower dtype, so the tree is refused with a clear message instead.
+    """
+    dtypes = []
+    for leaf in leaves:
+        if leaf.dtype not in dtypes:
+            dtypes.append(leaf.dtype)
+    if len(dtypes) > 1:
+        raise TypeError(
+            f"{owner} needs every parameter leaf in one floating dtype (its energy couples all "
+            f"leaves), got {', '.join(str(d) for d in dtypes)}; cast the tree to one dtype first"
+        )
 
 
 def check_seed(seed: Any) -> int:
@@ -93,19 +145,29 @@ def lower_floor(xp: Any, loss: Any, floor: Any, hit: Any) -> Any:
     return xp.where(hit, loss - 4.0 * (floor - loss), floor)
 
 
-def energy_shell_phase(V: Any, *, tuning: bool, eps2: Any, started: Any) -> tuple:
+def energy_shell_phase(
+    ctx: StepContext, V: Any, *, tuning: bool, eps2: float | None, started: Any
+) -> tuple:
     """The per-run decision every energy-conserving call starts with.
 
-    Returns ``(active, retune, init_now)``: ``active`` runs update (``V > ε₂``, or ``V > 0``
-    with floor tuning), ``retune`` runs move their floor (tuning and ``V <= 0``; ``None``
-    without tuning), ``init_now`` runs make their first update now (their energy and initial
-    momentum are set here).
+    Returns ``(active, retune, init_now)``: ``active`` runs update (``V > ε₂``, or ``V`` above
+    the dtype's floor with floor tuning, where the code tests ``V > 0``), ``retune`` runs move
+    their floor (tuning and ``V <= 0``; ``None`` without tuning), ``init_now`` runs make their
+    first update now (their energy and initial momentum are set here).
+
+    ε₂ is never below :func:`eps2_floor` of the parameters' dtype (``eps2=None`` means
+    ``max(1e-40, floor)``). A non-finite V (a NaN or infinite loss, or a power overflowing the
+    dtype) neither updates nor moves the floor: the call is a no-op (event 0), so one bad loss
+    cannot turn the parameters into NaN.
     """
+    xp = ctx.xp
+    low = eps2_floor(xp, ctx.dtype)
+    finite = xp.isfinite(V)
     if tuning:
-        active = V > 0.0
-        retune = ~active
+        active = (V > low) & finite
+        retune = (V <= 0.0) & finite
     else:
-        active = V > eps2
+        active = (V > max(EPS2_CODE if eps2 is None else eps2, low)) & finite
         retune = None
     return active, retune, active & ~started
 
@@ -149,7 +211,10 @@ def rescale_factor(ctx: StepContext, p2: Any, target: Any, eps1: float) -> Any:
     """
     xp, one = ctx.xp, ctx.scalar(1.0)
     keep = (xp.abs(p2 - target) < eps1) | (target < 0.0) | (p2 == 0.0)
-    return xp.sqrt(xp.where(keep, one, target / xp.where(keep, one, p2)))
+    # sqrt(target) / sqrt(p2): the quotient target / p2 itself can overflow (a float32 loss
+    # falling from 3e38 asks for |π|² ~ 1e37 from a small |π|²).
+    root = xp.sqrt(xp.where(keep, one, target)) / xp.sqrt(xp.where(keep, one, p2))
+    return xp.where(keep, one, root)
 
 
 def finish_call(

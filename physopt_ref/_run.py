@@ -134,9 +134,15 @@ class _Ensemble:
             return value
         if value.ndim == 0:
             return xp.broadcast_to(value, self.batch_shape)
+        hint = ""
+        if self.batch_ndim == 0:
+            hint = (
+                f"; for an ensemble, pass run(..., batch_ndim={value.ndim}) (the number of "
+                "leading ensemble axes of x0: 0 by default for a plain function)"
+            )
         raise ValueError(
             f"the objective returned values of shape {tuple(value.shape)}; "
-            f"expected the ensemble shape {self.batch_shape}"
+            f"expected the ensemble shape {self.batch_shape}{hint}"
         )
 
 
@@ -394,17 +400,22 @@ def _loop(
         from ._run_jit import jit_advance
 
         advance = jit_advance(optimizer, fun, ens, cfg)
-    while k < cfg.steps and not stopped and not done:
-        runs = advance(optimizer, fun, ens, cfg, runs, k)
-        k += 1
-        check = cfg.stop_when_done and k % cfg.check_every == 0
-        done = check and not bool(ens.xp.any(runs.active))
-        if k % cfg.record_every == 0 or k == cfg.steps or done:
-            rec.add(k, runs)
-            stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
-        if every is not None and k % every == 0 and k < cfg.steps:
-            save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done,
-                     stopped=stopped, elapsed=before + time.perf_counter() - t0)
+    try:
+        while k < cfg.steps and not stopped and not done:
+            runs = advance(optimizer, fun, ens, cfg, runs, k)
+            k += 1
+            check = cfg.stop_when_done and k % cfg.check_every == 0
+            done = check and not bool(ens.xp.any(runs.active))
+            if k % cfg.record_every == 0 or k == cfg.steps or done:
+                rec.add(k, runs)
+                stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
+            if every is not None and k % every == 0 and k < cfg.steps:
+                save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done,
+                         stopped=stopped, elapsed=before + time.perf_counter() - t0)
+    except Exception as exc:
+        _attach_partial_trace(exc, optimizer, ens, cfg, runs, rec, k,
+                              before + time.perf_counter() - t0)
+        raise
     if cfg.checkpoint is not None:
         save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done, stopped=stopped,
                  elapsed=before + time.perf_counter() - t0)
@@ -413,6 +424,24 @@ def _loop(
     trace = _to_trace(optimizer, ens, cfg, runs, rec, k)
     trace.wall_time = before + time.perf_counter() - t0
     return trace
+
+
+def _attach_partial_trace(
+    exc: Exception, optimizer: Optimizer, ens: _Ensemble, cfg: _Config, runs: _Runs,
+    rec: _Recorder, k: int, elapsed: float,
+) -> None:
+    """Give ``exc`` the trace of the ``k`` steps completed before it (``exc.trace``, a note)."""
+    try:
+        trace = _to_trace(optimizer, ens, cfg, runs, rec, k)
+        trace.wall_time = elapsed
+        exc.trace = trace  # type: ignore[attr-defined]
+    except Exception as inner:  # the exception itself must reach the caller in any case
+        exc.add_note(f"physopt_ref.run: the partial trace could not be kept ({inner!r})")
+        return
+    exc.add_note(
+        f"physopt_ref.run: raised after {k} completed steps; their trace is attached as "
+        "exc.trace (a physopt_ref.Trace)"
+    )
 
 
 def _check_counts(steps: int, record_every: int, check_every: int, grad_noise: float) -> None:
@@ -518,6 +547,15 @@ def run(
     Returns
     -------
     Trace
+
+    Raises
+    ------
+    Exception
+        Whatever the objective or the callback raises after the start propagates unchanged
+        (same type, same traceback), carrying the record of the steps completed before it:
+        ``exc.trace`` is the :class:`~physopt_ref.Trace` of those steps (``steps`` completed,
+        the points and state after the last of them, the recorded losses), and a note
+        (``exc.__notes__``) says so. An exception while evaluating the start has no trace.
 
     Notes
     -----

@@ -25,6 +25,8 @@ from ._base import Optimizer, StepContext, register
 from ._control import if_any
 from ._ecd_common import (
     check_direction,
+    check_eps2,
+    check_one_dtype,
     check_seed,
     energy_shell_phase,
     finish_call,
@@ -102,7 +104,7 @@ def bbi(
     t1: int | None = 3000,
     n_fixed_bounces: int = 1,
     eps1: float = 1e-10,
-    eps2: float = 1e-40,
+    eps2: float | None = None,
     seed: int = 0,
     bounce_direction: str = "cube",
     v0_tuning: bool = False,
@@ -138,7 +140,16 @@ def bbi(
     **ΔV tuning** (``v0_tuning=True``; spec §2.1, slides "Automatic (adaptive) Tuning of ΔV").
     A call with :math:`F \le \Delta V` makes no update and moves the floor to
     :math:`\Delta V \leftarrow F - 4(\Delta V - F)`; updates then happen for every
-    :math:`V > 0` (the code's ``V > 0`` test replaces ``V > eps2``). E is not recomputed.
+    :math:`V > 0` (the code's ``V > 0`` test replaces ``V > eps2``; here V must exceed the
+    dtype's floor of ``eps2``). A started run's energy moves with its floor,
+    :math:`E \leftarrow E + (\Delta V_\text{old} - \Delta V_\text{new})`, so :math:`E - V`
+    is kept (deviation 9 below).
+
+    **Non-finite losses.** A call whose :math:`V` is NaN or infinite (a NaN or ``inf`` loss)
+    makes no update and moves no floor (``event`` 0): one bad loss does not turn the
+    parameters into NaN. All quotients are formed so that they stay finite for finite
+    :math:`E, V` (:math:`E^2/V - V = (E - V)(E/V + 1)`: no overflow of :math:`E^2` for a
+    float32 loss near 3e38).
 
     Parameters
     ----------
@@ -163,8 +174,12 @@ def bbi(
         :math:`N_b \ge 0`, number of fixed bounces; default 1 (line 18). 0 means none.
     eps1 : float
         Absolute tolerance under which the rescale is skipped; default 1e-10 (line 18).
-    eps2 : float
-        :math:`\epsilon`: a call with :math:`V \le \epsilon` is a no-op; default 1e-40 (line 18).
+    eps2 : float or None
+        :math:`\epsilon`: a call with :math:`V \le \epsilon` is a no-op. Default ``None``:
+        the code's 1e-40 (line 18), raised to the dtype's floor
+        ``finfo.smallest_normal / finfo.eps`` where 1e-40 is not representable as a normal
+        number (float32: 9.9e-32; float64 keeps 1e-40). An explicit value below that floor is
+        refused at ``init``.
     seed : int
         Seed of the counter-based bounce stream (:mod:`physopt_ref.backends`); ensemble member
         ``k`` behaves as a single run with ``seed + k``. Default 0.
@@ -209,6 +224,21 @@ def bbi(
        branch where the data is in host memory, ``jax.lax.cond`` under ``jax.jit``; always
        elsewhere); this saves work and changes no result. :math:`|\pi|^2` is carried in the
        state (``p2``, computed once per call) instead of being recomputed from ``momentum``.
+    9. ΔV tuning keeps :math:`E - V` across a floor move of a started run (E rises by the
+       drop of the floor). The code keeps E, so a move after the start leaves
+       :math:`V > E`: the rescale has no real solution and is skipped, and the drift
+       coefficient :math:`\Delta t\,V/E > \Delta t` grows with every step (measured at the
+       registry's test settings, lr 0.2, v0 3.5, δE 0.5, starts at F ≈ 3.47 on the 10-D
+       quadratic: V went 5.5 → 1333 → 8.5e14 → inf in six calls, then NaN).
+    10. ΔV tuning with a start at or below the floor: the code never leaves call 0 (it resets
+        the shift before every first update, so the floor test fails again on each call);
+        here the floor moves and the run starts on the next call.
+    11. The code keeps its :math:`|\pi|^2` accumulators in float32 under torch's default
+        dtype, also for float64 parameters; here they take the parameters' dtype. This
+        explains differences of about 1e-5 when comparing against the code.
+    12. ε₂ (``eps2``) is never below the parameters' dtype can resolve (see ``eps2``); a
+        non-finite V is a no-op, and the parameter tree must have one dtype (refused at
+        ``init`` otherwise: the energy couples all leaves). The code has no such checks.
     """
     hp = {
         "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
@@ -219,7 +249,7 @@ def bbi(
         "t1": _threshold("t1", t1, "T_1"),
         "n_fixed_bounces": check_int("n_fixed_bounces", n_fixed_bounces, symbol="N_b", low=0),
         "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
-        "eps2": check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
+        "eps2": None if eps2 is None else check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
         "seed": check_seed(seed),
         "bounce_direction": check_direction(bounce_direction),
         "v0_tuning": check_bool("v0_tuning", v0_tuning),
@@ -241,6 +271,8 @@ def bbi(
 
 def _bbi_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
     xp = ctx.xp
+    check_one_dtype("bbi", leaves)
+    check_eps2("bbi", hp["eps2"], xp, ctx.dtype)
     return {
         "momentum": ctx.zeros_like(leaves),
         "energy": ctx.full(0.0),
@@ -271,14 +303,14 @@ def _bbi_update(
 
     V = loss - state.floor
     active, retune, init_now = energy_shell_phase(
-        V, tuning=hp["v0_tuning"], eps2=hp["eps2"], started=state.started
+        ctx, V, tuning=hp["v0_tuning"], eps2=hp["eps2"], started=state.started
     )
     Vs = xp.where(active, V, one)  # safe V: every quotient below is masked by `active`
 
     # The run's first update fixes E = V0 + δE and π0 = -|π0| g/|g| on the shell.
     energy = xp.where(init_now, Vs + ctx.hp(hp["delta_e"]), state.energy)
     Es = xp.where(active, energy, one)
-    shell = (Es - Vs) * (Es + Vs) / Vs  # E²/V - V, exact 0 when E = V
+    shell = (Es - Vs) * (Es / Vs + 1.0)  # E²/V - V, exact 0 when E = V, no E² overflow
     mag0 = xp.sqrt(xp.where(shell > 0.0, shell, zero))
     pi, p2 = initial_momentum(ctx, grads, mag0, init_now, state.momentum, state.p2)
 
@@ -332,6 +364,10 @@ def _bbi_update(
         nb_new = nb + xp.astype(fixed_b, nb.dtype)
         restart = fixed_b & (nb_new < hp["n_fixed_bounces"])
         c0_new = xp.where(restart, zero_i, xp.where(fixed_b, c0 + 1, c0_new))
+    if retune is not None:
+        # A floor move of a started run keeps E - V (deviation 9): E rises by the drop.
+        moved = retune & state.started
+        energy = xp.where(moved, energy + 5.0 * xp.where(moved, -V, zero), energy)
     fields = {
         "momentum": tuple(pi_new),
         "energy": energy,

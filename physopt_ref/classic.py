@@ -38,11 +38,18 @@ class MomentumState(NamedTuple):
 
 
 class AdamState(NamedTuple):
-    """State of :func:`adam`: first and second moment estimates per leaf (not bias-corrected)."""
+    r"""State of :func:`adam`, per leaf and not bias-corrected: the first moment ``mu``
+    (:math:`m_t`) and the root of the second, ``rms`` (:math:`\sqrt{v_t}`).
+
+    The root is kept instead of :math:`v_t` itself so that no :math:`g^2` is ever formed: in
+    float32, :math:`v_t` overflows for :math:`|g| \gtrsim 10^{19}` and Adam then stops
+    moving (:math:`m/\sqrt{\infty} = 0`); :math:`\sqrt{v_t}` is finite for every finite
+    gradient.
+    """
 
     count: Any
     mu: tuple[Any, ...]
-    nu: tuple[Any, ...]
+    rms: tuple[Any, ...]
 
 
 def _lr(value: Any) -> Any:
@@ -184,7 +191,7 @@ def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
 
 
 def _adam_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    return {"mu": ctx.zeros_like(leaves), "nu": ctx.zeros_like(leaves)}
+    return {"mu": ctx.zeros_like(leaves), "rms": ctx.zeros_like(leaves)}
 
 
 def _adam_update(
@@ -196,16 +203,18 @@ def _adam_update(
     # Bias corrections per run, in the parameters' dtype (traceable; no host round trip).
     c1 = 1.0 - b1**t
     c2 = 1.0 - b2**t
-    mu, nu, new = [], [], []
-    for p, g, m, v in zip(params, grads, state.mu, state.nu, strict=True):
-        b1l, b2l = ctx.leaf(b1, g), ctx.leaf(b2, g)
+    # sqrt(v_t) = hypot(sqrt(β₂) sqrt(v_{t-1}), sqrt(1-β₂) |g|): no g² (no overflow).
+    sb2, sb2c = b2**0.5, (1.0 - b2) ** 0.5
+    mu, rms, new = [], [], []
+    for p, g, m, r in zip(params, grads, state.mu, state.rms, strict=True):
+        b1l = ctx.leaf(b1, g)
         m = b1l * m + (1.0 - b1l) * g
-        v = b2l * v + (1.0 - b2l) * (g * g)
-        step = ctx.leaf(eta / c1, p) * m / (xp.sqrt(v / ctx.leaf(c2, v)) + ctx.leaf(eps, v))
+        r = xp.hypot(ctx.leaf(sb2, r) * r, ctx.leaf(sb2c, g) * xp.abs(g))
+        step = ctx.leaf(eta / c1, p) * m / (r / ctx.leaf(c2**0.5, r) + ctx.leaf(eps, r))
         mu.append(m)
-        nu.append(v)
+        rms.append(r)
         new.append(p - step)
-    return new, {"mu": tuple(mu), "nu": tuple(nu)}
+    return new, {"mu": tuple(mu), "rms": tuple(rms)}
 
 
 def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Optimizer:
@@ -223,6 +232,12 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
     Under a constant gradient the bias-corrected moments equal :math:`g` and :math:`g^2` from the
     first step (the reason for the correction, Kingma & Ba Sec. 3). The corrections
     :math:`1-\beta^t` are computed per run in the parameters' dtype from the count array.
+
+    The state keeps :math:`\sqrt{v_t}` (``rms``), updated as
+    :math:`\sqrt{v_t} = \operatorname{hypot}(\sqrt{\beta_2}\sqrt{v_{t-1}},
+    \sqrt{1-\beta_2}\,|g_t|)`: the same number up to rounding, but no :math:`g^2` is formed,
+    so gradients near 1e30 in float32 (where :math:`g^2` overflows) still move the parameters
+    by about :math:`\eta` per step.
 
     Parameters
     ----------

@@ -74,8 +74,11 @@ def gravity_zeta(xp: Any, g: Any, batch_ndim: int = 0) -> Any:
     r""":math:`\zeta = g/(1 + (g/m)^2)` with :math:`m = 1/\max|G|` over the leaf, per run.
 
     ``g`` is one leaf; the maximum is over its trailing (event) axes, one per ensemble member.
-    Computed as :math:`g/(1+(g\max|G|)^2)`, which is finite for an all-zero gradient.
+    Computed as :math:`g/(1+(g\max|G|)^2)`, which is finite for an all-zero gradient. A leaf
+    with no elements (an event axis of length 0) gives its empty ζ (no maximum to take).
     """
+    if any(n == 0 for n in g.shape[batch_ndim:]):
+        return g
     gmax = expand_to_leaf(xp, per_run_max(xp, xp.abs(g), batch_ndim), g, batch_ndim)
     u = g * gmax
     return g / (1.0 + u * u)

@@ -103,7 +103,9 @@ def scipy_method(
     ``disp``, ``return_all`` : as in SciPy (``allvecs`` holds every iterate).
 
     Unknown options are ignored with an :class:`~scipy.optimize.OptimizeWarning`, as SciPy's
-    own methods do; so are ``hess``, ``hessp``, ``bounds`` and ``constraints``.
+    own methods do. ``hess``, ``hessp``, ``bounds`` and ``constraints`` raise
+    :class:`ValueError`: the methods are unconstrained and first-order, and a result that
+    ignored them would still say "Optimization terminated successfully".
 
     ``jac`` may be a callable (or ``True``, which SciPy turns into one); ``None``, ``"2-point"``
     and ``"3-point"`` use finite differences (counted in ``nfev``).
@@ -149,14 +151,19 @@ def scipy_method(
         **unknown_options: Any,
     ) -> OptimizeResult:
         ignored = dict(unknown_options)
-        for name, value in (("hess", hess), ("hessp", hessp), ("bounds", bounds)):
-            if value is not None:
-                ignored[name] = value
+        refused = [name for name, value in (("hess", hess), ("hessp", hessp), ("bounds", bounds))
+                   if value is not None]
         no_constraints = constraints is None or (
-            isinstance(constraints, list | tuple) and len(constraints) == 0
+            isinstance(constraints, list | tuple | dict) and len(constraints) == 0
         )
         if not no_constraints:
-            ignored["constraints"] = constraints
+            refused.append("constraints")
+        if refused:
+            raise ValueError(
+                f"physopt_ref method {opt.name!r} is an unconstrained first-order method: it "
+                f"cannot honour {', '.join(f'{n}=' for n in refused)} (refused rather than "
+                "ignored, which would report a constrained problem as solved)"
+            )
         if ignored:
             warnings.warn(
                 f"Unknown solver options: {', '.join(map(str, ignored))} "

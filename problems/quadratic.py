@@ -158,6 +158,8 @@ def quadratic(
             [float(v) for v in np.asarray(eigenvalues, dtype=np.float64).ravel()]
         )
     else:
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int | np.integer)):
+            raise ValueError(f"quadratic: dim must be an integer, got {dim!r}")
         n = 10 if dim is None else int(dim)
         if n < 1:
             raise ValueError(f"quadratic: dim must be >= 1, got {dim}")

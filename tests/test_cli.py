@@ -296,3 +296,58 @@ def test_format_table_aligns_columns():
 def test_format_interval():
     assert format_interval(22, 24, (0.7415, 0.9768)) == "22/24 (74-98%)"
     assert format_interval(0, 24, (0.0, 0.138)) == "0/24 (0-14%)"
+
+
+_RUN = ["run", "sgd", "quadratic", "--steps", "3"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "sgd", "quadratic", "--steps", "-5"], "--steps: expected an integer >= 1, got -5"),
+        (["run", "sgd", "quadratic", "--steps", "0"], "--steps: expected an integer >= 1, got 0"),
+        (["run", "sgd", "quadratic", "--steps", "2.5"], "--steps: expected an integer >= 1"),
+        (["run", "sgd", "quadratic", "--ensemble", "-5"], "--ensemble: expected an integer >= 1"),
+        (["compare", "--ensemble", "-5"], "--ensemble: expected an integer >= 1, got -5"),
+        (["compare", "--evals", "0"], "--evals: expected an integer >= 1"),
+        ([*_RUN, "--record-every", "0"], "--record-every: expected an integer >= 1"),
+        ([*_RUN, "--seed", "-1"], "--seed: expected an integer >= 0"),
+        ([*_RUN, "--gtol", "-1"], "--gtol: expected a finite number >= 0"),
+        ([*_RUN, "--gtol", "nan"], "--gtol: expected a finite number >= 0"),
+        ([*_RUN, "--noise", "-1"], "--noise: expected a finite number >= 0"),
+        ([*_RUN, "--noise", "nan"], "--noise: expected a finite number >= 0"),
+        ([*_RUN, "--noise", "inf"], "--noise: expected a finite number >= 0"),
+        ([*_RUN, "--target", "nan"], "--target: expected a finite number"),
+        ([*_RUN, "--target=-inf"], "--target: expected a finite number"),
+        ([*_RUN, "--plot", "/no/such/folder/x.png"], "the folder '/no/such/folder'"),
+        ([*_RUN, "--plot", "x.txt"], "expected a file ending in .png, .pdf, .svg"),
+        (["compare", "--plot", "figure"], "expected a file ending in .png, .pdf, .svg"),
+        ([*_RUN, "--hp", "lr=nan"], "lr (η) must be finite"),
+        ([*_RUN, "--hp", "lr=-inf"], "lr (η) must be finite"),
+        ([*_RUN, "--hp", "lr=True"], "lr (η) must be a real number"),
+        (["run", "bbi", "quadratic", "--hp", "rescale=no"], "rescale must be True or False"),
+        (["run", "ecdsep", "quadratic", "--hp", "f0_tuning=1"], "f0_tuning must be True or False"),
+        ([*_RUN, "--problem-arg", "dim=1.5"], "dim must be an integer, got 1.5"),
+        ([*_RUN, "--problem-arg", "dim=nan"], "dim must be an integer"),
+        ([*_RUN, "--dtype", "float16"], "invalid choice: 'float16'"),
+        (["compare", "--problems", ""], "--problems: expected comma-separated names"),
+        (["compare", "--optimizers", ","], "--optimizers: expected comma-separated names"),
+        (["tune", "sgd", "quadratic", "--grid", "lr=a,b"], "--grid lr='a': bad hyperparameter"),
+        (["tune", "sgd", "quadratic", "--grid", "lr=0.1,-1"], "--grid lr=-1: bad hyperparameter"),
+        (["tune", "sgd", "quadratic", "--grid", "lr=0.1", "--hp", "lr=x"], "bad hyperparameter"),
+        (["digits", "--epochs", "0"], "--epochs: expected an integer >= 1"),
+        (["verify", "physopt_ref:sgd", "--examples", "0"], "--examples: expected an integer >= 1"),
+        (["list", "--bad"], "unrecognized arguments: --bad"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+    ],
+)
+def test_bad_invocations_one_line_exit_2(argv, message, capsys):
+    """Every bad option value is refused up front: exit status 2, one line on stderr naming the
+    option, no traceback, nothing on stdout (issue 12: tracebacks for --noise -1 and --plot,
+    silent acceptance of --gtol -1, --noise nan, --target nan, and ">= 0" then ">= 1")."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("physopt-ref: error: ") and message in lines[0], lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""

@@ -100,9 +100,25 @@ def test_unknown_options_warn_like_scipy():
         res = minimize(fun, X0, jac=jac, method=scipy_method("sgd", lr=0.1),
                        options={"maxiter": 3, "frobnicate": 1})
     assert res.nit == 3
-    with pytest.warns(OptimizeWarning, match="bounds"):
-        minimize(fun, X0, jac=jac, method=scipy_method("sgd", lr=0.1),
-                 bounds=[(-5, 5)] * 3, options={"maxiter": 2})
+
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"bounds": [(-5, 5)] * 3}, "bounds="),
+        ({"constraints": [{"type": "ineq", "fun": lambda x: x[0]}]}, "constraints="),
+        ({"constraints": {"type": "ineq", "fun": lambda x: x[0]}}, "constraints="),
+        ({"hess": lambda x: np.eye(3)}, "hess="),
+        ({"hessp": lambda x, p: p}, "hessp="),
+    ],
+)
+def test_bounds_constraints_and_hessians_are_refused(kwargs, name):
+    """They used to be ignored with a warning while the result said "terminated
+    successfully" (issue 12)."""
+    with pytest.raises(ValueError, match=f"first-order method: it cannot honour {name}"):
+        minimize(fun, X0, jac=jac, method=scipy_method("sgd", lr=0.1), options={"maxiter": 2},
+                 **kwargs)
 
 
 def test_args_ftarget_return_all_and_prebuilt_optimizer():

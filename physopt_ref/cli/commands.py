@@ -42,10 +42,13 @@ def _check_plot(args: argparse.Namespace) -> None:
             raise UsageError(str(exc)) from exc
 
 
-def _split_names(text: str | None) -> list[str] | None:
+def _split_names(text: str | None, option: str = "") -> list[str] | None:
     if text is None:
         return None
-    return [t.strip() for t in text.split(",") if t.strip()]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise UsageError(f"{option}: expected comma-separated names, got {text!r}")
+    return names
 
 
 def _progress(args: argparse.Namespace) -> Progress:
@@ -71,8 +74,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
                     chunks.cells()
             result = compare(
                 xp=xp, dtype=dtype, full=args.full, seed=args.seed, ensemble=args.ensemble,
-                evals=args.evals, optimizers=_split_names(args.optimizers),
-                problems=_split_names(args.problems), progress=cells, runner=runner,
+                evals=args.evals, optimizers=_split_names(args.optimizers, "--optimizers"),
+                problems=_split_names(args.problems, "--problems"), progress=cells,
+                runner=runner,
             )
             if not args.no_headlines:
                 result.headlines = headline_comparisons(result, xp=xp, dtype=dtype,
@@ -206,6 +210,28 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _check_grid_values(
+    args: argparse.Namespace, grid: dict[str, tuple[Any, ...]], fixed: dict[str, Any]
+) -> None:
+    """Build the optimizer once per grid value (the others at the entry's values) before any
+    run, so that a bad value is one usage error, not a column of failed rows."""
+    try:
+        setting = setting_for(args.problem)
+        for name, values in {"--hp": (None,), **grid}.items():
+            for value in values:
+                over = fixed if value is None else {**fixed, name: value}
+                hp, _ = hyperparameters_for(args.optimizer, setting, args.seed, over)
+                try:
+                    get_optimizer(args.optimizer, **hp)
+                except (TypeError, ValueError) as exc:
+                    where = "--hp" if value is None else f"--grid {name}={value!r}"
+                    raise UsageError(
+                        f"{where}: bad hyperparameter for {args.optimizer}: {exc}"
+                    ) from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     """A grid search of one optimizer on one compare problem."""
     from .tune import tune
@@ -215,6 +241,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     xp, dtype = _namespace(args)
     grid = dict(parse_grid(t) for t in args.grid) or None
     fixed = dict(parse_assignment(t, "--hp") for t in args.hp)
+    _check_grid_values(args, grid or {}, fixed)
     progress = _progress(args)
     try:
         result = tune(args.optimizer, args.problem, grid, xp=xp, dtype=dtype, fixed=fixed,

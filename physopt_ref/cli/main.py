@@ -44,11 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or an argparse error (2, message already printed)
-        return int(exc.code) if isinstance(exc.code, int) else 2
-    try:
         return _HANDLERS[args.command](args, sys.stdout)
-    except UsageError as exc:
+    except SystemExit as exc:  # --help, --version (0)
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    except UsageError as exc:  # every bad option and value: one line, exit status 2
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 2
     except BrokenPipeError:  # the reader left (``physopt-ref list | head``): not an error

@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
+import os
 from typing import Any
 
 from ..backends import BACKENDS
 from .problem_settings import TUNE_SEED
 
-__all__ = ["PROG", "UsageError", "build_parser", "parse_assignment", "parse_grid"]
+__all__ = [
+    "PLOT_EXTENSIONS",
+    "PROG",
+    "UsageError",
+    "build_parser",
+    "nonneg_int",
+    "parse_assignment",
+    "parse_grid",
+    "pos_int",
+]
+
+#: The figure formats ``--plot`` writes (matplotlib picks the format by extension).
+PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 
 PROG = "physopt-ref"
 
 
 class UsageError(Exception):
     """A user error: printed as ``physopt-ref: error: ...`` with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (a :class:`UsageError`), not usage + exit.
+
+    Subcommand parsers are of the same class (argparse makes them with ``type(parent)``).
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        where = self.prog.removeprefix(PROG).strip()
+        raise UsageError(f"{where}: {message}" if where else message)
 
 
 def _literal(raw: str) -> Any:
@@ -25,6 +50,8 @@ def _literal(raw: str) -> Any:
         return lowered == "true"
     if lowered in ("none", "null"):
         return None
+    if lowered.lstrip("+-") in ("nan", "inf", "infinity"):
+        return float(lowered)  # refused by the hyperparameter's check as "must be finite"
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
@@ -56,21 +83,59 @@ def parse_grid(text: str) -> tuple[str, tuple[Any, ...]]:
     return name, values
 
 
-def _nonneg_int(text: str) -> int:
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from exc
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
     return value
 
 
-def _pos_int(text: str) -> int:
-    value = _nonneg_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+def nonneg_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def pos_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1 (the same message for every bad value)."""
+    return _int_at_least(text, 1)
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}") from exc
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = _finite_float(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from exc
+    if value < 0.0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _plot_file(text: str) -> str:
+    """``--plot FILE``: a known figure extension in an existing folder (checked up front)."""
+    ext = os.path.splitext(text)[1].lower()
+    if ext not in PLOT_EXTENSIONS:
+        raise argparse.ArgumentTypeError(
+            f"expected a file ending in {', '.join(PLOT_EXTENSIONS)}, got {text!r}"
+        )
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"the folder {folder!r} of {text!r} does not exist")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    return text
 
 
 def _repeatable(p: argparse.ArgumentParser, flag: str, metavar: str, text: str) -> None:
@@ -83,11 +148,11 @@ def _add_common(p: argparse.ArgumentParser, *, plot: bool = True, seed: int = 0)
                    help="array backend (default numpy)")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                    help="floating dtype of the runs (default float64)")
-    p.add_argument("--seed", type=_nonneg_int, default=seed,
+    p.add_argument("--seed", type=nonneg_int, default=seed,
                    help=f"seed of the starts, noise and stochastic optimizers (default {seed})")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     if plot:
-        p.add_argument("--plot", metavar="FILE",
+        p.add_argument("--plot", metavar="FILE", type=_plot_file,
                        help="write a figure (PNG, PDF, SVG by extension); needs matplotlib")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it is shown only when stderr is a terminal)")
@@ -104,8 +169,8 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
 
 def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="paper-sized budgets and ensembles")
-    p.add_argument("--ensemble", type=_pos_int, help="starts per problem (overrides the settings)")
-    p.add_argument("--evals", type=_pos_int,
+    p.add_argument("--ensemble", type=pos_int, help="starts per problem (overrides the settings)")
+    p.add_argument("--evals", type=pos_int,
                    help="objective evaluations per run (overrides the settings; the start "
                    "counts as one, each step as one more)")
 
@@ -134,16 +199,16 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("problem", help="problem name (see `physopt-ref list`)")
     _repeatable(p, "--hp", "NAME=VALUE", "an optimizer hyperparameter, e.g. --hp lr=0.1")
     _repeatable(p, "--problem-arg", "NAME=VALUE", "an argument of the problem factory, e.g. dim=5")
-    p.add_argument("--steps", type=_pos_int,
+    p.add_argument("--steps", type=pos_int,
                    help="steps per run (default: the problem's budget of evaluations - 1)")
-    p.add_argument("--ensemble", type=_pos_int, default=1,
+    p.add_argument("--ensemble", type=pos_int, default=1,
                    help="number of runs; 1 starts at the problem's x0, more draw random starts")
-    p.add_argument("--target", type=float, help="stop a run once f <= TARGET "
+    p.add_argument("--target", type=_finite_float, help="stop a run once f <= TARGET "
                    "(default: f* + the problem's tolerance)")
-    p.add_argument("--gtol", type=float, help="stop a run once max|grad| <= GTOL")
-    p.add_argument("--noise", type=float, default=0.0,
+    p.add_argument("--gtol", type=_nonneg_float, help="stop a run once max|grad| <= GTOL")
+    p.add_argument("--noise", type=_nonneg_float, default=0.0,
                    help="standard deviation of Gaussian gradient noise (default 0)")
-    p.add_argument("--record-every", type=_pos_int, default=1, help="record every K steps")
+    p.add_argument("--record-every", type=pos_int, default=1, help="record every K steps")
     _add_common(p)
     _add_cluster(p)
 
@@ -166,7 +231,7 @@ def _tune_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``physopt-ref``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Physics-inspired optimizers (Dyna, CoolMomentum, BBI / ECDSep, Gravity, "
         "classic momentum) on analytic problems, on any Array API backend.",
@@ -183,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("digits", help="the Dyna paper's Table 1 on scikit-learn's digits",
                        description="Logistic regression on scikit-learn's 8x8 digits: Dyna with "
                        "zeta = 1, 0.5 and the Eq. 22 ramp (lr = 2/64) vs Adam (lr 1e-3).")
-    p.add_argument("--epochs", type=_pos_int, default=50, help="epochs (default 50, as the paper)")
+    p.add_argument("--epochs", type=pos_int, default=50, help="epochs (default 50, as the paper)")
     _add_common(p, plot=False)
 
     p = sub.add_parser("list", help="registered optimizers and problems")

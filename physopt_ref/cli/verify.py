@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .parser import UsageError, parse_assignment
+from .parser import UsageError, parse_assignment, pos_int
 
 __all__ = ["add_parser", "cmd_verify", "load_factory"]
 
@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stochastic", action="store_true",
                    help="the step draws random numbers from the hyperparameter 'seed' (another "
                    "seed must change the run; ensemble member k uses seed + k)")
-    p.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
+    p.add_argument("--examples", type=pos_int, default=DEFAULT_EXAMPLES,
                    help=f"inputs drawn per property (default {DEFAULT_EXAMPLES})")
     p.add_argument("--no-compile", action="store_true",
                    help="leave out jax.jit, jax.lax.scan and torch.compile")

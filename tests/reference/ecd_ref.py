@@ -111,7 +111,10 @@ def bbi_reference(
                 c1 = 0
         elif v0_tuning:
             event = 3
-            floor = F - 4.0 * (floor - F)
+            new_floor = F - 4.0 * (floor - F)
+            if started:  # our deviation 9: a started run keeps E - V across the move
+                energy += floor - new_floor
+            floor = new_floor
         out.append(
             {
                 "theta": [list(x) for x in theta],
