@@ -589,16 +589,16 @@ class Optimizer:
         ctx = StepContext(xp, count, p_leaves[0], treedef)
         if self.needs_loss:
             loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
-        rule = self._update_rule
-        if donate:
-            def rule(hp: Any, ctx: StepContext, *arrays: Any) -> Any:
-                return donated_update(self, ctx, *arrays)
-        if ctx._tensor:
+        if donate:  # writes into the caller's tensors (under no_grad for torch: _donate)
+            new_leaves, fields = donated_update(self, ctx, p_leaves, g_leaves, state, loss)
+        elif ctx._tensor:
             new_leaves, fields = _torch_step_without_autograd(
-                rule, self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+                self._update_rule, self._rule_hp, ctx, p_leaves, g_leaves, state, loss
             )
         else:
-            new_leaves, fields = rule(self._rule_hp, ctx, p_leaves, g_leaves, state, loss)
+            new_leaves, fields = self._update_rule(
+                self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+            )
         # A rule may return its own count (a chain's non-finite guard keeps a skipped run's).
         if "count" in fields:
             count = fields.pop("count")

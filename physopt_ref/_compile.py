@@ -12,7 +12,10 @@ What it is on each backend:
 * **PyTorch**: ``torch.compile(fullgraph=True)`` of the donated step (``step(...,
   donate=True)``): inductor fuses the whole rule, and the writes into the donated tensors, into
   one loop per leaf where the rule is element-wise (where torch 2.13's inductor fails on such a
-  graph, a known bug, the compiled pure step followed by copies, with a warning);
+  graph, a known bug, the compiled pure step followed by copies, with a warning). Shapes are
+  specialised (``dynamic=False``): a step compiles once per parameter shape, and Dynamo's
+  automatic dynamic shapes, which it keys by a code object's file and line and so would share
+  between compiled steps, stay out of it;
 * **NumPy, array-api-strict**: no compiler; the donated eager step, which evaluates
   element-wise rules chunk by chunk in the cache (:mod:`physopt_ref._donate`);
 * **CuPy**: the donated eager step as well: no kernel fusion yet (CuPy's ``fuse`` cannot trace
@@ -162,7 +165,7 @@ def _torch(opt: Optimizer, donate: bool) -> StepFn:
     import torch
 
     if not donate:
-        return torch.compile(_own_code(_eager(opt, False)), fullgraph=True)
+        return torch.compile(_own_code(_eager(opt, False)), fullgraph=True, dynamic=False)
     return _TorchDonated(opt)
 
 
@@ -199,7 +202,7 @@ class _TorchDonated:
         import torch
 
         self._opt = opt
-        self._fn = torch.compile(_own_code(_eager(opt, True)), fullgraph=True,
+        self._fn = torch.compile(_own_code(_eager(opt, True)), fullgraph=True, dynamic=False,
                                  options=dict(TORCH_OPTIONS))
         self._fallback: Any = None
 
@@ -221,7 +224,8 @@ class _TorchDonated:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                self._fallback = torch.compile(_own_code(_eager(self._opt, False)), fullgraph=True)
+                self._fallback = torch.compile(_own_code(_eager(self._opt, False)),
+                                               fullgraph=True, dynamic=False)
         new_params, new_state = self._fallback(params, grads, state, loss)
         return write_into(params, state, new_params, new_state)
 
