@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ._base import Optimizer, StepContext, register
+from ._numerics import hypot
 from ._validate import check_real, check_real_or_schedule
 
 __all__ = ["AdamState", "MomentumState", "SGDState", "adam", "heavy_ball", "nesterov", "sgd"]
@@ -209,7 +210,7 @@ def _adam_update(
     for p, g, m, r in zip(params, grads, state.mu, state.rms, strict=True):
         b1l = ctx.leaf(b1, g)
         m = b1l * m + (1.0 - b1l) * g
-        r = xp.hypot(ctx.leaf(sb2, r) * r, ctx.leaf(sb2c, g) * xp.abs(g))
+        r = hypot(xp, ctx.leaf(sb2, r) * r, ctx.leaf(sb2c, g) * xp.abs(g))
         step = ctx.leaf(eta / c1, p) * m / (r / ctx.leaf(c2**0.5, r) + ctx.leaf(eps, r))
         mu.append(m)
         rms.append(r)
@@ -237,7 +238,10 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
     :math:`\sqrt{v_t} = \operatorname{hypot}(\sqrt{\beta_2}\sqrt{v_{t-1}},
     \sqrt{1-\beta_2}\,|g_t|)`: the same number up to rounding, but no :math:`g^2` is formed,
     so gradients near 1e30 in float32 (where :math:`g^2` overflows) still move the parameters
-    by about :math:`\eta` per step.
+    by about :math:`\eta` per step. The price on NumPy eager: ``np.hypot`` is a slower pass
+    than :math:`\sqrt{\beta_2 v + (1-\beta_2) g^2}` (72 ms against 35 ms at 1e7 float32 on one
+    core here); inside ``torch.compile`` the scaled form of :func:`physopt_ref._numerics.hypot`
+    fuses into the step's loop.
 
     Parameters
     ----------

@@ -170,3 +170,23 @@ def test_compiled_torch_steps_keep_separate_dynamo_caches() -> None:
             step = physopt_ref.compile(opt)
             out, _ = step(params, 2.0 * params, opt.init(params))
             assert out is params
+
+
+def test_adam_compiled_torch_moves_with_float32_gradients_near_1e30() -> None:
+    """The compiled step forms sqrt(v) as h sqrt(1 + (l/h)²) (inductor's hypot is a scalar
+    call): the same values as the eager step, 3e37 and 0 included."""
+    torch = pytest.importorskip("torch")
+    opt = physopt_ref.adam(lr=0.01)
+    g = torch.tensor([1e30, -3e37, 1e-3, 0.0], dtype=torch.float32)
+    eager_x = torch.zeros(4, dtype=torch.float32)
+    eager_s = opt.init(eager_x)
+    step = physopt_ref.compile(opt)
+    x = torch.zeros(4, dtype=torch.float32)
+    state = opt.init(x)
+    for _ in range(4):
+        eager_x, eager_s = opt.step(eager_x, g, eager_s)
+        x, state = step(x, g, state)
+    np.testing.assert_allclose(x.numpy(), eager_x.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(x.numpy(), [-0.04, 0.04, -0.04, 0.0], rtol=1e-4)
+    for r, r_eager in zip(state.rms, eager_s.rms, strict=True):
+        np.testing.assert_allclose(r.numpy(), r_eager.numpy(), rtol=1e-6)
