@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from physopt_ref.backends import get_namespace, to_numpy
 
@@ -47,6 +48,10 @@ def _special(name: str, dtype: Any) -> float:
     if name == "subnormal":
         return float(info.smallest_subnormal)
     return SPECIALS[name]
+
+
+#: The energy-conserving steps, whose squares and powers may overflow (documented).
+ECD_FAMILY = ("bbi", "ecdsep")
 
 
 def _build(name: str, **overrides: Any) -> Any:
@@ -83,9 +88,17 @@ def test_values(name: str, backend: str, dtype: str, shape: tuple[int, ...], gra
     g_val = _special(grad_value, np_dt)
     grads = {"p": xp.full(shape, g_val, dtype=dt), "q": xp.full((2,), 0.25, dtype=dt)}
     loss = 1.0 if loss_value == "one" else _special(loss_value, np_dt)
+    # Documented limit (README "Reliability"): BBI and ECDSep form |g|² unscaled; a gradient
+    # whose square overflows the dtype is outside their range (clip in front: test_reliability).
+    assume(not (name in ECD_FAMILY and math.isfinite(g_val)
+                and abs(g_val) > math.sqrt(float(np.finfo(np_dt).max))))
     state = opt.init(params)
     bad_grad = not math.isfinite(g_val) and math.prod(shape) > 0
-    with po.debug_checks(True):
+    with warnings.catch_warnings(), po.debug_checks(True):
+        # NumPy reports an intermediate that overflows (Gravity's (g max|G|)² for g near the
+        # dtype's maximum, ECDSep's (F - F0)^η for a huge loss) with a RuntimeWarning; what is
+        # asserted is the outcome: a clear exception, or finite values of the dtype.
+        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
         if bad_grad:
             with pytest.raises(FloatingPointError, match=f"{name}: gradient leaf 0"):
                 opt.step(params, grads, state, loss=loss)
@@ -179,7 +192,10 @@ def test_wrong_hyperparameters(case: tuple[str, str], value: int) -> None:
     except (TypeError, ValueError) as exc:
         assert hp in str(exc), f"{name}({hp}={bad!r}): {exc}"
         return
-    # Accepted: only a legitimate value of that hyperparameter may pass.
+    # Accepted: only a legitimate value of that hyperparameter may pass (True for a flag).
+    if isinstance(default, bool):
+        assert bad is True, (name, hp, bad)
+        return
     assert isinstance(bad, float) and math.isfinite(bad), (name, hp, bad)
     assert isinstance(default, float | int) or default is None, (name, hp, bad)
 

@@ -234,6 +234,26 @@ def test_adam_moves_with_float32_gradients_near_1e30(xp: Any) -> None:
         assert all(np.all(np.isfinite(to_numpy(r))) for r in state.rms)
 
 
+@pytest.mark.parametrize("name", ["bbi", "ecdsep"])
+def test_ecd_float32_gradients_whose_square_overflows(name: str) -> None:
+    """Documented limit: BBI and ECDSep form |g|² and |π|² unscaled, which overflow float32 for
+    |g| above about 1.8e19. Clipping per element in front keeps the parameters and the whole
+    state finite."""
+    entry = po.REGISTRY[name]
+    g = np.array([1e30, -3e37, 0.1], np.float32)
+    opt = entry.factory(**entry.test_hyperparameters)
+    x = np.ones(3, np.float32)
+    clipped = po.chain(po.transforms.clip_by_value(1e3), opt)
+    state = clipped.init(x)
+    for _ in range(5):
+        x, state = clipped.step(x, g, state, loss=np.float32(1.0))
+    assert x.dtype == np.float32 and np.all(np.isfinite(x))
+    for field in state:
+        for a in field if isinstance(field, tuple) else (field,):
+            if hasattr(a, "dtype") and np.issubdtype(np.asarray(a).dtype, np.floating):
+                assert np.all(np.isfinite(np.asarray(a)))
+
+
 # --------------------------------------------------------------------------------------------
 # run()
 
