@@ -30,6 +30,7 @@ picklable.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -497,6 +498,7 @@ class Optimizer:
         "elementwise",
         "name",
         "needs_loss",
+        "squares_gradient",
         "state_type",
     )
 
@@ -511,6 +513,7 @@ class Optimizer:
         needs_loss: bool = False,
         derived: Mapping[str, Any] | None = None,
         elementwise: bool = False,
+        squares_gradient: bool = False,
     ) -> None:
         self.name = name
         self._hp = dict(hyperparameters)
@@ -521,6 +524,9 @@ class Optimizer:
         self.state_type = state_type
         self.needs_loss = needs_loss
         self.elementwise = bool(elementwise)
+        # The rule forms |g|² unscaled (BBI, ECDSep): the debug checks refuse a gradient
+        # whose squared norm overflows the dtype.
+        self.squares_gradient = bool(squares_gradient)
 
     @property
     def hyperparameters(self) -> Mapping[str, Any]:
@@ -631,6 +637,8 @@ class Optimizer:
                     "values; put physopt_ref.non_finite_guard() first in a chain to skip such "
                     "steps"
                 )
+        if self.squares_gradient:
+            self._check_gradient_square(xp, grads)
         if loss is None or isinstance(loss, bool):
             return
         if isinstance(loss, int | float | np.generic):
@@ -650,6 +658,33 @@ class Optimizer:
             raise FloatingPointError(
                 f"{self.name}: the loss holds NaN or inf values; put "
                 "physopt_ref.non_finite_guard() first in a chain to skip such steps"
+            )
+
+    def _check_gradient_square(self, xp: Any, grads: list[Any]) -> None:
+        r"""Refuse a gradient whose squared norm :math:`|g|^2` overflows its dtype.
+
+        Computed without overflowing: :math:`|g|^2 = m^2 \sum (g/m)^2` with
+        :math:`m = \max|g|`, compared in logarithms on the host (a debug check).
+        """
+        peak, scaled = 0.0, []
+        for g in grads:
+            if math.prod(g.shape) == 0:
+                continue
+            if is_torch_array(g):
+                g = g.detach()  # a host read of a tensor that requires grad warns
+            m = float(xp.max(xp.abs(g)))
+            if m > 0.0:
+                scaled.append((m, float(xp.sum((g / m) * (g / m)))))
+                peak = max(peak, m)
+        if not scaled:
+            return
+        total = sum((m / peak) ** 2 * s for m, s in scaled)
+        limit = float(xp.finfo(grads[0].dtype).max)
+        if 2.0 * math.log(peak) + math.log(total) > math.log(limit):
+            raise FloatingPointError(
+                f"{self.name}: the squared norm of the gradient overflows "
+                f"{grads[0].dtype} (max |g| = {peak:.3g}); this step forms |g|² unscaled: "
+                "clip first, physopt_ref.chain(physopt_ref.transforms.clip_by_value(c), opt)"
             )
 
     def _full_checks(self, xp: Any, leaves: list[Any], state: Any) -> None:

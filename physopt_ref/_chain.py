@@ -23,7 +23,9 @@ from ._base import (
     StepContext,
     as_per_run,
     check_per_run_arrays,
+    checks_enabled,
     increment_count,
+    is_tracing,
 )
 from ._tree import select_state, select_tree
 from .transforms import GradientTransform, coupled_weight_decay
@@ -107,6 +109,8 @@ def _chain_update(
     core_state = state if type(state) is core_type else core_type(
         *(getattr(state, name) for name in core_type._fields)
     )
+    if core.squares_gradient and checks_enabled() and not is_tracing(g[0]):
+        core._check_gradient_square(ctx.xp, g)  # the gradient the core sees, after the transforms
     new_params, core_fields = core._update_rule(core._rule_hp, ctx, p, g, core_state, f)
     fields.update(core_fields)
     if skip is not None:

@@ -265,6 +265,7 @@ def bbi(
         update=_bbi_update,
         state_type=BBIState,
         needs_loss=True,
+        squares_gradient=True,
         derived=derived,
     )
 

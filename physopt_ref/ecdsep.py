@@ -254,6 +254,7 @@ def ecdsep(
         update=_ecdsep_update,
         state_type=ECDSepState,
         needs_loss=True,
+        squares_gradient=True,
     )
     return with_transforms(optimizer, decay, hp)
 

@@ -236,13 +236,17 @@ def test_adam_moves_with_float32_gradients_near_1e30(xp: Any) -> None:
 
 @pytest.mark.parametrize("name", ["bbi", "ecdsep"])
 def test_ecd_float32_gradients_whose_square_overflows(name: str) -> None:
-    """Documented limit: BBI and ECDSep form |g|² and |π|² unscaled, which overflow float32 for
-    |g| above about 1.8e19. Clipping per element in front keeps the parameters and the whole
-    state finite."""
+    """BBI and ECDSep form |g|² and |π|² unscaled, which overflow float32 for |g| above about
+    1.8e19: the debug checks refuse such a gradient by name; clipping per element in front
+    keeps the parameters and the whole state finite."""
     entry = po.REGISTRY[name]
     g = np.array([1e30, -3e37, 0.1], np.float32)
     opt = entry.factory(**entry.test_hyperparameters)
     x = np.ones(3, np.float32)
+    with po.debug_checks(True), pytest.raises(FloatingPointError, match="squared norm"):
+        opt.step(x, g, opt.init(x), loss=np.float32(1.0))
+    with po.debug_checks(True):  # just below the limit: accepted
+        opt.step(x, np.array([1e19, 0.0, 0.0], np.float32), opt.init(x), loss=np.float32(1.0))
     clipped = po.chain(po.transforms.clip_by_value(1e3), opt)
     state = clipped.init(x)
     for _ in range(5):
