@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import is_torch_array
+
+from ._base import is_tracing
+
 __all__ = ["hypot"]
 
 
@@ -18,17 +22,10 @@ def hypot(xp: Any, x: Any, y: Any) -> Any:
     (0 where both are 0), which fuses into the step's one loop; it equals ``hypot`` to
     rounding.
     """
-    if _torch_compiling(x):
+    if is_torch_array(x) and is_tracing(x):  # inside torch.compile
         ax, ay = xp.abs(x), xp.abs(y)
         hi, lo = xp.maximum(ax, ay), xp.minimum(ax, ay)
         q = lo / xp.where(hi > 0, hi, xp.ones_like(hi))
         return hi * xp.sqrt(1.0 + q * q)
     return xp.hypot(x, y)
 
-
-def _torch_compiling(x: Any) -> bool:
-    if not type(x).__module__.startswith("torch"):
-        return False
-    import torch
-
-    return bool(torch.compiler.is_compiling())
