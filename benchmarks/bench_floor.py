@@ -37,7 +37,7 @@ BBI with their compare hyperparameters) with 1e5 members for 1000 steps, float64
 every 5 steps: NumPy eager, JAX with ``run(..., compile=True)``, and a hand-written NumPy
 heavy-ball loop for reference.
 
-``--chunks`` adds the scan behind ``physopt_ref._donate.CHUNK_ELEMENTS`` (NumPy donated steps
+``--chunks`` adds the scan behind ``physopt_ref.core.donate.CHUNK_ELEMENTS`` (NumPy donated steps
 at several chunk sizes). Nothing here is a test; the numbers depend on the machine.
 """
 
@@ -411,7 +411,7 @@ def ensembles(members: int, steps: int) -> list[str]:
 
 def chunk_scan(n: int, repeats: int, floor: Floor) -> list[str]:
     import physopt_ref as po
-    from physopt_ref import _donate
+    from physopt_ref.core import donate as _donate
 
     cfg = settings()
     default = _donate.CHUNK_ELEMENTS

@@ -11,78 +11,21 @@ the adapters :mod:`physopt_ref.torch` (``torch.optim.Optimizer`` classes) and
 :mod:`physopt_ref.optax` (optax transformations) only when imported.
 """
 
-from ._base import (
-    COUNT_MAX,
+from importlib import metadata as _metadata
+
+from physopt_ref.adapters.scipy import scipy_method
+from physopt_ref.core.checks import checks_enabled, debug_checks, set_debug_checks
+from physopt_ref.core.compile import CompiledStep, compile
+from physopt_ref.core.context import COUNT_MAX, batch_ndim_of
+from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.registry import (
     REGISTRY,
-    Optimizer,
     RegistryEntry,
-    batch_ndim_of,
-    checks_enabled,
-    debug_checks,
     get_optimizer,
     register,
     registered_names,
-    set_debug_checks,
 )
-from ._chain import Chain, chain
-from ._chunk_plan import ChunkPlan, plan_chunks
-from ._compile import CompiledStep, compile
-from ._run import STATUS_MESSAGES, StepInfo, Trace, run
-from ._scale import ChunkedRunError, run_chunked
-from ._stats import evaluations_ecdf, wilson_interval
-from ._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
-from .bbi import BBIState, bbi
-from .checkpoint import (
-    FORMAT_VERSION,
-    CheckpointError,
-    LoadedState,
-    checkpoint_info,
-    load_state,
-    save_state,
-)
-from .classic import AdamState, MomentumState, SGDState, adam, heavy_ball, nesterov, sgd
-from .coolmomentum import (
-    CoolMomentumState,
-    coolmomentum,
-    coolmomentum_schedule,
-    coolmomentum_temperature,
-    rho_geometric_temperature,
-    rho_linear_temperature,
-    rho_paper,
-)
-from .dyna import (
-    DampingRamp,
-    DynaPrototypeState,
-    DynaState,
-    damping_ramp,
-    default_fan_in,
-    dyna,
-    dyna_prototype,
-    dyna_restart,
-    dyna_warm_restart,
-    resolve_fan_in,
-)
-from .dynamic_relaxation import (
-    DynamicRelaxationState,
-    critical_time_step,
-    discrete_critical_damping,
-    dynamic_relaxation,
-    relaxation_beta,
-    relaxation_spectral_radius,
-)
-from .ecdsep import ECDSepState, ecdsep
-from .gravity import GravityState, gravity, gravity_beta_hat, gravity_zeta
-from .oscillator import (
-    amplitude_decay_per_step,
-    critical_momentum,
-    damping,
-    damping_ratio,
-    damping_regime,
-    discrete_contraction,
-    mass,
-    mechanical_energy,
-)
-from .schedules import (
+from physopt_ref.core.schedules import (
     COOLING_SCHEDULES,
     CoolingSchedule,
     HostSchedule,
@@ -92,8 +35,71 @@ from .schedules import (
     exponential_decay,
     host_schedule,
 )
-from .scipy_adapter import scipy_method
-from .transforms import (
+from physopt_ref.core.tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
+from physopt_ref.optimizers.bbi import BBIState, bbi
+from physopt_ref.optimizers.classic import (
+    AdamState,
+    MomentumState,
+    SGDState,
+    adam,
+    heavy_ball,
+    nesterov,
+    sgd,
+)
+from physopt_ref.optimizers.coolmomentum import (
+    CoolMomentumState,
+    coolmomentum,
+    coolmomentum_schedule,
+    coolmomentum_temperature,
+    rho_geometric_temperature,
+    rho_linear_temperature,
+    rho_paper,
+)
+from physopt_ref.optimizers.dyna import (
+    DampingRamp,
+    DynaState,
+    damping_ramp,
+    default_fan_in,
+    dyna,
+    dyna_restart,
+    dyna_warm_restart,
+    resolve_fan_in,
+)
+from physopt_ref.optimizers.dyna_prototype import DynaPrototypeState, dyna_prototype
+from physopt_ref.optimizers.dynamic_relaxation import (
+    DynamicRelaxationState,
+    critical_time_step,
+    discrete_critical_damping,
+    dynamic_relaxation,
+    relaxation_beta,
+    relaxation_spectral_radius,
+)
+from physopt_ref.optimizers.ecdsep import ECDSepState, ecdsep
+from physopt_ref.optimizers.gravity import GravityState, gravity, gravity_beta_hat, gravity_zeta
+from physopt_ref.optimizers.oscillator import (
+    amplitude_decay_per_step,
+    critical_momentum,
+    damping,
+    damping_ratio,
+    damping_regime,
+    discrete_contraction,
+    mass,
+    mechanical_energy,
+)
+from physopt_ref.runner.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    LoadedState,
+    checkpoint_info,
+    load_state,
+    save_state,
+)
+from physopt_ref.runner.chunk_plan import ChunkPlan, plan_chunks
+from physopt_ref.runner.chunked import ChunkedRunError, run_chunked
+from physopt_ref.runner.loop import STATUS_MESSAGES, StepInfo, Trace, run
+from physopt_ref.runner.stats import evaluations_ecdf, wilson_interval
+from physopt_ref.transforms.chain import Chain, chain
+from physopt_ref.transforms.gradient import (
     TRANSFORMS,
     GradientTransform,
     clip_by_global_norm,
@@ -104,7 +110,8 @@ from .transforms import (
     non_finite_guard,
 )
 
-__version__ = "0.1.0"
+#: The installed distribution's version (one source: ``pyproject.toml``).
+__version__ = _metadata.version("physopt_ref")
 
 __all__ = [
     "COOLING_SCHEDULES",

@@ -19,7 +19,7 @@ from physopt_ref.backends import get_namespace, to_numpy
 
 import physopt_ref as po
 from physopt_ref import REGISTRY, RegistryEntry
-from physopt_ref._chain import optimizer_parts
+from physopt_ref.transforms.chain import optimizer_parts
 
 from . import test_compile as compile_checks
 from . import test_contract as contract

@@ -22,7 +22,7 @@ from physopt_ref.backends import to_numpy
 
 import physopt_ref as po
 from physopt_ref import REGISTRY
-from physopt_ref.checkpoint import (
+from physopt_ref.runner.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     checkpoint_info,

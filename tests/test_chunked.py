@@ -18,8 +18,8 @@ from physopt_ref.problems import ackley, quadratic
 
 import physopt_ref as po
 from physopt_ref import REGISTRY, ChunkedRunError, plan_chunks, run, run_chunked
-from physopt_ref._chunk_plan import CHUNK_OVERHEAD_BYTES, DEFAULT_MEMORY_BUDGET
-from physopt_ref._scale import _ChunkTask, _run_chunk
+from physopt_ref.runner.chunk_plan import CHUNK_OVERHEAD_BYTES, DEFAULT_MEMORY_BUDGET
+from physopt_ref.runner.chunked import _ChunkTask, _run_chunk
 
 from .trace_checks import assert_same_trace
 

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from physopt_ref.backends import get_namespace, to_numpy
 
 import physopt_ref as po
-from physopt_ref.coolmomentum import CoolMomentumState
+from physopt_ref.optimizers.coolmomentum import CoolMomentumState
 
 from .helpers import assert_close
 from .reference import coolmomentum_ref as ref

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import physopt_ref as po
-from physopt_ref._base import as_per_run
-from physopt_ref._tree import (
+from physopt_ref.core.context import as_per_run
+from physopt_ref.core.tree import (
     batch_shape_of,
     expand_to_leaf,
     per_run_max,
@@ -18,7 +18,7 @@ from physopt_ref._tree import (
     tree_per_run_sum,
     tree_unflatten,
 )
-from physopt_ref._validate import check_int, check_real
+from physopt_ref.core.validate import check_int, check_real
 
 from .helpers import assert_close
 

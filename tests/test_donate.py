@@ -19,7 +19,8 @@ import pytest
 from physopt_ref.backends import to_numpy
 
 import physopt_ref
-from physopt_ref import _donate, registered_names, tree_leaves
+from physopt_ref import registered_names, tree_leaves
+from physopt_ref.core import donate as _donate
 
 from .test_contract import build, loss_and_grads, start
 

@@ -19,7 +19,7 @@ from physopt_ref.backends import get_namespace, to_numpy
 import physopt_ref
 from physopt_ref import dyna, dyna_prototype
 from physopt_ref import testing as kit
-from physopt_ref.dyna import (
+from physopt_ref.optimizers.dyna import (
     DampingRamp,
     DynaState,
     damping_ramp,

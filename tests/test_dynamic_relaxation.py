@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from physopt_ref.backends import get_namespace, to_numpy
 
-from physopt_ref.dynamic_relaxation import (
+from physopt_ref.optimizers.dynamic_relaxation import (
     DynamicRelaxationState,
     critical_time_step,
     discrete_critical_damping,

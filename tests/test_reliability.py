@@ -61,7 +61,7 @@ def test_eps2_below_the_dtype_floor_is_refused(xp: Any, name: str) -> None:
 
 
 def test_eps2_floor_values() -> None:
-    from physopt_ref._ecd_common import eps2_floor
+    from physopt_ref.optimizers.ecd_common import eps2_floor
 
     assert eps2_floor(np, np.float32) == pytest.approx(9.86e-32, rel=1e-2)
     assert eps2_floor(np, np.float64) < 1e-40  # float64 keeps the code's default 1e-40

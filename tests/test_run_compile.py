@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import physopt_ref
-from physopt_ref import REGISTRY, _run, run
+from physopt_ref import REGISTRY, run
+from physopt_ref.runner import loop as _run
 
 from .test_run import Blowup, Quad, starts
 

@@ -1,4 +1,4 @@
-"""Wilson score intervals and runtime ECDFs (:mod:`physopt_ref._stats`).
+"""Wilson score intervals and runtime ECDFs (:mod:`physopt_ref.runner.stats`).
 
 Reference intervals are computed here independently: from SciPy's ``binomtest`` (its Wilson
 interval), and at the ends k = 0 and k = n from the closed forms z²/(n+z²) and n/(n+z²).

@@ -5,6 +5,6 @@ It builds on the library (:mod:`physopt_ref`); nothing in the library imports it
 point is :func:`main` (the console script ``physopt-ref`` and ``python -m physopt_ref``).
 """
 
-from .main import main
+from physopt_ref.cli.main import main
 
 __all__ = ["main"]

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .output import Progress
-from .parser import UsageError
+from physopt_ref.cli.args import UsageError
+from physopt_ref.cli.output import Progress
 
 __all__ = [
     "ChunkProgress",

@@ -11,15 +11,15 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .._base import REGISTRY, get_optimizer, registered_names
-from .._run import STATUS_MESSAGES, run
-from .._scale import run_chunked
-from ..backends import BackendNotInstalledError, get_namespace, to_numpy
-from .cluster import ChunkProgress, check_cluster_options, cluster_client
-from .output import Progress, compare_report, format_table, write_json
-from .parser import UsageError, parse_assignment, parse_grid
-from .problem_settings import SETTINGS, available_problem_names, setting_for
-from .settings import build_problem, hyperparameters_for, starts_for
+from physopt_ref.backends import BackendNotInstalledError, get_namespace, to_numpy
+from physopt_ref.cli.args import UsageError, parse_assignment, parse_grid
+from physopt_ref.cli.cluster import ChunkProgress, check_cluster_options, cluster_client
+from physopt_ref.cli.output import Progress, compare_report, format_table, write_json
+from physopt_ref.cli.problem_settings import SETTINGS, available_problem_names, setting_for
+from physopt_ref.cli.settings import build_problem, hyperparameters_for, starts_for
+from physopt_ref.core.registry import REGISTRY, get_optimizer, registered_names
+from physopt_ref.runner.chunked import run_chunked
+from physopt_ref.runner.loop import STATUS_MESSAGES, run
 
 __all__ = ["cmd_compare", "cmd_digits", "cmd_list", "cmd_run", "cmd_tune"]
 
@@ -34,7 +34,7 @@ def _namespace(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _check_plot(args: argparse.Namespace) -> None:
     if getattr(args, "plot", None):
-        from .plots import require_matplotlib
+        from physopt_ref.cli.plots import require_matplotlib
 
         try:
             require_matplotlib()
@@ -57,8 +57,8 @@ def _progress(args: argparse.Namespace) -> Progress:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     """The table, the headlines, the optional ECDF plot."""
-    from .compare import compare
-    from .headlines import headline_comparisons
+    from physopt_ref.cli.compare import compare
+    from physopt_ref.cli.headlines import headline_comparisons
 
     t0 = time.perf_counter()
     xp, dtype = _namespace(args)
@@ -88,7 +88,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         progress.close()
     result.wall_time = time.perf_counter() - t0
     if args.plot:
-        from .plots import plot_compare
+        from physopt_ref.cli.plots import plot_compare
 
         plot_compare(result, args.plot)
     if args.json:
@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         progress.close()
     if args.plot:
-        from .plots import plot_run, run_title
+        from physopt_ref.cli.plots import plot_run, run_title
 
         plot_run(trace, problem, args.plot, title=run_title(args.optimizer, hp, args.problem,
                                                             trace))
@@ -234,7 +234,7 @@ def _check_grid_values(
 
 def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     """A grid search of one optimizer on one compare problem."""
-    from .tune import tune
+    from physopt_ref.cli.tune import tune
 
     if args.optimizer not in REGISTRY:
         raise UsageError(f"unknown optimizer {args.optimizer!r}; registered: {registered_names()}")
@@ -253,7 +253,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
         progress.close()
     if args.json:
         return write_json(result.as_dict(), out)
-    from .output import format_interval
+    from physopt_ref.cli.output import format_interval
 
     r0 = result.rows[0]
     out.write(f"physopt-ref tune {args.optimizer} on {args.problem}: {len(result.rows)} "
@@ -273,7 +273,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_digits(args: argparse.Namespace, out: TextIO) -> int:
     """The Dyna paper's Table 1 in small."""
-    from .digits import PAPER_TABLE_1, run_digits
+    from physopt_ref.cli.digits import PAPER_TABLE_1, run_digits
 
     xp, _ = _namespace(args)
     try:

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .._base import REGISTRY, get_optimizer, registered_names
-from .._run import Trace, run
-from .._stats import evaluations_ecdf, wilson_interval
-from .problem_settings import SETTINGS
-from .settings import ProblemSetting, build_problem, hyperparameters_for, starts_for
+from physopt_ref.cli.problem_settings import SETTINGS
+from physopt_ref.cli.settings import ProblemSetting, build_problem, hyperparameters_for, starts_for
+from physopt_ref.core.registry import REGISTRY, get_optimizer, registered_names
+from physopt_ref.runner.loop import Trace, run
+from physopt_ref.runner.stats import evaluations_ecdf, wilson_interval
 
 __all__ = [
     "CompareResult",

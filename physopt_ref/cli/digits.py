@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .._base import get_optimizer
-from ..backends import get_namespace, to_numpy
-from ..dyna import damping_ramp
+from physopt_ref.backends import get_namespace, to_numpy
+from physopt_ref.core.registry import get_optimizer
+from physopt_ref.optimizers.dyna import damping_ramp
 
 __all__ = ["PAPER_TABLE_1", "DigitsResult", "load_digits_split", "run_digits"]
 

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._base import get_optimizer
-from .._run import run
-from .._stats import wilson_interval
-from ..backends import to_numpy
-from .output import format_interval
-from .problem_settings import SETTINGS
-from .settings import hyperparameters_for, starts_for
+from physopt_ref.backends import to_numpy
+from physopt_ref.cli.output import format_interval
+from physopt_ref.cli.problem_settings import SETTINGS
+from physopt_ref.cli.settings import hyperparameters_for, starts_for
+from physopt_ref.core.registry import get_optimizer
+from physopt_ref.runner.loop import run
+from physopt_ref.runner.stats import wilson_interval
 
 if TYPE_CHECKING:
-    from .compare import CompareResult
+    from physopt_ref.cli.compare import CompareResult
 
 __all__ = ["ACKLEY_HEAVY_BALL", "Headline", "headline_comparisons", "ratio_interval"]
 

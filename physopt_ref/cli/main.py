@@ -29,9 +29,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .commands import cmd_compare, cmd_digits, cmd_list, cmd_run, cmd_tune
-from .parser import PROG, UsageError, build_parser
-from .verify import cmd_verify
+from physopt_ref.cli.args import UsageError
+from physopt_ref.cli.commands import cmd_compare, cmd_digits, cmd_list, cmd_run, cmd_tune
+from physopt_ref.cli.parser import PROG, build_parser
+from physopt_ref.cli.verify import cmd_verify
 
 __all__ = ["main"]
 

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .compare import CompareResult, tuning_budgets
+from physopt_ref.cli.compare import CompareResult, tuning_budgets
 
 __all__ = [
     "Progress",

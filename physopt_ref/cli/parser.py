@@ -3,124 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import math
 import os
 from typing import Any
 
-from ..backends import BACKENDS
-from .problem_settings import TUNE_SEED
+from physopt_ref.backends import BACKENDS
+from physopt_ref.cli.problem_settings import TUNE_SEED
 
 __all__ = [
     "PLOT_EXTENSIONS",
     "PROG",
-    "UsageError",
     "build_parser",
-    "nonneg_int",
-    "parse_assignment",
-    "parse_grid",
-    "pos_int",
 ]
 
 #: The figure formats ``--plot`` writes (matplotlib picks the format by extension).
+from physopt_ref.cli.args import (
+    PROG,
+    _finite_float,
+    _nonneg_float,
+    _Parser,
+    nonneg_int,
+    pos_int,
+)
+from physopt_ref.cli.verify import add_parser as _verify_parser
+
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 
-PROG = "physopt-ref"
-
-
-class UsageError(Exception):
-    """A user error: printed as ``physopt-ref: error: ...`` with exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (a :class:`UsageError`), not usage + exit.
-
-    Subcommand parsers are of the same class (argparse makes them with ``type(parent)``).
-    """
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        where = self.prog.removeprefix(PROG).strip()
-        raise UsageError(f"{where}: {message}" if where else message)
-
-
-def _literal(raw: str) -> Any:
-    raw = raw.strip()
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    if lowered.lstrip("+-") in ("nan", "inf", "infinity"):
-        return float(lowered)  # refused by the hyperparameter's check as "must be finite"
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw  # a plain string, e.g. schedule=paper
-
-
-def _split_assignment(text: str, what: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise UsageError(f"{what} must look like NAME=VALUE, got {text!r}")
-    name, raw = text.split("=", 1)
-    name = name.strip()
-    if not name.isidentifier():
-        raise UsageError(f"{what}: {name!r} is not a valid name")
-    return name, raw
-
-
-def parse_assignment(text: str, what: str) -> tuple[str, Any]:
-    """``NAME=VALUE`` -> ``(name, value)``; the value read as a Python literal where it is one."""
-    name, raw = _split_assignment(text, what)
-    return name, _literal(raw)
-
-
-def parse_grid(text: str) -> tuple[str, tuple[Any, ...]]:
-    """``NAME=V1,V2,...`` -> ``(name, (v1, v2, ...))`` (values as in :func:`parse_assignment`)."""
-    name, raw = _split_assignment(text, "--grid")
-    values = tuple(_literal(v) for v in raw.split(",") if v.strip())
-    if not values:
-        raise UsageError(f"--grid {name}: no values")
-    return name, values
-
-
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from exc
-    if value < low:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-    return value
-
-
-def nonneg_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 0."""
-    return _int_at_least(text, 0)
-
-
-def pos_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 1 (the same message for every bad value)."""
-    return _int_at_least(text, 1)
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}") from exc
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = _finite_float(text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from exc
-    if value < 0.0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def _plot_file(text: str) -> str:
@@ -241,8 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     _compare_parser(sub)
     _run_parser(sub)
     _tune_parser(sub)
-    from .verify import add_parser as _verify_parser  # it imports this module's helpers
-
     _verify_parser(sub)
 
     p = sub.add_parser("digits", help="the Dyna paper's Table 1 on scikit-learn's digits",

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .compare import CompareResult, ecdf_by_optimizer
-from .output import format_interval
+from physopt_ref.cli.compare import CompareResult, ecdf_by_optimizer
+from physopt_ref.cli.output import format_interval
 
 __all__ = [
     "compare_figure",

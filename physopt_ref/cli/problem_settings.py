@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import math
 
-from .. import problems
-from .settings import ProblemSetting, Tuned, grid_search, searched, theory, unrecorded
+from physopt_ref import problems
+from physopt_ref.cli.settings import (
+    ProblemSetting,
+    Tuned,
+    grid_search,
+    searched,
+    theory,
+    unrecorded,
+)
 
 __all__ = ["SETTINGS", "TUNE_SEED", "available_problem_names", "setting_for"]
 

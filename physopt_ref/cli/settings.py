@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import problems
-from .._base import REGISTRY
-from ..backends import host_uniform
+from physopt_ref import problems
+from physopt_ref.backends import host_uniform
+from physopt_ref.core.registry import REGISTRY
 
 __all__ = [
     "REQUIRED",

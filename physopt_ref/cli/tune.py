@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .compare import Row, ensemble_start, run_cell
-from .problem_settings import SETTINGS, TUNE_SEED
-from .settings import build_problem, check_names, hyperparameters_for
+from physopt_ref.cli.compare import Row, ensemble_start, run_cell
+from physopt_ref.cli.problem_settings import SETTINGS, TUNE_SEED
+from physopt_ref.cli.settings import build_problem, check_names, hyperparameters_for
 
 __all__ = ["TuneResult", "rank_key", "tune"]
 

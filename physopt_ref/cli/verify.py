@@ -17,15 +17,15 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .parser import UsageError, parse_assignment, pos_int
+from physopt_ref.cli.args import UsageError, parse_assignment, pos_int
 
 __all__ = ["add_parser", "cmd_verify", "load_factory"]
 
 
 def add_parser(sub: Any) -> None:
     """The ``verify`` subcommand's arguments."""
-    from ..testing.properties import PHYSICS_PRESETS
-    from ..testing.verify import DEFAULT_EXAMPLES
+    from physopt_ref.testing.properties import PHYSICS_PRESETS
+    from physopt_ref.testing.verify import DEFAULT_EXAMPLES
 
     p = sub.add_parser(
         "verify", help="property checks (contract and physics) on your own optimizer",
@@ -90,8 +90,8 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("verify needs hypothesis: pip install 'physopt_ref[testing]'")
     if args.examples < 1:
         raise UsageError(f"--examples must be >= 1, got {args.examples}")
-    from .._base import REGISTRY
-    from ..testing import Subject, verify
+    from physopt_ref.core.registry import REGISTRY
+    from physopt_ref.testing import Subject, verify
 
     name, factory = load_factory(args.target)
     hp = dict(parse_assignment(t, "--hp") for t in args.hp)

@@ -30,35 +30,30 @@ Layers
 The project's own tests run through these same functions.
 """
 
-from ._result import CheckResult, Condition, PropertyError, Report, combine
-from .compile import check_jax_jit, check_jax_scan, check_torch_compile, compile_tolerances
-from .contract import (
+from physopt_ref.testing._result import CheckResult, Condition, PropertyError, Report, combine
+from physopt_ref.testing.compile import (
+    check_jax_jit,
+    check_jax_scan,
+    check_torch_compile,
+    compile_tolerances,
+)
+from physopt_ref.testing.contract import (
     NP,
     check_backend_parity,
-    check_count_saturates,
     check_determinism,
     check_device_kept,
     check_dtype_kept,
     check_ensemble_equals_single_runs,
-    check_invalid_hyperparameters_refused,
-    check_mismatched_inputs_refused,
-    check_per_run_arrays_checked,
-    check_per_run_hyperparameter,
-    check_pickles,
     check_purity,
-    check_state_structure,
-    check_tree_kinds,
-    check_zero_gradient_finite,
-    state_signature,
 )
-from .damping import (
+from physopt_ref.testing.damping import (
     check_contraction_rate,
     check_critical_damping,
     check_energy_decay,
     envelope_rate,
     momentum_trajectory,
 )
-from .energy import (
+from physopt_ref.testing.energy import (
     BornInfeld,
     ECDSepEnergy,
     Hamiltonian,
@@ -68,8 +63,8 @@ from .energy import (
     max_energy_drift,
     one_step_energy_errors,
 )
-from .hyperparameters import RANGES, hyperparameter_space
-from .properties import (
+from physopt_ref.testing.hyperparameters import RANGES, hyperparameter_space
+from physopt_ref.testing.properties import (
     PHYSICS_PRESETS,
     REGISTERED_PHYSICS,
     Property,
@@ -81,7 +76,7 @@ from .properties import (
     physics_preset,
     stability_bound,
 )
-from .stability import (
+from physopt_ref.testing.stability import (
     STABILITY_METHODS,
     check_stability_at,
     check_stability_threshold,
@@ -89,16 +84,34 @@ from .stability import (
     measure_stability_threshold,
     stability_threshold,
 )
-from .steps import (
+from physopt_ref.testing.steps import (
     check_bias_correction,
     check_step_bound,
     dyna_step_bound,
     ecdsep_step_bound,
     step_sizes,
 )
-from .subject import Subject, as_subject
-from .verify import DEFAULT_EXAMPLES, search, verify
-from .workloads import CONTRACT_WORKLOAD, QuadraticWorkload, leaf_paths, on_backend, trajectory
+from physopt_ref.testing.structure import (
+    check_count_saturates,
+    check_invalid_hyperparameters_refused,
+    check_mismatched_inputs_refused,
+    check_per_run_arrays_checked,
+    check_per_run_hyperparameter,
+    check_pickles,
+    check_state_structure,
+    check_tree_kinds,
+    check_zero_gradient_finite,
+    state_signature,
+)
+from physopt_ref.testing.subject import Subject, as_subject
+from physopt_ref.testing.verify import DEFAULT_EXAMPLES, search, verify
+from physopt_ref.testing.workloads import (
+    CONTRACT_WORKLOAD,
+    QuadraticWorkload,
+    leaf_paths,
+    on_backend,
+    trajectory,
+)
 
 __all__ = [
     "CONTRACT_WORKLOAD",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._result import Condition
+from physopt_ref.testing._result import Condition
 
 __all__ = [
     "ERROR_RATIO",

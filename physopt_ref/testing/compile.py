@@ -21,12 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from .._tree import tree_flatten
-from ._compare import close_condition, x64_scope
-from ._result import CheckResult, Condition, combine
-from .contract import NP
-from .subject import Subject, as_subject
-from .workloads import CONTRACT_WORKLOAD, QuadraticWorkload, leaf_paths, on_backend, trajectory
+from physopt_ref.core.tree import tree_flatten
+from physopt_ref.testing._compare import close_condition, x64_scope
+from physopt_ref.testing._result import CheckResult, Condition, combine
+from physopt_ref.testing.contract import NP
+from physopt_ref.testing.subject import Subject, as_subject
+from physopt_ref.testing.workloads import (
+    CONTRACT_WORKLOAD,
+    QuadraticWorkload,
+    leaf_paths,
+    on_backend,
+    trajectory,
+)
 
 __all__ = [
     "TORCH_COMPILE_WARNINGS",

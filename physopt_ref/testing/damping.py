@@ -1,7 +1,8 @@
 r"""Damping regimes of momentum methods, measured on runs (the damped-oscillator view).
 
 Yang, Arora, Braverman & Zhao (2018) read heavy ball / Nesterov on :math:`f = \tfrac K2 x^2` as a
-damped oscillator (:mod:`physopt_ref.oscillator`). The checks run a momentum method built by
+damped oscillator (:mod:`physopt_ref.optimizers.oscillator`). The checks run a momentum method
+built by
 ``make(lr, momentum)`` from :math:`x_0 = 1` and measure the per-step contraction of the envelope
 :math:`\max|x|`:
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..oscillator import (
+from physopt_ref.optimizers.oscillator import (
     amplitude_decay_per_step,
     critical_momentum,
     damping,
@@ -31,7 +32,7 @@ from ..oscillator import (
     mass,
     mechanical_energy,
 )
-from ._result import CheckResult, Condition, combine
+from physopt_ref.testing._result import CheckResult, Condition, combine
 
 __all__ = [
     "check_contraction_rate",

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from .._tree import tree_flatten, tree_unflatten
-from ..backends import to_numpy
-from ._result import CheckResult, Condition, combine
+from physopt_ref.backends import to_numpy
+from physopt_ref.core.tree import tree_flatten, tree_unflatten
+from physopt_ref.testing._result import CheckResult, Condition, combine
 
 __all__ = [
     "BornInfeld",

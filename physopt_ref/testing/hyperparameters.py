@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .._base import REGISTRY
+from physopt_ref.core.registry import REGISTRY
 
 __all__ = ["RANGES", "Choice", "Integer", "Maybe", "Range", "Real", "hyperparameter_space"]
 

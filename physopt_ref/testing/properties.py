@@ -17,21 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import available_backends, get_namespace
-from ..schedules import DampingRamp
-from ._result import CheckResult
-from .compile import check_jax_jit, check_jax_scan, check_torch_compile
-from .contract import (
+from physopt_ref.backends import available_backends, get_namespace
+from physopt_ref.core.schedules import DampingRamp
+from physopt_ref.testing._result import CheckResult
+from physopt_ref.testing.compile import check_jax_jit, check_jax_scan, check_torch_compile
+from physopt_ref.testing.contract import (
     check_backend_parity,
     check_determinism,
     check_device_kept,
     check_dtype_kept,
     check_ensemble_equals_single_runs,
     check_purity,
-    check_state_structure,
 )
-from .damping import check_critical_damping
-from .energy import (
+from physopt_ref.testing.damping import check_critical_damping
+from physopt_ref.testing.energy import (
     BornInfeld,
     ECDSepEnergy,
     Hamiltonian,
@@ -39,15 +38,18 @@ from .energy import (
     check_energy_error_order,
     check_energy_shell,
 )
-from .stability import check_stability_threshold, stability_threshold
-from .steps import (
+from physopt_ref.testing.stability import check_stability_threshold, stability_threshold
+from physopt_ref.testing.steps import (
     check_bias_correction,
     check_step_bound,
     dyna_step_bound,
     ecdsep_step_bound,
     step_sizes,
 )
-from .subject import Subject
+from physopt_ref.testing.structure import (
+    check_state_structure,
+)
+from physopt_ref.testing.subject import Subject
 
 __all__ = [
     "PHYSICS_PRESETS",
@@ -95,7 +97,7 @@ def _st() -> Any:
 
 
 def _pst() -> Any:
-    from . import strategies
+    from physopt_ref.testing import strategies
 
     return strategies
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._result import CheckResult, Condition
+from physopt_ref.testing._result import CheckResult, Condition
 
 __all__ = [
     "STABILITY_METHODS",

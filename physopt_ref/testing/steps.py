@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .._tree import tree_flatten
-from ..backends import to_numpy
-from ._compare import close_condition
-from ._result import CheckResult, Condition, combine
+from physopt_ref.backends import to_numpy
+from physopt_ref.core.tree import tree_flatten
+from physopt_ref.testing._compare import close_condition
+from physopt_ref.testing._result import CheckResult, Condition, combine
 
 __all__ = [
     "check_bias_correction",

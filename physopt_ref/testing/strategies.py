@@ -27,10 +27,17 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "physopt_ref.testing.strategies needs hypothesis: pip install 'physopt_ref[testing]'"
     ) from exc
 
-from .._tree import tree_flatten, tree_unflatten
-from ..backends import available_backends
-from .hyperparameters import Choice, Integer, Maybe, Range, Real, hyperparameter_space
-from .workloads import QuadraticWorkload
+from physopt_ref.backends import available_backends
+from physopt_ref.core.tree import tree_flatten, tree_unflatten
+from physopt_ref.testing.hyperparameters import (
+    Choice,
+    Integer,
+    Maybe,
+    Range,
+    Real,
+    hyperparameter_space,
+)
+from physopt_ref.testing.workloads import QuadraticWorkload
 
 __all__ = [
     "backends",

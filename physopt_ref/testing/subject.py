@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .._base import REGISTRY
+from physopt_ref.core.registry import REGISTRY
 
 __all__ = ["Subject", "as_subject"]
 

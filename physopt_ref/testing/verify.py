@@ -17,15 +17,15 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .._base import REGISTRY
-from ._result import CheckResult, Condition, Report
-from .properties import (
+from physopt_ref.core.registry import REGISTRY
+from physopt_ref.testing._result import CheckResult, Condition, Report
+from physopt_ref.testing.properties import (
     REGISTERED_PHYSICS,
     Property,
     contract_properties,
     physics_preset,
 )
-from .subject import Subject, as_subject
+from physopt_ref.testing.subject import Subject, as_subject
 
 __all__ = ["DEFAULT_EXAMPLES", "search", "verify"]
 

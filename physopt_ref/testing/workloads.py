@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import device
 
-from .._tree import tree_flatten, tree_unflatten
-from ..backends import to_numpy
+from physopt_ref.backends import to_numpy
+from physopt_ref.core.tree import tree_flatten, tree_unflatten
 
 __all__ = [
     "CONTRACT_WORKLOAD",

@@ -1,0 +1,340 @@
+"""The optimizer contract (v2), the step scaffold every optimizer is built on, and the registry.
+
+An :class:`Optimizer` is a pair of pure functions::
+
+    state = opt.init(params, batch_ndim=0)
+    params, state = opt.step(params, grads, state, loss=None)
+
+``params`` and ``grads`` are trees (:mod:`physopt_ref.core.tree`) of arrays of one Array API
+namespace; ``batch_ndim`` leading axes of every leaf hold independent runs of an ensemble. The
+state is a ``NamedTuple`` of arrays only: its first field ``count`` is an ``int32`` array of the
+ensemble's batch shape (each run's number of steps taken, saturating at :data:`COUNT_MAX`), so
+the number of ensemble axes is ``state.count.ndim``. Its structure, shapes and dtypes never
+change from step to step, so ``jax.jit``, ``jax.lax.scan`` and ``torch.compile`` trace a step
+once. A step never mutates its inputs, keeps the dtype and device of ``params``, and makes no
+host round trip on array data.
+
+Validation happens once: hyperparameters when the optimizer is built, the parameter tree at
+``init``. A step checks only the tree structure, shapes and dtypes (metadata, free under a
+tracer); the full checks (namespaces, float dtypes, the state against the parameters, the loss,
+schedule values) run when :func:`debug_checks` is on, or with ``PHYSOPT_CHECKS=1`` in the
+environment. The tests turn them on.
+
+Every family module writes its update rule once, as two module-level functions
+``init(hp, ctx, leaves) -> fields`` and ``update(hp, ctx, params, grads, state, loss) ->
+(new_params, fields)`` over lists of leaves, and builds its :class:`Optimizer` from them; the
+scaffold here does the rest (trees, namespaces, the count, checks). Optimizers are therefore
+picklable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, device, is_torch_array
+
+from physopt_ref.core.checks import (
+    _CHECKS,
+    _has_array_type,
+    _short,
+    check_float_leaves,
+    check_per_run_arrays,
+)
+from physopt_ref.core.context import StepContext, as_per_run, increment_count, prepare_init
+from physopt_ref.core.donate import donated_update
+from physopt_ref.core.tracing import _torch_step_without_autograd, is_tracing, namespace_of_leaves
+from physopt_ref.core.tree import (
+    batch_shape_of,
+    tree_flatten,
+    tree_unflatten,
+)
+from physopt_ref.core.validate import is_array
+
+__all__ = [
+    "InitRule",
+    "Optimizer",
+    "UpdateRule",
+]
+
+# The optimizer
+
+InitRule = Callable[[Mapping[str, Any], StepContext, list[Any]], dict[str, Any]]
+UpdateRule = Callable[..., tuple[list[Any], dict[str, Any]]]
+
+
+class Optimizer:
+    """A physics-inspired optimizer as two pure functions, ``init`` and ``step``.
+
+    Built by the family factories (``physopt_ref.bbi(...)``, ``get_optimizer(name, ...)``);
+    picklable, and compilable: ``jax.jit(opt.step)``, ``torch.compile(opt.step)``.
+
+    Attributes
+    ----------
+    name : str
+        The registry name (``"bbi"``, ``"gravity"``, ...).
+    hyperparameters : mapping
+        The validated hyperparameters: Python numbers, schedules or per-run arrays.
+    needs_loss : bool
+        Whether ``step`` requires ``loss`` (the energy-conserving family does).
+    state_type : type
+        The ``NamedTuple`` class of the state.
+    elementwise : bool
+        Whether the update rule is element-wise (see Notes); a donated step then evaluates it
+        on cache-sized chunks.
+
+    Notes
+    -----
+    Family modules build it from two module-level rules, ``init(hp, ctx, leaves) -> fields``
+    and ``update(hp, ctx, params, grads, state, loss) -> (new_params, fields)``, where ``hp``
+    holds the hyperparameters and the ``derived`` constants; the rules are written once and
+    the scaffold adds the trees, the count and the checks.
+
+    A rule is *element-wise* (``elementwise=True``) when every element of its leaf-shaped
+    outputs depends only on the same element of its leaf-shaped inputs and on per-run values,
+    and its per-run outputs do not depend on the leaves' data: no reduction over the
+    parameters. It must then accept any subset of the leaves, each sliced along its flattened
+    event axes, reading per-leaf settings through :meth:`StepContext.per_leaf` and
+    :meth:`StepContext.tree_event_shapes` (:mod:`physopt_ref.core.donate`).
+    """
+
+    __slots__ = (
+        "_hp",
+        "_init_rule",
+        "_rule_hp",
+        "_update_rule",
+        "elementwise",
+        "name",
+        "needs_loss",
+        "squares_gradient",
+        "state_type",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        hyperparameters: Mapping[str, Any],
+        *,
+        init: InitRule,
+        update: UpdateRule,
+        state_type: type,
+        needs_loss: bool = False,
+        derived: Mapping[str, Any] | None = None,
+        elementwise: bool = False,
+        squares_gradient: bool = False,
+    ) -> None:
+        self.name = name
+        self._hp = dict(hyperparameters)
+        # What the rules read: the hyperparameters plus values derived from them at build time.
+        self._rule_hp = {**self._hp, **(derived or {})}
+        self._init_rule = init
+        self._update_rule = update
+        self.state_type = state_type
+        self.needs_loss = needs_loss
+        self.elementwise = bool(elementwise)
+        # The rule forms |g|² unscaled (BBI, ECDSep): the debug checks refuse a gradient
+        # whose squared norm overflows the dtype.
+        self.squares_gradient = bool(squares_gradient)
+
+    @property
+    def hyperparameters(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._hp)
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={_short(v)}" for k, v in self._hp.items())
+        return f"{self.name}({hp})"
+
+    def init(self, params: Any, *, batch_ndim: int = 0) -> Any:
+        """The initial state for ``params``, whose ``batch_ndim`` leading axes are an ensemble.
+
+        Validates the tree (one namespace, real floating leaves, a shared batch shape) and the
+        per-run hyperparameter arrays (namespace, batch shape).
+        """
+        xp, leaves, treedef = prepare_init(params, batch_ndim)
+        like = leaves[0]
+        batch_shape = tuple(like.shape[:batch_ndim])
+        self._check_per_run_arrays(like, batch_shape)
+        count = xp.zeros(batch_shape, dtype=xp.int32, device=device(like))
+        ctx = StepContext(xp, count, like, treedef)
+        if ctx._tensor:
+            fields = _torch_step_without_autograd(self._init_rule, self._rule_hp, ctx, leaves)
+        else:
+            fields = self._init_rule(self._rule_hp, ctx, leaves)
+        return self.state_type(count=count, **fields)
+
+    def step(
+        self, params: Any, grads: Any, state: Any, *, loss: Any = None, donate: bool = False
+    ) -> tuple[Any, Any]:
+        """One step: ``(new_params, new_state)``; nothing passed in is modified.
+
+        With ``donate=True`` the step instead writes the new values into the memory of
+        ``params`` and of ``state``'s per-leaf arrays, and returns those very arrays: the caller
+        promises not to use the ``params`` and ``state`` passed in again (they now hold the new
+        values; ``grads`` and ``loss`` are only read). The bits are those of the pure step.
+        NumPy (writeable arrays), array-api-strict, PyTorch and CuPy can donate; JAX arrays are
+        immutable (use :func:`physopt_ref.compile`, ``jax.jit`` with ``donate_argnums``). See
+        :mod:`physopt_ref.core.donate`.
+        """
+        # The cheap checks (metadata only, free under a tracer): structure, shapes, dtypes.
+        p_leaves, treedef = tree_flatten(params)
+        g_leaves, g_def = tree_flatten(grads)
+        if g_def is not treedef and g_def != treedef:
+            raise ValueError(f"grads must have the structure of params: {g_def} vs {treedef}")
+        xp = namespace_of_leaves(p_leaves, g_leaves)  # first: mixed libraries are refused here
+        for p, g in zip(p_leaves, g_leaves, strict=True):
+            if p.shape != g.shape:
+                raise ValueError(
+                    f"a gradient of shape {tuple(g.shape)} for a parameter of shape "
+                    f"{tuple(p.shape)}"
+                )
+            if p.dtype is not g.dtype and p.dtype != g.dtype:
+                raise TypeError(
+                    f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}"
+                )
+        if type(state) is not self.state_type:
+            raise TypeError(
+                f"{self.name} expects a {self.state_type.__name__} state (from its init), "
+                f"got {type(state).__name__}"
+            )
+        count = state.count
+        if _CHECKS[0]:
+            self._full_checks(xp, p_leaves, state)
+            self._check_finite_inputs(xp, g_leaves, loss)
+        ctx = StepContext(xp, count, p_leaves[0], treedef)
+        if self.needs_loss:
+            loss = as_per_run(xp, loss, p_leaves[0], ctx.batch_shape, "loss")
+        if donate:  # writes into the caller's tensors (under no_grad for torch: _donate)
+            new_leaves, fields = donated_update(self, ctx, p_leaves, g_leaves, state, loss)
+        elif ctx._tensor:
+            new_leaves, fields = _torch_step_without_autograd(
+                self._update_rule, self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+            )
+        else:
+            new_leaves, fields = self._update_rule(
+                self._rule_hp, ctx, p_leaves, g_leaves, state, loss
+            )
+        # A rule may return its own count (a chain's non-finite guard keeps a skipped run's).
+        if "count" in fields:
+            count = fields.pop("count")
+        else:
+            count = increment_count(xp, count, ctx._tensor)
+        names = self.state_type._fields
+        state = tuple.__new__(self.state_type, (count, *[fields[k] for k in names[1:]]))
+        return tree_unflatten(treedef, new_leaves), state
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _check_per_run_arrays(self, like: Any, batch_shape: tuple[int, ...]) -> None:
+        check_per_run_arrays(self.name, self._rule_hp, like, batch_shape)
+
+    def _check_finite_inputs(self, xp: Any, grads: list[Any], loss: Any) -> None:
+        """With the debug checks on, refuse NaN / inf gradients and losses (outside a tracer).
+
+        Without the checks a step never inspects values (that would be a host round trip):
+        a non-finite gradient then propagates into the parameters (the energy-conserving
+        steps make no update for a non-finite loss). The remedy in production is
+        :func:`physopt_ref.transforms.non_finite_guard` first in a chain, which skips the
+        affected runs on the device; a chain holding one skips this check.
+        """
+        if is_tracing(grads[0]):
+            return
+        for i, g in enumerate(grads):
+            if not bool(xp.all(xp.isfinite(g))):
+                raise FloatingPointError(
+                    f"{self.name}: gradient leaf {i} (shape {tuple(g.shape)}) holds NaN or inf "
+                    "values; put physopt_ref.non_finite_guard() first in a chain to skip such "
+                    "steps"
+                )
+        if self.squares_gradient:
+            self._check_gradient_square(xp, grads)
+        if loss is None or isinstance(loss, bool):
+            return
+        if isinstance(loss, int | float | np.generic):
+            finite = np.all(np.isfinite(np.asarray(loss, dtype=np.float64)))
+        elif is_array(loss) and not is_tracing(loss):
+            try:
+                array_namespace(loss, grads[0])
+            except TypeError as exc:
+                raise TypeError(
+                    f"{self.name}: loss must be a number or an array of the parameters' "
+                    f"namespace: {exc}"
+                ) from exc
+            finite = bool(xp.all(xp.isfinite(loss)))
+        else:
+            return
+        if not finite:
+            raise FloatingPointError(
+                f"{self.name}: the loss holds NaN or inf values; put "
+                "physopt_ref.non_finite_guard() first in a chain to skip such steps"
+            )
+
+    def _check_gradient_square(self, xp: Any, grads: list[Any]) -> None:
+        r"""Refuse a gradient whose squared norm :math:`|g|^2` overflows its dtype.
+
+        Computed without overflowing: :math:`|g|^2 = m^2 \sum (g/m)^2` with
+        :math:`m = \max|g|`, compared in logarithms on the host (a debug check).
+        """
+        peak, scaled = 0.0, []
+        for g in grads:
+            if math.prod(g.shape) == 0:
+                continue
+            if is_torch_array(g):
+                g = g.detach()  # a host read of a tensor that requires grad warns
+            m = float(xp.max(xp.abs(g)))
+            if m > 0.0:
+                scaled.append((m, float(xp.sum((g / m) * (g / m)))))
+                peak = max(peak, m)
+        if not scaled:
+            return
+        total = sum((m / peak) ** 2 * s for m, s in scaled)
+        limit = float(xp.finfo(grads[0].dtype).max)
+        if 2.0 * math.log(peak) + math.log(total) > math.log(limit):
+            raise FloatingPointError(
+                f"{self.name}: the squared norm of the gradient overflows "
+                f"{grads[0].dtype} (max |g| = {peak:.3g}); this step forms |g|² unscaled: "
+                "clip first, physopt_ref.chain(physopt_ref.transforms.clip_by_value(c), opt)"
+            )
+
+    def _full_checks(self, xp: Any, leaves: list[Any], state: Any) -> None:
+        check_float_leaves(xp, leaves)
+        count = state.count
+        if not _has_array_type(count) or not xp.isdtype(count.dtype, "integral"):
+            raise TypeError(f"{self.name}: state.count must be an integer array")
+        batch_shape = tuple(count.shape)
+        if batch_shape_of(leaves, len(batch_shape)) != batch_shape:
+            raise ValueError(
+                f"{self.name}: the state is for the ensemble shape {batch_shape}, the "
+                f"parameters have {batch_shape_of(leaves, len(batch_shape))}"
+            )
+        self._check_per_run_arrays(leaves[0], batch_shape)
+        for name, value in zip(state._fields, state, strict=True):
+            arrays = list(value) if isinstance(value, tuple) else [value]
+            for a in arrays:
+                if not _has_array_type(a):
+                    raise TypeError(f"{self.name}: state.{name} holds a {type(a).__name__}")
+                array_namespace(a, leaves[0])
+                if tuple(a.shape[: len(batch_shape)]) != batch_shape:
+                    raise ValueError(
+                        f"{self.name}: state.{name} has shape {tuple(a.shape)}, not led by the "
+                        f"ensemble shape {batch_shape}"
+                    )
+            if isinstance(value, tuple):
+                if len(value) != len(leaves):
+                    raise ValueError(
+                        f"{self.name}: state.{name} has {len(value)} leaves, the parameters "
+                        f"{len(leaves)}"
+                    )
+                for a, p in zip(value, leaves, strict=True):
+                    per_leaf = tuple(a.shape) in (tuple(p.shape), batch_shape)
+                    if not per_leaf or a.dtype != p.dtype:
+                        raise ValueError(
+                            f"{self.name}: state.{name} holds {a.dtype}{tuple(a.shape)} for a "
+                            f"parameter {p.dtype}{tuple(p.shape)}"
+                        )
+
+
+
+

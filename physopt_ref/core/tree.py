@@ -1,0 +1,282 @@
+"""Parameter trees and per-run (ensemble) reductions.
+
+A parameter *tree* is one array, or a list / tuple / dict of trees. Its *leaves* are the arrays
+("layers"). An *ensemble* keeps independent runs along the leading ``batch_ndim`` axes of every
+leaf; all leaves share that batch shape. Every reduction here is per run: it sums or maximises
+over the trailing (event) axes only and returns an array of the batch shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from physopt_ref.core.control import uniform_value
+
+__all__ = [
+    "TreeDef",
+    "all_finite",
+    "batch_shape_of",
+    "expand_to_leaf",
+    "per_run_dot",
+    "per_run_max",
+    "per_run_sum",
+    "scale_tree",
+    "select_state",
+    "select_tree",
+    "tree_dot",
+    "tree_flatten",
+    "tree_leaves",
+    "tree_map",
+    "tree_per_run_sum",
+    "tree_sq_norm",
+    "tree_unflatten",
+]
+
+
+class TreeDef:
+    """The structure of a tree, without its leaves (compare with ``==``)."""
+
+    __slots__ = ("_spec",)
+
+    def __init__(self, spec: Any) -> None:
+        self._spec = spec
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TreeDef) and self._spec == other._spec
+
+    def __hash__(self) -> int:
+        return hash(repr(self._spec))
+
+    def __repr__(self) -> str:
+        return f"TreeDef({self._spec!r})"
+
+    @property
+    def num_leaves(self) -> int:
+        return _count(self._spec)
+
+
+def _count(spec: Any) -> int:
+    if spec is None:
+        return 1
+    kind, children = spec
+    if kind == "dict":
+        return sum(_count(c) for _, c in children)
+    return sum(_count(c) for c in children)
+
+
+def _flatten(tree: Any, out: list[Any]) -> Any:
+    if isinstance(tree, dict):
+        return ("dict", tuple((k, _flatten(tree[k], out)) for k in _sorted_keys(tree)))
+    if isinstance(tree, list | tuple):
+        return (
+            "list" if isinstance(tree, list) else "tuple",
+            tuple(_flatten(t, out) for t in tree),
+        )
+    if tree is None or isinstance(tree, str | bytes):
+        raise TypeError(f"a parameter tree leaf must be an array, got {type(tree).__name__}")
+    out.append(tree)
+    return None
+
+
+def _sorted_keys(tree: dict[Any, Any]) -> list[Any]:
+    """Dict keys in sorted order, as JAX's pytrees order them (insertion order can change)."""
+    try:
+        return sorted(tree)
+    except TypeError:  # keys of mixed types
+        return sorted(tree, key=repr)
+
+
+_LEAF = TreeDef(None)  #: the structure of a tree that is one array
+_CONTAINERS = (dict, list, tuple)
+
+
+def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
+    """Leaves in a fixed order and the structure.
+
+    Dict entries come in sorted key order (JAX's convention: ``jax.jit`` and ``jax.lax.scan``
+    hand dicts back with sorted keys, so insertion order is not a stable leaf order), lists and
+    tuples by position. :func:`tree_unflatten` rebuilds dicts in that order.
+    """
+    if not isinstance(tree, _CONTAINERS) and hasattr(tree, "shape"):
+        return [tree], _LEAF  # the common one-array tree, without the walk
+    leaves: list[Any] = []
+    spec = _flatten(tree, leaves)
+    if not leaves:
+        raise ValueError("the parameter tree has no arrays")
+    return leaves, TreeDef(spec)
+
+
+def tree_leaves(tree: Any) -> list[Any]:
+    """The arrays of a tree, in :func:`tree_flatten` order."""
+    return tree_flatten(tree)[0]
+
+
+def _unflatten(spec: Any, it: Any) -> Any:
+    if spec is None:
+        return next(it)
+    kind, children = spec
+    if kind == "dict":
+        return {k: _unflatten(c, it) for k, c in children}
+    items = [_unflatten(c, it) for c in children]
+    return items if kind == "list" else tuple(items)
+
+
+def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
+    """Rebuild a tree of ``treedef``'s structure from ``leaves``."""
+    if treedef._spec is None and len(leaves) == 1:
+        return leaves[0]
+    if len(leaves) != treedef.num_leaves:
+        raise ValueError(f"expected {treedef.num_leaves} leaves, got {len(leaves)}")
+    return _unflatten(treedef._spec, iter(leaves))
+
+
+def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """Apply ``fn`` leaf by leaf to trees of the same structure."""
+    leaves, treedef = tree_flatten(tree)
+    others = []
+    for other in rest:
+        o_leaves, o_def = tree_flatten(other)
+        if o_def != treedef:
+            raise ValueError(f"tree structures differ: {treedef} vs {o_def}")
+        others.append(o_leaves)
+    return tree_unflatten(treedef, [fn(*args) for args in zip(leaves, *others, strict=True)])
+
+
+def batch_shape_of(leaves: Sequence[Any], batch_ndim: int) -> tuple[int, ...]:
+    """The common leading ``batch_ndim`` axes of all leaves (raises if they differ)."""
+    if batch_ndim < 0:
+        raise ValueError(f"batch_ndim must be >= 0, got {batch_ndim}")
+    shapes = set()
+    for leaf in leaves:
+        if leaf.ndim < batch_ndim:
+            raise ValueError(
+                f"a leaf of shape {tuple(leaf.shape)} has fewer than batch_ndim={batch_ndim} axes"
+            )
+        shapes.add(tuple(leaf.shape[:batch_ndim]))
+    if len(shapes) != 1:
+        raise ValueError(f"leaves disagree on the ensemble (batch) shape: {sorted(shapes)}")
+    return shapes.pop()
+
+
+def _event_axes(x: Any, batch_ndim: int) -> tuple[int, ...]:
+    return tuple(range(batch_ndim, x.ndim))
+
+
+def per_run_sum(xp: Any, x: Any, batch_ndim: int) -> Any:
+    """Sum over the trailing (event) axes: an array of the batch shape."""
+    axes = _event_axes(x, batch_ndim)
+    return xp.sum(x, axis=axes) if axes else x
+
+
+def per_run_max(xp: Any, x: Any, batch_ndim: int) -> Any:
+    """Maximum over the trailing (event) axes: an array of the batch shape."""
+    axes = _event_axes(x, batch_ndim)
+    return xp.max(x, axis=axes) if axes else x
+
+
+def per_run_dot(xp: Any, a: Any, b: Any, batch_ndim: int) -> Any:
+    """:math:`\\sum a b` over the trailing (event) axes: an array of the batch shape.
+
+    One pass over the data and no temporary (``vecdot`` on the event axes flattened); on NumPy
+    it is five times faster than ``sum(a * b)`` at a million elements.
+    """
+    if a.ndim == batch_ndim:
+        return a * b
+    lead = tuple(a.shape[:batch_ndim])
+    if a.ndim > batch_ndim + 1:
+        a = xp.reshape(a, (*lead, -1))
+        b = xp.reshape(b, (*lead, -1))
+    return xp.vecdot(a, b, axis=-1)
+
+
+def tree_per_run_sum(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
+    """Sum over every leaf's event axes, added across leaves (e.g. a squared norm per run)."""
+    total = per_run_sum(xp, leaves[0], batch_ndim)
+    for leaf in leaves[1:]:
+        total = total + per_run_sum(xp, leaf, batch_ndim)
+    return total
+
+
+def tree_dot(xp: Any, a: Sequence[Any], b: Sequence[Any], batch_ndim: int) -> Any:
+    """Inner product of two trees, per run (batch shape); one pass, no temporaries."""
+    total = per_run_dot(xp, a[0], b[0], batch_ndim)
+    for x, y in zip(a[1:], b[1:], strict=True):
+        total = total + per_run_dot(xp, x, y, batch_ndim)
+    return total
+
+
+def tree_sq_norm(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
+    """Squared Euclidean norm of a whole tree, per run (batch shape)."""
+    return tree_dot(xp, leaves, leaves, batch_ndim)
+
+
+def scale_tree(xp: Any, leaves: Sequence[Any], factor: Any, batch_ndim: int) -> list[Any]:
+    """Multiply every leaf by a per-run factor."""
+    return [leaf * expand_to_leaf(xp, factor, leaf, batch_ndim) for leaf in leaves]
+
+
+def all_finite(xp: Any, leaves: Sequence[Any], batch_ndim: int, value: Any = None) -> Any:
+    """Per run (batch shape): every component of every leaf, and ``value`` if given, is finite."""
+    ok = None if value is None else xp.isfinite(value)
+    for leaf in leaves:
+        axes = _event_axes(leaf, batch_ndim)
+        leaf_ok = xp.all(xp.isfinite(leaf), axis=axes) if axes else xp.isfinite(leaf)
+        ok = leaf_ok if ok is None else ok & leaf_ok
+    return ok
+
+
+def expand_to_leaf(xp: Any, value: Any, leaf: Any, batch_ndim: int) -> Any:
+    """Reshape a per-run array (batch shape) so it broadcasts against ``leaf``."""
+    extra = leaf.ndim - batch_ndim
+    if extra == 0 or batch_ndim == 0:  # a 0-d value broadcasts as it is
+        return value
+    return xp.reshape(value, tuple(value.shape) + (1,) * extra)
+
+
+def select_tree(
+    xp: Any, cond: Any, if_true: Sequence[Any], if_false: Sequence[Any], batch_ndim: int
+) -> list[Any]:
+    """Leaf-wise ``xp.where(cond, a, b)`` with a per-run condition (an array of batch shape).
+
+    Where the condition is in host memory (NumPy, array-api-strict, eager torch on the CPU) and
+    the same for every run, the chosen leaves come back as they are: no pass over the data.
+    """
+    decided = uniform_value(xp, cond)
+    if decided is not None:
+        return list(if_true if decided else if_false)
+    return [
+        xp.where(expand_to_leaf(xp, cond, a, batch_ndim), a, b)
+        for a, b in zip(if_true, if_false, strict=True)
+    ]
+
+
+def select_state(xp: Any, keep: Any, new: Any, old: Any, batch_ndim: int) -> Any:
+    """``new`` where the per-run ``keep`` is True, else ``old``, through a whole state.
+
+    Walks NamedTuples, tuples, lists and dicts; every array led by the batch shape (and of the
+    same shape in both) is selected per run, anything else comes from ``new``. Where ``keep`` is
+    in host memory and the same for every run, ``new`` or ``old`` comes back without a pass over
+    the data.
+    """
+    decided = uniform_value(xp, keep)
+    if decided is not None:
+        return new if decided else old
+    return _select_state(xp, keep, new, old, batch_ndim, tuple(keep.shape))
+
+
+def _select_state(
+    xp: Any, keep: Any, new: Any, old: Any, nb: int, batch_shape: tuple[int, ...]
+) -> Any:
+    if isinstance(new, tuple) and hasattr(new, "_fields"):
+        return type(new)(*(_select_state(xp, keep, a, b, nb, batch_shape)
+                           for a, b in zip(new, old, strict=True)))
+    if isinstance(new, tuple | list):
+        return type(new)(_select_state(xp, keep, a, b, nb, batch_shape)
+                         for a, b in zip(new, old, strict=True))
+    if isinstance(new, dict):
+        return {k: _select_state(xp, keep, new[k], old[k], nb, batch_shape) for k in new}
+    if hasattr(new, "shape") and hasattr(new, "dtype") and hasattr(old, "shape"):
+        if new.ndim >= nb and tuple(new.shape[:nb]) == batch_shape and new.shape == old.shape:
+            return xp.where(expand_to_leaf(xp, keep, new, nb), new, old)
+    return new
