@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -45,6 +45,17 @@ class Subject:
     long_run : mapping
         Overrides for the long (200-step) compiled comparisons (settings whose trajectory stays
         reproducible to rounding).
+    accepts : Accepts or None
+        What the optimizer takes (tree kinds, ensembles, the loss keyword), found by
+        :func:`~physopt_ref.testing.probe.probe`; None until probed. The drawn inputs keep to
+        it.
+    framework : str
+        ``"physopt"`` (an object with ``init`` and ``step``), ``"torch"`` (a
+        ``torch.optim.Optimizer`` class) or ``"optax"`` (a factory of an optax
+        ``GradientTransformation``); see :mod:`physopt_ref.testing.frameworks`.
+    native : object or None
+        For ``"torch"`` and ``"optax"``: the class or the factory itself (``factory`` then
+        builds the step-function view the physics checks run on).
     """
 
     name: str
@@ -55,6 +66,9 @@ class Subject:
     smooth: bool = True
     sweep: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     long_run: Mapping[str, Any] = field(default_factory=dict)
+    accepts: Any = None
+    framework: str = "physopt"
+    native: Any = None
 
     def __post_init__(self) -> None:
         for attr in ("hyperparameters", "sweep", "long_run"):
@@ -94,7 +108,8 @@ class Subject:
         if isinstance(hp, Mapping):
             return dict(hp)
         try:
-            params = inspect.signature(self.factory).parameters.values()
+            target = self.factory if self.native is None else self.native
+            params = inspect.signature(target).parameters.values()
         except (TypeError, ValueError):  # no signature (a builtin, say)
             params = []
         defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
@@ -102,8 +117,7 @@ class Subject:
 
     def with_hyperparameters(self, **overrides: Any) -> Subject:
         """The same subject with some hyperparameters replaced."""
-        return Subject(self.name, self.factory, {**self.hyperparameters, **overrides},
-                       self.stochastic, self.seed_name, self.smooth, self.sweep, self.long_run)
+        return replace(self, hyperparameters={**self.hyperparameters, **overrides})
 
 
 def _fixed(opt: Any) -> Callable[..., Any]:

@@ -1,0 +1,162 @@
+"""Optimizers of other frameworks as subjects: ``torch.optim.Optimizer`` subclasses and optax
+``GradientTransformation`` factories.
+
+:func:`framework_subject` recognises what it is given:
+
+- a **torch optimizer class** (a subclass of ``torch.optim.Optimizer``), built as
+  ``cls(params, **hyperparameters)``: the properties of :mod:`.torch_checks`;
+- an **optax transformation factory** (a callable whose result has ``init`` and ``update`` and
+  no ``step``, as ``optax.adam``), wrapped by :class:`OptaxView` into ``init`` / ``step``
+  (``updates, state = tx.update(grads, state, params)``, then ``optax.apply_updates``): the
+  contract's properties that apply (:func:`optax_properties`);
+- anything else with ``init`` and ``step``: the library's own contract.
+
+The physics checks run on both through the step view (optax's in JAX's 64-bit scope, since the
+checks draw float64 gradients down to 1e-100).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from physopt_ref.backends import get_namespace
+from physopt_ref.core.tree import tree_flatten, tree_unflatten
+from physopt_ref.testing.compile import check_jax_jit, check_jax_scan
+from physopt_ref.testing.contract import NP, check_determinism, check_dtype_kept
+from physopt_ref.testing.structure import check_state_structure
+from physopt_ref.testing.subject import Subject
+from physopt_ref.testing.torch_checks import TorchView
+from physopt_ref.testing.workloads import CONTRACT_WORKLOAD
+
+__all__ = [
+    "OPTAX_NOT_APPLICABLE",
+    "OptaxView",
+    "framework_subject",
+    "is_optax_transformation",
+    "is_torch_optimizer_class",
+    "not_applicable",
+    "optax_properties",
+]
+
+#: The contract's properties that do not apply to an optax transformation, and why.
+OPTAX_NOT_APPLICABLE = {
+    "purity": "JAX arrays are immutable: a transformation cannot write to its inputs",
+    "ensemble = single runs": "optax transformations have no per-run axes (a transform may "
+                              "reduce over the whole tree, as global-norm clipping does)",
+    "backend parity": "optax runs on JAX arrays only",
+    "device kept": "checked only with several JAX devices; jit (which refuses host reads) "
+                   "stands for the host-synchronisation check",
+}
+
+
+def is_torch_optimizer_class(obj: Any) -> bool:
+    """``obj`` is a subclass of ``torch.optim.Optimizer`` (False when torch is not imported)."""
+    torch = sys.modules.get("torch")
+    return (torch is not None and inspect.isclass(obj)
+            and issubclass(obj, torch.optim.Optimizer))
+
+
+def is_optax_transformation(obj: Any) -> bool:
+    """``obj`` looks like an optax ``GradientTransformation``: ``init`` and ``update``, no
+    ``step``."""
+    return (callable(getattr(obj, "init", None)) and callable(getattr(obj, "update", None))
+            and not callable(getattr(obj, "step", None)))
+
+
+def _to_jax(tree: Any) -> Any:
+    import jax.numpy as jnp
+
+    leaves, treedef = tree_flatten(tree)
+    return tree_unflatten(treedef, [jnp.asarray(v) for v in leaves])
+
+
+class OptaxView:
+    """An optax ``GradientTransformation`` as ``init`` / ``step`` (JAX arrays out)."""
+
+    def __init__(self, transformation: Any) -> None:
+        self.transformation = transformation
+
+    def init(self, params: Any, *, batch_ndim: int = 0) -> Any:
+        if batch_ndim:
+            raise TypeError("an optax transformation has no per-run axes (batch_ndim must be 0)")
+        return self.transformation.init(_to_jax(params))
+
+    def step(self, params: Any, grads: Any, state: Any, *, loss: Any = None) -> Any:
+        import optax
+
+        params = _to_jax(params)
+        updates, state = self.transformation.update(_to_jax(grads), state, params)
+        return optax.apply_updates(params, updates), state
+
+    def __repr__(self) -> str:
+        return f"OptaxView({self.transformation!r})"
+
+
+def framework_subject(name: str, obj: Any, hyperparameters: Mapping[str, Any],
+                      **options: Any) -> Subject:
+    """A :class:`Subject` for ``obj`` (a torch optimizer class, an optax factory, or a factory
+    of optimizers with ``init`` and ``step``), built with ``hyperparameters``.
+
+    Building it once here surfaces a bad hyperparameter at once (the exception propagates).
+    """
+    hp = dict(hyperparameters)
+    if is_torch_optimizer_class(obj):
+        def torch_view(**settings: Any) -> TorchView:
+            return TorchView(obj, settings)
+
+        subject = Subject(name, torch_view, hp, framework="torch", native=obj)
+        obj([__import__("torch").zeros(1)], **hp)  # refuses bad settings now
+        return subject
+    built = obj(**hp)
+    if is_optax_transformation(built):
+        def optax_view(**settings: Any) -> OptaxView:
+            return OptaxView(obj(**settings))
+
+        return Subject(name, optax_view, hp, framework="optax", native=obj)
+    return Subject(name, obj, hp, **options)
+
+
+def optax_properties(compile: bool = True) -> list[Any]:
+    """The properties run on an optax transformation (through :class:`OptaxView`)."""
+    from physopt_ref.testing.properties import Property
+
+    def st() -> Any:
+        from hypothesis import strategies
+
+        return strategies
+
+    def workloads(subject: Subject) -> Any:
+        from physopt_ref.testing import strategies as pst
+
+        return st().tuples(pst.workloads())
+
+    def jax_xp() -> Any:
+        return get_namespace("jax")
+
+    props = [
+        Property("determinism", lambda s, ex: check_determinism(s, workload=ex[0]), workloads),
+        Property("dtype kept", lambda s, ex: check_dtype_kept(
+            s, jax_xp(), dtype=ex[1], workload=ex[0]),
+            lambda s: st().tuples(workloads(s).map(lambda t: t[0]),
+                                  st().sampled_from(["float32", "bfloat16"]))),
+        Property("state of arrays", lambda s, ex: check_state_structure(
+            s, NP, workload=CONTRACT_WORKLOAD, batch_shape=())),
+    ]
+    if compile:
+        f32: dict[str, Any] = {"dtype": "float32", "x64": False, "batch_shape": ()}
+        props += [
+            Property("jax.jit = eager", lambda s, ex: check_jax_jit(s, **f32)),
+            Property("jax.lax.scan = eager", lambda s, ex: check_jax_scan(s, steps=50, **f32)),
+        ]
+    return props
+
+
+def not_applicable(subject: Subject) -> Mapping[str, str]:
+    """The properties that do not apply to ``subject``'s framework, and why."""
+    from physopt_ref.testing.torch_checks import NOT_APPLICABLE
+
+    return {"torch": NOT_APPLICABLE, "optax": OPTAX_NOT_APPLICABLE}.get(subject.framework, {})
+
