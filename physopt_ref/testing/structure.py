@@ -199,7 +199,9 @@ def state_signature(state: Any) -> tuple[list[tuple[str, tuple[int, ...], str]],
     for path, a in state_leaves(state):
         if isinstance(a, bool | int | float | complex | np.generic) or a is None or not (
                 hasattr(a, "shape") and hasattr(a, "dtype")):
-            kind = "a NumPy scalar" if isinstance(a, np.generic) else f"a {type(a).__name__}"
+            name = type(a).__name__
+            kind = "a NumPy scalar" if isinstance(a, np.generic) else (
+                f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}")
             problems.append(f"{path} is {kind}, not an array")
             continue
         out.append((path, tuple(a.shape), str(a.dtype)))

@@ -3,8 +3,9 @@ r"""Physics checks proposed for an optimizer from its hyperparameter names and i
 When :func:`~physopt_ref.testing.verify` is given no ``physics``, :func:`suggest_physics`
 chooses checks and says why:
 
-- **moment estimates** (``b1``/``b2``, ``beta1``/``beta2`` or torch's ``betas``): the bias
-  correction (Kingma & Ba 2015, Sec. 3): under a constant gradient every step equals the first;
+- **moment estimates** (``b1``, ``beta1`` with or without ``b2``, ``beta2``, or torch's
+  ``betas``): the bias correction (Kingma & Ba 2015, Sec. 3): under a constant gradient every
+  step equals the first;
 - **momentum** (``momentum`` > 0): the two first steps from rest under a constant gradient
   :math:`g` are measured. A first step :math:`-\eta g` followed by longer ones is a heavy
   ball (the classic form and torch's / optax's trace form alike): its stability threshold
@@ -40,7 +41,7 @@ from physopt_ref.testing.subject import Subject
 
 __all__ = ["first_steps", "suggest_physics"]
 
-_MOMENTS = (("b1", "b2"), ("beta1", "beta2"), ("betas",))
+_MOMENTS = (("b1", "b2"), ("beta1", "beta2"), ("betas",), ("b1",), ("beta1",))
 _G = np.array([1.0, -0.5])
 
 

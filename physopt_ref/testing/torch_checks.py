@@ -48,12 +48,11 @@ __all__ = [
 
 #: The contract's properties that do not apply to a torch optimizer, and why.
 NOT_APPLICABLE = {
-    "purity": "a torch step updates the parameters (and its state) in place, by design",
-    "ensemble = single runs": "torch optimizers have no per-run axes",
-    "backend parity": "a torch optimizer runs on torch tensors only",
-    "state of arrays": "the state is torch's per-parameter dict (state_dict), checked by the "
-                       "round trip instead",
-    "jit / scan": "JAX transformations do not apply to torch code",
+    "purity": "torch steps update in place, by design",
+    "ensemble = single runs": "torch.optim has no per-run axes",
+    "backend parity": "torch tensors only",
+    "state of arrays": "torch keeps a state_dict (its round trip is checked)",
+    "jit / scan": "JAX transformations, not torch code",
 }
 
 
