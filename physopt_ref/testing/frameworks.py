@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "is_torch_optimizer_class",
     "not_applicable",
     "optax_properties",
+    "physics_view",
 ]
 
 #: The contract's properties that do not apply to an optax transformation, and why.
@@ -76,23 +78,34 @@ def _to_jax(tree: Any) -> Any:
 class OptaxView:
     """An optax ``GradientTransformation`` as ``init`` / ``step``: JAX arrays out for JAX
     arrays in; NumPy parameters come back as NumPy arrays (the kit's reference runs), the state
-    stays JAX's."""
+    stays JAX's. ``compiled=True`` runs ``update`` and ``apply_updates`` as one ``jax.jit``
+    function (the physics checks take thousands of steps)."""
 
-    def __init__(self, transformation: Any) -> None:
-        self.transformation = transformation
+    def __init__(self, transformation: Any, compiled: bool = False) -> None:
+        self.transformation, self.compiled = transformation, compiled
+        self._fused: Any = None
 
     def init(self, params: Any, *, batch_ndim: int = 0) -> Any:
         if batch_ndim:
             raise TypeError("an optax transformation has no per-run axes (batch_ndim must be 0)")
         return self.transformation.init(_to_jax(params))
 
-    def step(self, params: Any, grads: Any, state: Any, *, loss: Any = None) -> Any:
+    def _apply(self, params: Any, grads: Any, state: Any) -> Any:
         import optax
 
+        updates, state = self.transformation.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    def step(self, params: Any, grads: Any, state: Any, *, loss: Any = None) -> Any:
         host = all(isinstance(v, np.ndarray) for v in tree_flatten(params)[0])
-        params = _to_jax(params)
-        updates, state = self.transformation.update(_to_jax(grads), state, params)
-        new = optax.apply_updates(params, updates)
+        fn = self._apply
+        if self.compiled:
+            if self._fused is None:
+                import jax
+
+                self._fused = jax.jit(self._apply)
+            fn = self._fused
+        new, state = fn(_to_jax(params), _to_jax(grads), state)
         if host:
             leaves, treedef = tree_flatten(new)
             new = tree_unflatten(treedef, [np.asarray(v) for v in leaves])
@@ -100,6 +113,18 @@ class OptaxView:
 
     def __repr__(self) -> str:
         return f"OptaxView({self.transformation!r})"
+
+
+def physics_view(subject: Subject) -> Subject:
+    """The subject the physics checks run on: an optax one with compiled steps."""
+    if subject.framework != "optax":
+        return subject
+    native = subject.native
+
+    def compiled_view(**settings: Any) -> OptaxView:
+        return OptaxView(native(**settings), compiled=True)
+
+    return replace(subject, factory=compiled_view)
 
 
 def framework_subject(name: str, obj: Any, hyperparameters: Mapping[str, Any],

@@ -12,6 +12,7 @@ probed.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -169,6 +170,7 @@ def accommodate(subject: Subject, accepts: Accepts) -> Subject:
         return replace(subject, accepts=accepts)
     factory = subject.factory
 
+    @functools.wraps(factory)  # the factory's signature still names the hyperparameters
     def adapted(**hp: Any) -> Any:
         return _Accommodated(factory(**hp), accepts)
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from physopt_ref.backends import to_numpy
+from physopt_ref.testing.probe import accommodate, probe
 from physopt_ref.testing.properties import (
     Property,
     bias_correction,
@@ -64,6 +65,19 @@ def first_steps(subject: Subject, steps: int = 2) -> list[np.ndarray]:
     return out
 
 
+def _buildable(subject: Subject, hp: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters the checks can set: those the factory takes by name."""
+    target = subject.factory if subject.native is None else subject.native
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return hp
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return hp
+    names = {p.name for p in params if p.kind is not p.POSITIONAL_ONLY}
+    return {k: v for k, v in hp.items() if k in names}
+
+
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.allclose(a, b, rtol=1e-4, atol=0.0))
 
@@ -79,8 +93,14 @@ def _takes_loss(opt: Any) -> bool:
 
 
 def suggest_physics(subject: Subject) -> tuple[list[Property], list[str]]:
-    """The physics properties proposed for ``subject`` and one line per choice saying why."""
-    hp = subject.resolved_hyperparameters()
+    """The physics properties proposed for ``subject`` and one line per choice saying why.
+
+    A subject not yet probed is probed first (:func:`~physopt_ref.testing.probe.probe`), so
+    that its first steps are taken the way it accepts them.
+    """
+    if subject.framework == "physopt" and subject.accepts is None:
+        subject = accommodate(subject, probe(subject))
+    hp = _buildable(subject, subject.resolved_hyperparameters())
     props: list[Property] = []
     why: list[str] = []
     moments = next((names for names in _MOMENTS if all(n in hp for n in names)), None)

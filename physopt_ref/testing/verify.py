@@ -21,7 +21,7 @@ from typing import Any
 from physopt_ref.core.registry import REGISTRY
 from physopt_ref.testing._compare import x64_scope
 from physopt_ref.testing._result import CheckResult, Condition, Report
-from physopt_ref.testing.frameworks import not_applicable, optax_properties
+from physopt_ref.testing.frameworks import not_applicable, optax_properties, physics_view
 from physopt_ref.testing.probe import accommodate, probe
 from physopt_ref.testing.properties import (
     REGISTERED_PHYSICS,
@@ -195,17 +195,19 @@ def verify(
     if not contract:
         skipped = []
     physics_runs: list[tuple[Property, Subject]] = []
+    target = physics_view(subject)
     if physics is None:
         if subject.name in REGISTRY and REGISTRY[subject.name].factory is subject.factory:
             physics_runs = _registered_physics(subject)
         else:
-            props, why = suggest_physics(subject)
-            physics_runs = [(p, subject) for p in props]
+            with _physics_scope(target):
+                props, why = suggest_physics(target)
+            physics_runs = [(p, target) for p in props]
             notes += [f"physics suggested: {line}" for line in why]
     else:
         for item in physics:
             props = physics_preset(item) if isinstance(item, str) else [item]
-            physics_runs += [(p, subject) for p in props]
+            physics_runs += [(p, target) for p in props]
     runs = runs + physics_runs
     if only is not None:
         unknown = set(only) - {p.name for p, _ in runs}
