@@ -12,8 +12,9 @@ kind, and from the name ``momentum`` and the first steps (:math:`-\eta g`, then 
 suggests the heavy ball's stability threshold :math:`\eta k < 2(1+\beta)`.
 
 The buggy version keeps the step number in its state as a Python ``int``: it runs in NumPy,
-but it cannot be traced (``jax.jit`` would bake the number in), and "state of arrays" catches
-it. Run it::
+but a compiled step cannot carry it (``torch.compile`` recompiles each time it changes), and
+"state of arrays" catches it (in the full run, "torch.compile = eager, one compilation" too).
+Run it::
 
     python examples/verify_single_array.py          # both versions; exit 0 when the bug is
     python examples/verify_single_array.py --quick  # caught and the correct one passes

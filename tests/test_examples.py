@@ -38,22 +38,29 @@ def test_single_array_example_catches_a_host_number_in_the_state() -> None:
     assert "heavy_ball(lr=0.1, momentum=0.9): 7 passed, 0 failed, 1 skipped" in out
 
 
-def test_torch_example_catches_momentum_twice_and_a_late_bias_correction() -> None:
-    pytest.importorskip("torch")
-    out = _run_example("verify_torch_optimizer.py")
-    assert "HeavyBall: failed nothing, expected nothing" in out
-    assert "HeavyBallMomentumTwice: failed ['stability bound']" in out
-    assert "Adam: failed nothing, expected nothing" in out
-    assert "AdamLateCorrection: failed ['bias correction']" in out
-    assert "bugs caught and correct versions pass: True" in out
-
-
-def test_optax_example_catches_a_bias_correction_counted_from_zero() -> None:
-    pytest.importorskip("optax")
-    out = _run_example("verify_optax_transformation.py")
-    assert "ema_momentum: failed nothing, expected nothing" in out
-    assert "ema_momentum_from_zero: failed ['bias correction']" in out
-    assert "adam: failed nothing, expected nothing" in out
+@pytest.mark.parametrize(
+    ("example", "needs", "expected"),
+    [
+        ("verify_torch_optimizer.py", "torch", [
+            "HeavyBall: failed nothing, expected nothing",
+            "HeavyBallMomentumTwice: failed ['stability bound']",
+            "Adam: failed nothing, expected nothing",
+            "AdamLateCorrection: failed ['bias correction']",
+            "bugs caught and correct versions pass: True"]),
+        ("verify_optax_transformation.py", "optax", [
+            "ema_momentum: failed nothing, expected nothing",
+            "ema_momentum_from_zero: failed ['bias correction']",
+            "adam: failed nothing, expected nothing"]),
+    ],
+    ids=["torch: momentum twice, late bias correction",
+         "optax: bias correction counted from zero"],
+)
+def test_framework_examples_catch_their_planted_bugs(example: str, needs: str,
+                                                     expected: list[str]) -> None:
+    pytest.importorskip(needs)
+    out = _run_example(example)
+    for line in expected:
+        assert line in out, out
 
 
 def _rows(out: str) -> dict[str, list[str]]:
