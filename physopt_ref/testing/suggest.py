@@ -19,13 +19,15 @@ chooses checks and says why:
   ``rescale`` switch: the energy checks (the ECDSep Hamiltonian with ``eta``, else BBI's
   Born-Infeld one); without the switch the energy checks cannot run, and the report says so.
 
-Give ``physics=`` (``--physics``) to choose instead.
+A nonzero ``weight_decay`` is set to 0 for the suggested checks (decay makes the steps depend on
+the parameters), and the notes say so. Give ``physics=`` (``--physics``) to choose instead.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,12 @@ def _buildable(subject: Subject, hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if k in names}
 
 
+def _without_decay(prop: Property) -> Property:
+    """``prop`` checked with ``weight_decay=0``."""
+    check = prop.check
+    return replace(prop, check=lambda s, ex: check(s.with_hyperparameters(weight_decay=0.0), ex))
+
+
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.allclose(a, b, rtol=1e-4, atol=0.0))
 
@@ -112,8 +120,11 @@ def suggest_physics(subject: Subject) -> tuple[list[Property], list[str]]:
     momentum = hp.get("momentum")
     beta = float(momentum) if isinstance(momentum, int | float) and not isinstance(
         momentum, bool) else 0.0
+    decay = hp.get("weight_decay")
+    decayed = isinstance(decay, int | float) and decay != 0
     try:
-        s = first_steps(subject) if lr is not None else None
+        s = first_steps(subject.with_hyperparameters(weight_decay=0.0) if decayed else subject
+                        ) if lr is not None else None
     except Exception as exc:  # the optimizer's own failure is reported by the checks
         s = None
         why.append(f"the first steps could not be measured ({type(exc).__name__}: {exc}); "
@@ -148,6 +159,11 @@ def suggest_physics(subject: Subject) -> tuple[list[Property], list[str]]:
         else:
             why.append("the step takes the loss, but the energy checks need a 'rescale' "
                        "switch: not run (give --physics energy=...)")
+    if props and decayed:
+        props = [_without_decay(p) for p in props]
+        why.append(f"weight_decay={decay:g} set to 0 for these checks (decay makes the steps "
+                   "depend on the parameters: it shifts the thresholds and the steps under a "
+                   "constant gradient)")
     if not props:
         why.append("no physics check suggested by the hyperparameter names "
                    f"({', '.join(sorted(hp)) or 'none'}) or the first steps; give --physics")
