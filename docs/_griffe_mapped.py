@@ -12,7 +12,9 @@ in the sources; it acts on griffe's in-memory model when griffe loads ``physopt_
    Markdown. The extension rewrites the two reST constructs that Markdown would show raw:
    math (``:math:`x``` inline, ``.. math::`` blocks) becomes ``$x$`` / ``$$ ... $$`` for
    pymdownx.arithmatex (MathJax), and cross-reference roles (``:func:`name```, ``:class:``,
-   ``:mod:``, ``:data:``, ``:meth:``, ``:attr:``) become inline code.
+   ``:mod:``, ``:data:``, ``:meth:``, ``:attr:``) become inline code; a paragraph's closing
+   ``::`` (reST's mark of the literal block after it) becomes ``:``, since Markdown reads the
+   indented block as code already.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ MAPPED = {"physopt_ref": {"backends": ROOT / "backends", "problems": ROOT / "pro
 
 _INLINE_MATH = re.compile(r":math:`([^`]+)`")
 _ROLE = re.compile(r":(?:func|class|mod|data|meth|attr|exc|obj):`~?\.?([^`]+)`")
+_LITERAL_MARKER = re.compile(r"(?<=\S)::[ \t]*$", re.M)  # reST "text::" before a code block
 _MATH_BLOCK = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<first>.*)$")
 
 
@@ -63,6 +66,7 @@ def _math_blocks(text: str) -> str:
 def markdown_of(text: str) -> str:
     """The docstring ``text`` with its reST math and roles in Markdown."""
     text = _math_blocks(text)
+    text = _LITERAL_MARKER.sub(":", text)  # the indented block after it is Markdown code too
     text = _INLINE_MATH.sub(lambda m: "$" + m.group(1) + "$", text)
     return _ROLE.sub(lambda m: "`" + m.group(1) + "`", text)
 
