@@ -174,6 +174,16 @@ def test_a_loss_taking_step_with_a_rescale_switch_gets_the_energy_checks() -> No
     assert props == [] and "need a 'rescale' switch" in " ".join(why)
 
 
+def test_an_optimizer_object_gets_only_checks_that_do_not_rebuild_it() -> None:
+    import physopt_ref as po
+
+    report = kit.verify(po.heavy_ball(lr=0.1, momentum=0.9), compile=False, max_examples=2)
+    assert report.passed, report.table()
+    assert any("not a factory" in note for note in report.notes)
+    props, _ = suggest_physics(kit.as_subject(po.adam(lr=0.01)))
+    assert _names(props) == ["bias correction"]  # from b1/b2; it does not rebuild
+
+
 class _NeedsLoss:
     needs_loss = True
 

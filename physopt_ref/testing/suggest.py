@@ -19,8 +19,10 @@ chooses checks and says why:
   ``rescale`` switch: the energy checks (the ECDSep Hamiltonian with ``eta``, else BBI's
   Born-Infeld one); without the switch the energy checks cannot run, and the report says so.
 
-A nonzero ``weight_decay`` is set to 0 for the suggested checks (decay makes the steps depend on
-the parameters), and the notes say so. Give ``physics=`` (``--physics``) to choose instead.
+An optimizer object (no factory to rebuild it with other settings) gets only the bias
+correction. A nonzero ``weight_decay`` is set to 0 for the suggested checks (decay makes the
+steps depend on the parameters), and the notes say so. Give ``physics=`` (``--physics``) to
+choose instead.
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def _buildable(subject: Subject, hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if k in names}
 
 
+def _can_vary(subject: Subject, hp: Mapping[str, Any]) -> bool:
+    """The subject can be rebuilt with other settings (a factory, not a fixed object)."""
+    if not hp:
+        return True
+    name, value = next(iter(hp.items()))
+    try:
+        subject.build(**{name: value})
+    except TypeError:
+        return False
+    return True
+
+
 def _without_decay(prop: Property) -> Property:
     """``prop`` checked with ``weight_decay=0``."""
     check = prop.check
@@ -116,6 +130,11 @@ def suggest_physics(subject: Subject) -> tuple[list[Property], list[str]]:
         props.append(bias_correction())
         why.append(f"hyperparameters {'/'.join(moments)}: moment estimates, so the bias "
                    "correction (every step under a constant gradient equals the first)")
+    if not _can_vary(subject, hp):
+        why.append("an optimizer object, not a factory: the checks that rebuild it with other "
+                   "settings (stability thresholds, energy) are not suggested; pass a Subject "
+                   "with the factory")
+        return props, why
     lr = _lr_name(hp)
     momentum = hp.get("momentum")
     beta = float(momentum) if isinstance(momentum, int | float) and not isinstance(
