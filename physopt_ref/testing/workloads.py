@@ -44,7 +44,7 @@ def leaf_paths(tree: Any) -> list[str]:
         elif isinstance(node, list | tuple):
             for i, v in enumerate(node):
                 walk(v, f"{path}[{i}]")
-        else:
+        elif node is not None:  # None: an empty subtree
             names[node] = path
 
     walk(indexed, "")
