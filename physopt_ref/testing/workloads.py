@@ -114,7 +114,8 @@ class QuadraticWorkload:
     def loss_and_grads(self, xp: Any, params: Any, batch_ndim: int) -> tuple[Any, Any]:
         """``(loss, grads)`` of ``params`` (a tree of ``xp`` arrays): loss per run."""
         leaves, treedef = tree_flatten(params)
-        grads, loss = [], None
+        grads: list[Any] = []
+        loss: Any = None
         for x, c_host in zip(leaves, self._leaves, strict=True):
             c = xp.asarray(c_host, dtype=x.dtype, device=device(x))
             grads.append(c * x)
