@@ -16,7 +16,7 @@ def test_verify_refuses_a_file_that_is_not_a_module(tmp_path: Path) -> None:
     (it was an AttributeError from ``importlib`` on a None spec)."""
     target = tmp_path / "factory.txt"
     target.write_text("def make():\n    return None\n")
-    with pytest.raises(UsageError, match="cannot load .* as a Python module"):
+    with pytest.raises(UsageError, match=r"cannot load .* as a Python module"):
         load_factory(f"{target}:make")
 
 

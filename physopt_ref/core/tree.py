@@ -1,9 +1,60 @@
 """Parameter trees and per-run (ensemble) reductions.
 
-A parameter *tree* is one array, or a list / tuple / dict of trees. Its *leaves* are the arrays
+A parameter *tree* is one array, or a container of trees; its *leaves* are the arrays
 ("layers"). An *ensemble* keeps independent runs along the leading ``batch_ndim`` axes of every
 leaf; all leaves share that batch shape. Every reduction here is per run: it sums or maximises
 over the trailing (event) axes only and returns an array of the batch shape.
+
+Trees keep their types
+----------------------
+The conventions are those of ``jax.tree_util`` and optax, so a tree survives a step (and
+``jax.jit``) as it does there:
+
+- **Containers** are ``dict`` and its subclasses, ``list``, ``tuple``, NamedTuples and other
+  list / tuple subclasses; anything else is a leaf (a ``str`` or ``bytes`` leaf is refused).
+- **Leaf order**: a dict's entries by sorted key (JAX's order: ``jax.jit`` and
+  ``jax.lax.scan`` hand dicts back with sorted keys, so insertion order is no stable leaf
+  order; keys of mixed types sort by ``repr``), an ``OrderedDict``'s in its own key order (part
+  of its structure: two OrderedDicts with other orders are different trees), sequences by
+  position.
+- **Rebuilt as given**: a NamedTuple as its class, an ``OrderedDict`` with its key order, a
+  ``defaultdict`` with its ``default_factory``, another container subclass as its class. A plain
+  ``dict`` comes back with its keys **sorted**, as ``jax.tree_util.tree_unflatten`` and
+  ``jax.jit`` return it (optree instead keeps the insertion order); two dicts with the same keys
+  in another insertion order are the same tree.
+- **None** is an empty subtree (no leaves), passed through a step untouched; ``grads`` must have
+  ``None`` at the same places (as in optax, where a frozen parameter's update is ``None``). A
+  tree without any array is refused.
+
+Why this walk and not optree or jax.tree_util
+---------------------------------------------
+Every step flattens ``params`` and ``grads`` and unflattens the result. Measured with
+``python benchmarks/bench_tree.py`` (flatten + unflatten, median µs of interleaved rounds; a
+2-core machine shared with other jobs, so only ratios within one run mean something; optree
+0.20, jax 0.10.2, CPython 3.11; "share" is this module's flatten + unflatten over one eager
+NumPy ``sgd`` step on the same tree of 1- to 16-element float32 leaves)::
+
+    tree              leaves  physopt_ref   optree  ratio  jax.tree_util  ratio  share
+    1 array                1         0.41     5.34  13.05           0.68   1.66   0.01
+    10-leaf dict          10        19.18    18.83   0.98           8.53   0.45   0.14
+    100-leaf dicts       100       492.82   292.41   0.59         118.80   0.24   0.31
+    100-leaf mixed       100       677.93   306.51   0.45         351.16   0.52   0.37
+
+- one array, the common case: returned without a walk, 1.6 to 6x faster than jax.tree_util
+  and 3 to 21x faster than optree (over four runs);
+- 10 to 100 leaves: optree is 1.0 to 2.2x and jax.tree_util 1.9 to 4.2x faster than this walk
+  (over three runs; the per-type dispatch table here is 1.35x faster than the ``isinstance``
+  chain it replaced, measured in one run);
+- with leaves of a few elements the walks are a seventh to two fifths of an eager step (a step
+  flattens twice and unflattens once); with layers of realistic size the arithmetic dominates,
+  and under ``jax.jit`` or ``torch.compile`` the walk runs once, at trace time.
+
+The hand-written walk stays: the gain of optree (a compiled dependency) is a fraction of a
+step's time only for trees of tiny leaves, it would add its import to every ``import
+physopt_ref`` that steps (measured 110 to 290 ms against 650 to 980 ms for ``physopt_ref``),
+and its dicts come back in insertion order, unlike JAX's. jax.tree_util would tie trees to an
+optional backend and give JAX arrays other tree semantics (registered pytree classes) than the
+other backends.
 """
 
 from __future__ import annotations
