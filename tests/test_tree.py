@@ -155,3 +155,25 @@ def test_tree_map_and_leaf_paths_keep_none() -> None:
     _same_structure(doubled, tree)
     np.testing.assert_array_equal(doubled["w"].w, 2 * a)
     assert leaf_paths(tree) == ["['w'][0]", "['v'][0]"]
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_jitted_step_keeps_the_tree(name: str) -> None:
+    """Under ``jax.jit`` (which flattens with jax.tree_util) a NamedTuple / OrderedDict / None
+    tree comes back as the eager step returns it, with the same values."""
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    eager_params = OrderedDict(
+        [("w", Affine(np.linspace(0.5, 1.5, 6).reshape(3, 2), None)), ("frozen", None),
+         ("b", np.linspace(1.0, 2.0, 2))]
+    )
+    params = tree_map(lambda v: jnp.asarray(v, dtype=jnp.float32), eager_params)
+    opt = _optimizer(name)
+    loss = jnp.asarray(2.0, dtype=jnp.float32) if opt.needs_loss else None
+    state = opt.init(params)
+    got, _ = jax.jit(lambda p, s: opt.step(p, p, s, loss=loss))(params, state)
+    want, _ = opt.step(params, params, state, loss=loss)
+    _same_structure(got, want)
+    assert got["frozen"] is None and got["w"].b is None
+    for g, w in zip(tree_flatten(got)[0], tree_flatten(want)[0], strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6, atol=1e-7)
