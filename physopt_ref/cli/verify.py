@@ -76,7 +76,7 @@ def _import(module_name: str) -> Any:
             raise UsageError(f"no such file: {module_name}")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         if spec is None or spec.loader is None:
-            raise UsageError(f"cannot import {module_name}: not a Python file")
+            raise UsageError(f"cannot load {module_name} as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules.setdefault(path.stem, module)
         spec.loader.exec_module(module)

@@ -144,7 +144,7 @@ def step_sizes(
             return None, next(seq)
 
     state = opt.init(params)
-    out = []
+    out: list[Any] = []
     for t in range(1, steps + 1):
         if before_step is not None:
             state = before_step(t, state)
