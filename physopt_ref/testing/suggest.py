@@ -148,7 +148,7 @@ def suggest_physics(subject: Subject) -> tuple[list[Property], list[str]]:
         s = None
         why.append(f"the first steps could not be measured ({type(exc).__name__}: {exc}); "
                    "no behaviour-based check chosen")
-    if s is not None and moments is None:
+    if s is not None and moments is None and lr is not None:
         eta = float(hp[lr])
         if beta > 0.0:
             if hp.get("nesterov") is True:

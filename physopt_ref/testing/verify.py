@@ -201,9 +201,9 @@ def verify(
             physics_runs = _registered_physics(subject)
         else:
             with _physics_scope(target):
-                props, why = suggest_physics(target)
+                props, reasons = suggest_physics(target)
             physics_runs = [(p, target) for p in props]
-            notes += [f"physics suggested: {line}" for line in why]
+            notes += [f"physics suggested: {line}" for line in reasons]
     else:
         for item in physics:
             props = physics_preset(item) if isinstance(item, str) else [item]
