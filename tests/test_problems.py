@@ -312,6 +312,32 @@ def test_cluster_exact_small_structures(n_atoms: int) -> None:
         assert np.max(np.abs(p.grad(loc))) < 1e-12
 
 
+def _min_pair_distance(x: np.ndarray, n_atoms: int) -> float:
+    pos = x.reshape(-1, n_atoms, 3)
+    d = np.linalg.norm(pos[:, :, None] - pos[:, None], axis=-1)
+    return float(np.min(np.where(np.eye(n_atoms, dtype=bool), np.inf, d)))
+
+
+@pytest.mark.parametrize("kind", ["lj", "morse"])
+def test_cluster_starts_keep_a_minimum_pair_distance(kind: str) -> None:
+    """LJ38 / M38 random starts (issue 23: the CLI's LJ38 starts overlapped atoms, energies up
+    to 2.5e5): 64 packings per seed keep every pair >= 0.9 pair distances, so every LJ pair has
+    r >= 1.01σ and the energy is finite and negative; seeds share no start."""
+    p = lennard_jones(38) if kind == "lj" else morse(38)
+    starts = p.random_starts(64, 0)
+    assert starts.shape == (64, 3 * 38)
+    assert _min_pair_distance(starts, 38) >= 0.9 * p.pair_distance * (1 - 1e-12)
+    energies = np.asarray(p.value(starts))
+    assert np.all(np.isfinite(energies)) and np.all(energies < 0.0)
+    assert np.all(energies > 1.2 * p.f_min)  # moderate: not below the global minimum region
+    assert _min_pair_distance(p.x0, 38) >= 0.9 * p.pair_distance * (1 - 1e-12)
+    np.testing.assert_array_equal(p.x0, starts[0])  # the suggested start is member 0
+    # same on every call, keyed by (seed, member): member offset, other seeds share nothing
+    np.testing.assert_array_equal(p.random_starts(2, 0, member=62), starts[62:])
+    other = p.random_starts(16, 1)
+    assert not any(np.allclose(a, b) for a in other for b in starts)
+
+
 def test_cluster_invariances() -> None:
     rng = np.random.default_rng(0)
     p = lennard_jones(7)
