@@ -69,7 +69,7 @@ def _blas() -> list[dict[str, Any]]:
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        config = np.show_config(mode="dicts") if np.__version__ >= "2" else {}
+        config = np.show_config(mode="dicts") if int(np.__version__.split(".")[0]) >= 2 else {}
         blas = (config or {}).get("Build Dependencies", {}).get("blas", {})
         return [{"library": "numpy", "internal_api": blas.get("name"),
                  "version": blas.get("version"), "architecture": None,

@@ -177,10 +177,8 @@ def ecdsep(
         Seed of the counter-based jitter stream (:mod:`physopt_ref.backends`); keyed by
         (``seed``, ``member``). Default 0.
     member : int
-        Member index of this run, in [0, 2**32) (default 0): the draws are keyed by
-        (``seed``, member), and ensemble member ``k`` draws as member ``member + k``, so a
-        single run with ``member=k`` equals member ``k`` of an ensemble with the same seed, and
-        different seeds never share a member's draws.
+        Member index of this run, in [0, 2**32), default 0: the jitter is keyed by (``seed``,
+        member) as BBI's bounces are (:func:`physopt_ref.bbi`, ``member``).
     f0_tuning : bool
         Automatic :math:`F_0` tuning (``ECDSep_F0tuning``); default False.
 

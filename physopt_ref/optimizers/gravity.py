@@ -156,10 +156,9 @@ def gravity(
         ``t ← t + 1`` before use, the official PyTorch class and kozistr's port: first
         :math:`\hat\beta = (\beta+1)/3`).
     member : int
-        Member index of this run, in [0, 2**32) (default 0): the draws are keyed by
-        (``seed``, member), and ensemble member ``k`` draws as member ``member + k``, so a
-        single run with ``member=k`` equals member ``k`` of an ensemble with the same seed, and
-        different seeds never share a member's draws.
+        Member index of this run, in [0, 2**32), default 0: :math:`V_0` is keyed by
+        (``seed``, member), and ensemble member ``k`` draws as member ``member + k``
+        (:func:`physopt_ref.bbi`, ``member``).
 
     Returns
     -------
