@@ -35,7 +35,7 @@ def _rows(text: str) -> dict[tuple[str, str], list[str]]:
 def _table(perturb: bool) -> str:
     original = compare_module.ensemble_start
 
-    def perturbed(xp, dtype, problem, setting, n, seed):  # noqa: ANN001, ANN202
+    def perturbed(xp, dtype, problem, setting, n, seed):
         x = np.asarray(compare_module.starts_for(problem, setting, n, seed), dtype=np.float64)
         return xp.asarray(np.nextafter(x, np.inf), dtype=dtype)
 
