@@ -196,8 +196,9 @@ def _zakharov(problem: Any, ctx: _Context) -> Headline:
     )
 
 
-#: Two-basin runs: quick (2000 runs, 4000 evaluations: about 8 s here, 95% interval about
-#: ±0.2) and --full (4000 runs, 25 000 evaluations, as the notebook's budget).
+#: Two-basin runs: quick (2000 runs, 4000 evaluations: 95% interval about ±0.2; 4000 runs of
+#: 4000 took 15 s on a loaded 2-core machine) and --full (4000 runs, 25 000 evaluations, the
+#: notebook's budget per run).
 TWO_BASIN_RUNS = {False: (2000, 4000), True: (4000, 25000)}
 
 
