@@ -53,8 +53,9 @@ def add_parser(sub: Any) -> None:
                    + " (default: the registered optimizer's own, else the ones the kit "
                    "suggests from the hyperparameter names and the first steps)")
     p.add_argument("--stochastic", action="store_true",
-                   help="the step draws random numbers from the hyperparameter 'seed' (another "
-                   "seed must change the run; ensemble member k uses seed + k)")
+                   help="the step draws random numbers keyed by the hyperparameters 'seed' and "
+                   "'member' (another seed must change the run; ensemble member k equals the "
+                   "single run with member=k)")
     p.add_argument("--examples", type=pos_int, default=DEFAULT_EXAMPLES,
                    help=f"inputs drawn per property (default {DEFAULT_EXAMPLES})")
     p.add_argument("--no-compile", action="store_true",

@@ -285,11 +285,12 @@ def check_ensemble_equals_single_runs(
     rtol: float = ENSEMBLE_TOL["rtol"],
     atol: float = ENSEMBLE_TOL["atol"],
 ) -> CheckResult:
-    """K runs stacked on leading axes == K separate runs (member k with seed + k)."""
+    """K runs stacked on leading axes == K separate runs (member k: the same seed, member
+    index k)."""
     subject = as_subject(opt)
     example = _example(subject, workload, batch_shape=batch_shape, steps=steps)
     return _members_match("ensemble = single runs", subject.build(),
-                          lambda k, index: subject.build(**subject.seeded(k)),
+                          lambda k, index: subject.build(**subject.as_member(k)),
                           lambda k, index: f"member {index}, ", NP, batch_shape, workload,
                           steps, rtol, atol, example)
 

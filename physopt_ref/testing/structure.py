@@ -288,7 +288,7 @@ def check_per_run_hyperparameter(
     array = xp.asarray(np.asarray(values), dtype=xp.float64)
     example = _example(subject, workload, backend=namespace_name(xp), per_run={hp: values})
     return _members_match("per-run hyperparameter = separate runs", subject.build(**{hp: array}),
-                          lambda k, index: subject.build(**{hp: values[k], **subject.seeded(k)}),
+                          lambda k, index: subject.build(**{hp: values[k], **subject.as_member(k)}),
                           lambda k, index: f"{hp}={values[k]}, ", xp, (len(values),), workload,
                           steps, rtol, atol, example)
 

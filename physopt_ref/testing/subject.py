@@ -1,7 +1,8 @@
 """What the checks run: an optimizer, or a factory and its hyperparameters (:class:`Subject`).
 
 Most checks need only one object with ``init`` and ``step`` (the contract). Some need to build
-variants: a different seed (determinism of a stochastic step, ensemble member k = seed + k), a
+variants: a different seed (determinism of a stochastic step), a member index (ensemble member
+k = the single run with member index k), a
 hyperparameter given as a per-run array, a varied step size (stability thresholds). Those take a
 :class:`Subject`: the factory, the hyperparameters, and whether the step draws random numbers.
 :func:`as_subject` accepts either.
@@ -33,10 +34,13 @@ class Subject:
     hyperparameters : mapping
         The settings checked; :meth:`build` overrides some of them.
     stochastic : bool
-        The step draws random numbers from the hyperparameter ``seed_name``: another seed must
-        change the run, and ensemble member ``k`` must equal a single run with ``seed + k``.
+        The step draws random numbers keyed by the hyperparameters ``seed_name`` and
+        ``member_name``: another seed must change the run, and ensemble member ``k`` must equal
+        a single run with the same seed and member index ``k``.
     seed_name : str
         Name of the seed hyperparameter (default ``"seed"``).
+    member_name : str
+        Name of the member-index hyperparameter (default ``"member"``).
     smooth : bool
         False for steps with discontinuous decisions (bounces, max-normalisation): backend
         parity is then compared over fewer steps.
@@ -63,6 +67,7 @@ class Subject:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     stochastic: bool = False
     seed_name: str = "seed"
+    member_name: str = "member"
     smooth: bool = True
     sweep: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     long_run: Mapping[str, Any] = field(default_factory=dict)
@@ -96,6 +101,13 @@ class Subject:
     def seeded(self, offset: int) -> dict[str, int]:
         """The override giving the seed ``seed + offset`` (empty for a deterministic step)."""
         return {self.seed_name: self.seed + offset} if self.stochastic else {}
+
+    def as_member(self, k: int) -> dict[str, int]:
+        """The override making a single run member ``k`` of the ensemble of the same seed:
+        member index ``member + k`` (empty for a deterministic step)."""
+        if not self.stochastic:
+            return {}
+        return {self.member_name: int(self.hyperparameters.get(self.member_name, 0)) + k}
 
     def resolved_hyperparameters(self, **overrides: Any) -> dict[str, Any]:
         """The settings the factory really uses: its defaults under the given ones.
