@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.control import if_any
+from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
@@ -349,8 +350,8 @@ def _bbi_update(
             batch_ndim=bn,
             law=hp["bounce_direction"],
         )
-        d2 = tree_sq_norm(xp, dirs, bn)
-        fac = xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0, one, zero))
+        dnorm = xp.astype(tree_norm(xp, dirs, bn), ctx.dtype)
+        fac = safe_divide(xp, xp.sqrt(p2), dnorm, dnorm > 0.0, one, zero)
         return select_tree(xp, bounce, scale_tree(xp, dirs, fac, bn), momentum, bn)
 
     pi_b = if_any(xp, bounce, bounced, list, pi) if hit is not None else pi
