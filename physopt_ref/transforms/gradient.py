@@ -155,7 +155,13 @@ class _ClipByGlobalNorm(GradientTransform):
             return params, grads, loss, {}, None
         one = xp.asarray(1.0, dtype=norm.dtype, device=ctx.device)
         factor = xp.where(over, c / xp.where(over, norm, one), one)
-        return params, [g * ctx.leaf(factor, g) for g in grads], loss, {}, None
+        # g·factor in the compute dtype (a float16 factor c/|g| can be subnormal), then cast.
+        clipped = []
+        for g in grads:
+            gc = g if g.dtype == norm.dtype else xp.astype(g, norm.dtype)
+            out = gc * ctx.leaf(factor, gc)
+            clipped.append(out if out.dtype == g.dtype else xp.astype(out, g.dtype))
+        return params, clipped, loss, {}, None
 
 
 def clip_by_global_norm(max_norm: Any) -> GradientTransform:
