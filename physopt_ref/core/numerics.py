@@ -26,7 +26,9 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
     float16 the step count is infinite past 65504 and in bfloat16 it is exact only up to 256,
     and :math:`1 - 0.999^t` is 0 in bfloat16 (0.999 rounds to 1): such scalars are formed here.
     """
-    return xp.result_type(dtype, xp.float32)
+    # result_type(dtype, float32) for a real floating dtype, written with finfo: torch.compile
+    # cannot trace torch.result_type (it returns a dtype, not a tensor).
+    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
 
 
 def tree_norm(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:

@@ -25,6 +25,7 @@ from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.control import if_any
 from physopt_ref.core.numerics import tree_norm
+from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
@@ -112,6 +113,7 @@ def bbi(
     seed: int = 0,
     bounce_direction: str = "cube",
     v0_tuning: bool = False,
+    state_dtype: str | None = None,
 ) -> Optimizer:
     r"""BBI (Born-Infeld energy-conserving descent with bounces), the official step order.
 
@@ -194,6 +196,13 @@ def bbi(
         Automatic ΔV tuning (``BBI_v0tuning``, "still in development" per the README); default
         False.
 
+    state_dtype : {None, "params", "float32", "float64"}
+        The dtype of the state (momentum, energy, :math:`|\pi|^2`) and of the step's
+        arithmetic; the new parameters are rounded once to their own dtype. ``None`` (default):
+        the compute dtype ``result_type(param dtype, float32)``, i.e. float32 state for float16
+        and bfloat16 parameters (:mod:`physopt_ref.core.precision`: the energy shell needs
+        it, ``docs/precision.md``); ``"params"``: the parameters' dtype.
+
     Returns
     -------
     Optimizer
@@ -257,6 +266,7 @@ def bbi(
         "seed": check_seed(seed),
         "bounce_direction": check_direction(bounce_direction),
         "v0_tuning": check_bool("v0_tuning", v0_tuning),
+        "state_dtype": check_state_dtype(state_dtype),
     }
     derived = {
         "fixed_on": hp["t0"] is not None and hp["n_fixed_bounces"] > 0,
@@ -265,8 +275,8 @@ def bbi(
     return Optimizer(
         "bbi",
         hp,
-        init=_bbi_init,
-        update=_bbi_update,
+        init=_BBI_RULES[0],
+        update=_BBI_RULES[1],
         state_type=BBIState,
         needs_loss=True,
         squares_gradient=True,
@@ -394,6 +404,9 @@ def _bbi_update(
     }
     return theta_new, fields
 
+
+# The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
+_BBI_RULES = widened(_bbi_init, _bbi_update)
 
 register(
     "bbi",

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.numerics import tree_norm
+from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
@@ -104,6 +105,7 @@ def ecdsep(
     eps2: float | None = None,
     seed: int = 0,
     f0_tuning: bool = False,
+    state_dtype: str | None = None,
 ) -> Optimizer:
     r"""ECDSep, the official update (rescale, kick, drift, ν-jitter with exact norm restore).
 
@@ -178,6 +180,13 @@ def ecdsep(
     f0_tuning : bool
         Automatic :math:`F_0` tuning (``ECDSep_F0tuning``); default False.
 
+    state_dtype : {None, "params", "float32", "float64"}
+        The dtype of the state (momentum, energy, :math:`|\pi|^2`) and of the step's
+        arithmetic; the new parameters are rounded once to their own dtype. ``None`` (default):
+        the compute dtype ``result_type(param dtype, float32)``, i.e. float32 state for float16
+        and bfloat16 parameters (:mod:`physopt_ref.core.precision`: the energy shell needs
+        it, ``docs/precision.md``); ``"params"``: the parameters' dtype.
+
     Returns
     -------
     Optimizer
@@ -250,12 +259,13 @@ def ecdsep(
         "eps2": None if eps2 is None else check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
         "seed": check_seed(seed),
         "f0_tuning": check_bool("f0_tuning", f0_tuning),
+        "state_dtype": check_state_dtype(state_dtype),
     }
     optimizer = Optimizer(
         "ecdsep",
         hp,
-        init=_ecdsep_init,
-        update=_ecdsep_update,
+        init=_ECDSEP_RULES[0],
+        update=_ECDSEP_RULES[1],
         state_type=ECDSepState,
         needs_loss=True,
         squares_gradient=True,
@@ -356,6 +366,9 @@ def _ecdsep_update(
     }
     return q_out, fields
 
+
+# The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
+_ECDSEP_RULES = widened(_ecdsep_init, _ecdsep_update)
 
 register(
     "ecdsep",
