@@ -279,7 +279,7 @@ class Optimizer:
             )
 
     def _check_gradient_square(self, xp: Any, grads: list[Any]) -> None:
-        r"""Refuse a gradient whose squared norm :math:`|g|^2` overflows its dtype.
+        r"""Refuse a gradient whose squared norm :math:`|g|^2` overflows the state dtype.
 
         Computed without overflowing: :math:`|g|^2 = m^2 \sum (g/m)^2` with
         :math:`m = \max|g|`, compared in logarithms on the host (a debug check).
@@ -297,7 +297,7 @@ class Optimizer:
         if not scaled:
             return
         total = sum((m / peak) ** 2 * s for m, s in scaled)
-        limit = float(xp.finfo(grads[0].dtype).max)
+        limit = float(xp.finfo(self._state_dtype(xp, grads[0].dtype)).max)
         if 2.0 * math.log(peak) + math.log(total) > math.log(limit):
             raise FloatingPointError(
                 f"{self.name}: the squared norm of the gradient overflows "

@@ -247,7 +247,8 @@ def bbi(
         the shift before every first update, so the floor test fails again on each call);
         here the floor moves and the run starts on the next call.
     11. The code keeps its :math:`|\pi|^2` accumulators in float32 under torch's default
-        dtype, also for float64 parameters; here they take the parameters' dtype. This
+        dtype, also for float64 parameters; here they take the state dtype (``state_dtype``: the
+        parameters' dtype, float32 for float16 and bfloat16 parameters). This
         explains differences of about 1e-5 when comparing against the code.
     12. ε₂ (``eps2``) is never below the parameters' dtype can resolve (see ``eps2``); a
         non-finite V is a no-op, and the parameter tree must have one dtype (refused at

@@ -181,11 +181,9 @@ def ecdsep(
         Automatic :math:`F_0` tuning (``ECDSep_F0tuning``); default False.
 
     state_dtype : {None, "params", "float32", "float64"}
-        The dtype of the state (momentum, energy, :math:`|\pi|^2`) and of the step's
-        arithmetic; the new parameters are rounded once to their own dtype. ``None`` (default):
-        the compute dtype ``result_type(param dtype, float32)``, i.e. float32 state for float16
-        and bfloat16 parameters (:mod:`physopt_ref.core.precision`: the energy shell needs
-        it, ``docs/precision.md``); ``"params"``: the parameters' dtype.
+        The dtype of the state and of the step's arithmetic, as for :func:`physopt_ref.bbi`:
+        by default float32 for float16 and bfloat16 parameters (the measured need is in
+        ``docs/precision.md``), the parameters' dtype otherwise.
 
     Returns
     -------
@@ -227,7 +225,8 @@ def ecdsep(
        the shift before every first update, so the floor test fails again on each call); here
        the floor moves and the run starts on the next call.
     9. The code keeps its :math:`|p|^2` accumulator in float32 under torch's default dtype,
-       also for float64 parameters; here it takes the parameters' dtype. This explains
+       also for float64 parameters; here it takes the state dtype (``state_dtype``: the
+       parameters' dtype, float32 for float16 and bfloat16 parameters). This explains
        differences of about 1e-5 when comparing against the code.
     10. ε₂ (``eps2``) is never below what the parameters' dtype resolves (the code's 1e-40
         turned converged float32 runs into NaN: :math:`e^E/V` overflowed at
