@@ -77,24 +77,24 @@ def gravity_zeta(xp: Any, g: Any, batch_ndim: int = 0) -> Any:
     r""":math:`\zeta = g/(1 + (g/m)^2)` with :math:`m = 1/\max|G|` over the leaf, per run.
 
     ``g`` is one leaf; the maximum is over its trailing (event) axes, one per ensemble member.
-    Computed as :math:`g/(1+u^2)`, :math:`u = g\max|G|`, which is finite for an all-zero
-    gradient, and as :math:`1/(\max|G|\,(u + 1/u))` where :math:`|u| > 1` (no :math:`u^2` to
-    overflow: right for gradients up to ``finfo.max``), in the compute dtype
+    Computed as :math:`(g r)\,r/(r^2 + (u r)^2)` with :math:`u = g\max|G|` and
+    :math:`r = 1/\max(|u|, 1)`, which is finite for an all-zero gradient and forms no
+    :math:`u^2` that could overflow (right for gradients up to ``finfo.max``), in the compute dtype
     (:func:`physopt_ref.core.numerics.compute_dtype`) and cast back to ``g``'s. A leaf
     with no elements (an event axis of length 0) gives its empty ζ (no maximum to take).
     """
     if any(n == 0 for n in g.shape[batch_ndim:]):
         return g
-    gc = xp.astype(g, compute_dtype(xp, g.dtype))  # in the compute dtype, cast back at the end
+    cd = compute_dtype(xp, g.dtype)
+    gc = g if cd == g.dtype else xp.astype(g, cd)  # in the compute dtype, cast back at the end
     gmax = expand_to_leaf(xp, per_run_max(xp, xp.abs(gc), batch_ndim), gc, batch_ndim)
     u = gc * gmax
-    # g/(1 + u²) = 1/(max|G| (u + 1/u)) where |u| > 1: no u² to overflow.
-    big = xp.abs(u) > 1.0
-    one = xp.ones_like(u)
-    ub = xp.where(big, u, one)
-    us = xp.where(big, one, u)
-    zeta = xp.where(big, 1.0 / (xp.where(big, gmax, one) * (ub + 1.0 / ub)), gc / (1.0 + us * us))
-    return xp.astype(zeta, g.dtype)
+    # g/(1 + u²) = (g r) r / (r² + (u r)²) with r = 1/max(|u|, 1): no u² to overflow, no
+    # subnormal r² in the numerator, and no branch.
+    r = 1.0 / xp.maximum(xp.abs(u), xp.ones_like(u))
+    ur = u * r
+    zeta = (gc * r) * r / (r * r + ur * ur)
+    return zeta if cd == g.dtype else xp.astype(zeta, g.dtype)
 
 
 def _gravity_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
