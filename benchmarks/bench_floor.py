@@ -39,8 +39,9 @@ heavy-ball loop for reference.
 
 ``--half`` adds **half-precision rows** (CPU): the ``torch compile`` step on bfloat16 and on
 float16 parameters and state, each next to its own floor, the float32 passes over N/2 elements
-(the same bytes: a half-precision step moves ``(2 written + read-only) x 2 x N`` bytes, half of
-a float32 step's), with the bytes in the note.
+(the same bytes: a half-precision step with a half-precision state moves
+``(2 written + read-only) x 2 x N`` bytes, half of a float32 step's; BBI's and ECDSep's float32
+state counts 4 bytes), with the bytes in the note.
 
 ``--chunks`` adds the scan behind ``physopt_ref.core.donate.CHUNK_ELEMENTS`` (NumPy donated steps
 at several chunk sizes). Nothing here is a test; the numbers depend on the machine.
@@ -254,16 +255,26 @@ def _case(kind: str, opt: Any, n: int, donate: bool, compiled: bool,
 
 def half_rows(names: list[str], cfg: dict[str, dict[str, Any]], n: int, repeats: int
               ) -> list[Row]:
-    """``torch compile`` on bfloat16 and float16 (CPU), each next to the floor of its bytes."""
+    """``torch compile`` on bfloat16 and float16 (CPU), each next to the floor of its bytes.
+
+    The bytes count the state at its own dtype (BBI and ECDSep keep a float32 state for half
+    parameters: ``state_dtype``); the floor is the float32 passes over as many bytes.
+    """
+    import torch
+
     import physopt_ref as po
 
-    floor = Floor("numpy", n // 2, repeats)  # float32 passes over the same bytes
     rows = []
     for name in names:
         opt = po.get_optimizer(name, **cfg[name])
         written, read_only = traffic(opt, np.zeros(4, dtype=np.float32))
-        moved = (2 * written + read_only) * 2 * n
         for dtype in ("bfloat16", "float16"):
+            x = torch.zeros(4, dtype=getattr(torch, dtype))
+            state = opt.init(x)
+            state_bytes = sum(a.element_size() for v in list(state)[1:] if isinstance(v, tuple)
+                              for a in v if tuple(a.shape) == tuple(x.shape))
+            moved = (2 * (x.element_size() + state_bytes) + x.element_size()) * n
+            floor = Floor("numpy", moved // ((2 * written + read_only) * 4), repeats)
             one, sync = _case("cpu", opt, n, True, True, dtype)
             row = Row(name, f"compile {dtype[:4]}", *floor.next_to(one, sync, written, read_only),
                       note=f"{moved / 1e6:.0f} MB/step")
