@@ -46,10 +46,9 @@ def tree_norm(xp: Any, leaves: Sequence[Any], batch_ndim: int) -> Any:
     cast = [x for x in cast if all(n > 0 for n in x.shape[batch_ndim:])] or cast[:1]
     if not all(n > 0 for n in cast[0].shape[batch_ndim:]):  # no elements at all
         return tree_dot(xp, cast, cast, batch_ndim)
-    scale = None
-    for x in cast:
-        m = per_run_max(xp, xp.abs(x), batch_ndim)
-        scale = m if scale is None else xp.maximum(scale, m)
+    scale = per_run_max(xp, xp.abs(cast[0]), batch_ndim)
+    for x in cast[1:]:
+        scale = xp.maximum(scale, per_run_max(xp, xp.abs(x), batch_ndim))
     ok = xp.isfinite(scale) & (scale > 0.0)
     s = xp.where(ok, scale, xp.ones_like(scale))
     scaled = [x / expand_to_leaf(xp, s, x, batch_ndim) for x in cast]
