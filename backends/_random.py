@@ -52,6 +52,10 @@ Floats from words
 * normals: Box-Muller on consecutive uniform pairs :math:`(u_1, u_2)`, both outputs used,
   :math:`z_{2j} = \rho\cos\theta,\ z_{2j+1} = \rho\sin\theta` with
   :math:`\rho = \sqrt{-2\log(1-u_1)}`, :math:`\theta = 2\pi u_2`, computed in the target dtype.
+* ``float16`` and ``bfloat16``: the ``float32`` uniform or normal above, rounded once to the
+  target dtype (formed in float32: the words scaled in float16 overflow, since 2^24 > 65504).
+  Uniforms that round up to 1.0 are set to the largest value below 1; the Philox bits are
+  those of every other dtype.
 
 The integer bits are identical on every backend; uniforms are exact; normals agree to a few
 ulps (the backends' ``log``, ``cos`` and ``sin`` differ in the last bits).
@@ -209,7 +213,11 @@ class _Draw:
 
 
 def _unit32(xp: Any, w: Any, dtype: Any, flip: bool = False) -> Any:
-    """u = (w >> 8) 2^-24 in [0, 1), or exactly 1 - u in (0, 1] with ``flip``."""
+    """u = (w >> 8) 2^-24 in [0, 1), or exactly 1 - u in (0, 1] with ``flip``.
+
+    ``dtype`` is the dtype the value is formed in, float32 (exact: 24 bits) or wider; a
+    narrower target is cast afterwards (:func:`_form_dtype`): 2^24 itself overflows float16.
+    """
     top = w >> 8
     return xp.astype(16777216 - top if flip else top, dtype) * (2.0**-24)
 
@@ -220,8 +228,34 @@ def _unit64(xp: Any, a: Any, b: Any, dtype: Any, flip: bool = False) -> Any:
     return xp.astype(9007199254740992 - bits if flip else bits, dtype) * (2.0**-53)
 
 
+def _form_dtype(xp: Any, dtype: Any) -> Any:
+    """The dtype a draw is formed in: ``dtype``, or float32 for a narrower one.
+
+    float16 and bfloat16 draws are formed in float32 (the uniform's 24 bits, the logarithm,
+    cosine and sine of Box-Muller) and rounded once to the target at the end: the words scaled
+    in float16 overflow (2^24 > 65504), and bfloat16's 8 bits of mantissa make ``1 - u`` and
+    ``log`` too coarse for the tails.
+    """
+    return dtype if xp.finfo(dtype).bits >= 32 else xp.float32
+
+
+def _narrow(xp: Any, values: Any, dtype: Any, uniform: bool) -> Any:
+    """float32 draws rounded to a narrower ``dtype``; uniforms kept below 1 (the [0, 1) contract).
+
+    Rounding to nearest takes the uniforms above 1 - ulp/2 to 1.0; they become the largest
+    value below 1 instead, ``1 - eps/2`` (a shift within the dtype's rounding).
+    """
+    out = xp.astype(values, dtype)
+    if uniform:
+        below_one = 1.0 - float(xp.finfo(dtype).eps) / 2.0
+        out = xp.minimum(out, xp.asarray(below_one, dtype=dtype, device=device(values)))
+    return out
+
+
 def _uniforms(xp: Any, lanes: tuple[Any, ...], dtype: Any, pairs: bool = False) -> list[Any]:
     """A block's uniforms in order: four (float32, one word each) or two (float64, two each).
+
+    ``dtype`` is float32 or float64 (:func:`_form_dtype`).
 
     With ``pairs`` the first of each pair comes as ``1 - u`` (exact), what Box-Muller takes the
     logarithm of: ``log(1 - u)`` of the exact value equals ``log1p(-u)``, and NumPy's ``log``
@@ -253,16 +287,19 @@ def _draw(
     if not xp.isdtype(like.dtype, "real floating"):
         raise TypeError(f"like must have a real floating dtype, got {like.dtype}")
     dtype, dev = like.dtype, device(like)
+    form = _form_dtype(xp, dtype)
     batch_shape, n_event = _split(shape, batch_ndim)
     per_block = 4 if xp.finfo(dtype).bits <= 32 else 2  # values per 4-word block
     n_blocks = -(-n_event // per_block)
     draw = _Draw(xp, seed, counter, batch_shape, n_blocks, stream, dev, member)
     pieces = []
     for m0, m1, b0, b1 in draw.chunks(_eager_host(xp, like)):
-        values = _uniforms(xp, draw.lanes(m0, m1, b0, b1), dtype, kind == "normal")
+        values = _uniforms(xp, draw.lanes(m0, m1, b0, b1), form, kind == "normal")
         if kind == "normal":
             values = _box_muller(xp, values)
         block = xp.reshape(xp.stack(values, axis=-1), (m1 - m0, (b1 - b0) * per_block))
+        if form != dtype:
+            block = _narrow(xp, block, dtype, kind == "uniform")
         pieces.append(((m0, m1, b0 * per_block, b1 * per_block), block))
     if len(pieces) == 1:
         out = pieces[0][1]

@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.control import if_any
+from physopt_ref.core.numerics import tree_norm
+from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
@@ -113,6 +115,7 @@ def bbi(
     member: int = 0,
     bounce_direction: str = "cube",
     v0_tuning: bool = False,
+    state_dtype: str | None = None,
 ) -> Optimizer:
     r"""BBI (Born-Infeld energy-conserving descent with bounces), the official step order.
 
@@ -200,6 +203,13 @@ def bbi(
         Automatic ΔV tuning (``BBI_v0tuning``, "still in development" per the README); default
         False.
 
+    state_dtype : {None, "params", "float32", "float64"}
+        The dtype of the state (momentum, energy, :math:`|\pi|^2`) and of the step's
+        arithmetic; the new parameters are rounded once to their own dtype. ``None`` (default):
+        the compute dtype ``result_type(param dtype, float32)``, i.e. float32 state for float16
+        and bfloat16 parameters (:mod:`physopt_ref.core.precision`: the energy shell needs
+        it, ``docs/precision.md``); ``"params"``: the parameters' dtype.
+
     Returns
     -------
     Optimizer
@@ -248,7 +258,8 @@ def bbi(
         the shift before every first update, so the floor test fails again on each call);
         here the floor moves and the run starts on the next call.
     11. The code keeps its :math:`|\pi|^2` accumulators in float32 under torch's default
-        dtype, also for float64 parameters; here they take the parameters' dtype. This
+        dtype, also for float64 parameters; here they take the state dtype (``state_dtype``: the
+        parameters' dtype, float32 for float16 and bfloat16 parameters). This
         explains differences of about 1e-5 when comparing against the code.
     12. ε₂ (``eps2``) is never below the parameters' dtype can resolve (see ``eps2``); a
         non-finite V is a no-op, and the parameter tree must have one dtype (refused at
@@ -268,6 +279,7 @@ def bbi(
         "member": check_member(member),
         "bounce_direction": check_direction(bounce_direction),
         "v0_tuning": check_bool("v0_tuning", v0_tuning),
+        "state_dtype": check_state_dtype(state_dtype),
     }
     derived = {
         "fixed_on": hp["t0"] is not None and hp["n_fixed_bounces"] > 0,
@@ -276,8 +288,8 @@ def bbi(
     return Optimizer(
         "bbi",
         hp,
-        init=_bbi_init,
-        update=_bbi_update,
+        init=_BBI_RULES[0],
+        update=_BBI_RULES[1],
         state_type=BBIState,
         needs_loss=True,
         squares_gradient=True,
@@ -362,8 +374,8 @@ def _bbi_update(
             batch_ndim=bn,
             law=hp["bounce_direction"],
         )
-        d2 = tree_sq_norm(xp, dirs, bn)
-        fac = xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0, one, zero))
+        dnorm = xp.astype(tree_norm(xp, dirs, bn), ctx.dtype)
+        fac = safe_divide(xp, xp.sqrt(p2), dnorm, dnorm > 0.0, one, zero)
         return select_tree(xp, bounce, scale_tree(xp, dirs, fac, bn), momentum, bn)
 
     pi_b = if_any(xp, bounce, bounced, list, pi) if hit is not None else pi
@@ -406,6 +418,9 @@ def _bbi_update(
     }
     return theta_new, fields
 
+
+# The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
+_BBI_RULES = widened(_bbi_init, _bbi_update)
 
 register(
     "bbi",

@@ -23,6 +23,7 @@ from typing import Any
 from physopt_ref.backends import normal, uniform
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.control import if_any
+from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.tree import scale_tree, select_tree, tree_dot, tree_sq_norm
 from physopt_ref.core.validate import check_choice, check_int
 
@@ -187,17 +188,18 @@ def initial_momentum(
 ) -> tuple[list[Any], Any]:
     """The momentum and its squared norm, started as ``-magnitude · g/|g|`` where ``init_now``.
 
-    The norm is taken over the whole tree, per run; a zero gradient gives a zero momentum (no
-    0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept. Only calls where
-    some run starts pay for it (:func:`physopt_ref.core.control.if_any`).
+    The norm is taken over the whole tree, per run, scaled (:func:`physopt_ref.core.numerics.
+    tree_norm`: no :math:`|g|^2` that overflows or underflows); a zero gradient gives a zero
+    momentum (no 0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept.
+    Only calls where some run starts pay for it (:func:`physopt_ref.core.control.if_any`).
     """
     xp, bn = ctx.xp, ctx.batch_ndim
     one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
 
     def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
-        g2 = tree_sq_norm(xp, grads, bn)
-        moving = g2 > 0.0
-        coef = -safe_divide(xp, magnitude, xp.sqrt(g2), moving, one, zero)
+        gnorm = xp.astype(tree_norm(xp, grads, bn), ctx.dtype)  # a finite norm is representable
+        moving = gnorm > 0.0
+        coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
         new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
         started_p2 = xp.where(moving, magnitude * magnitude, zero)
         return new, xp.where(init_now, started_p2, p2)

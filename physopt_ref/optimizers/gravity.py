@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from physopt_ref.backends import normal
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.numerics import compute_dtype
 from physopt_ref.core.registry import register
 from physopt_ref.core.tree import expand_to_leaf, per_run_max
 from physopt_ref.core.validate import check_int, check_real
@@ -76,14 +77,24 @@ def gravity_zeta(xp: Any, g: Any, batch_ndim: int = 0) -> Any:
     r""":math:`\zeta = g/(1 + (g/m)^2)` with :math:`m = 1/\max|G|` over the leaf, per run.
 
     ``g`` is one leaf; the maximum is over its trailing (event) axes, one per ensemble member.
-    Computed as :math:`g/(1+(g\max|G|)^2)`, which is finite for an all-zero gradient. A leaf
+    Computed as :math:`(g r)\,r/(r^2 + (u r)^2)` with :math:`u = g\max|G|` and
+    :math:`r = 1/\max(|u|, 1)`, which is finite for an all-zero gradient and forms no
+    :math:`u^2` that could overflow (right for gradients up to ``finfo.max``), in the compute dtype
+    (:func:`physopt_ref.core.numerics.compute_dtype`) and cast back to ``g``'s. A leaf
     with no elements (an event axis of length 0) gives its empty ζ (no maximum to take).
     """
     if any(n == 0 for n in g.shape[batch_ndim:]):
         return g
-    gmax = expand_to_leaf(xp, per_run_max(xp, xp.abs(g), batch_ndim), g, batch_ndim)
-    u = g * gmax
-    return g / (1.0 + u * u)
+    cd = compute_dtype(xp, g.dtype)
+    gc = g if cd == g.dtype else xp.astype(g, cd)  # in the compute dtype, cast back at the end
+    gmax = expand_to_leaf(xp, per_run_max(xp, xp.abs(gc), batch_ndim), gc, batch_ndim)
+    u = gc * gmax
+    # g/(1 + u²) = (g r) r / (r² + (u r)²) with r = 1/max(|u|, 1): no u² to overflow, no
+    # subnormal r² in the numerator, and no branch.
+    r = 1.0 / xp.maximum(xp.abs(u), xp.ones_like(u))
+    ur = u * r
+    zeta = (gc * r) * r / (r * r + ur * ur)
+    return zeta if cd == g.dtype else xp.astype(zeta, g.dtype)
 
 
 def _gravity_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
