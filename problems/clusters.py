@@ -159,6 +159,19 @@ class Cluster(Problem):
         g = xp.sum(xp.expand_dims(coef, axis=-1) * d, axis=-2)
         return f, xp.reshape(g, (*batch, 3 * n))
 
+    def random_starts(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` random starts, shape ``(n, 3 N)``: the suggested start's kind of cloud.
+
+        Atoms are placed uniformly in a sphere of radius :math:`r_e (N/2)^{1/3}` (about liquid
+        density, :math:`r_e` the pair distance), each at least :math:`0.8 r_e` from the others
+        (rejection; the sphere grows slowly when crowded), so no start overlaps atoms.
+        """
+        radius = self.pair_distance * (0.5 * self.n_atoms) ** (1.0 / 3.0)
+        return np.stack([
+            _random_cloud(rng, self.n_atoms, radius, 0.8 * self.pair_distance).ravel()
+            for _ in range(n)
+        ])
+
 
 def lennard_jones(n_atoms: int = 13, *, seed: int = 0) -> Cluster:
     """Lennard-Jones cluster, ε = σ = 1; see :class:`Cluster` (start: seeded random cloud)."""
