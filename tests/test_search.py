@@ -150,3 +150,25 @@ def test_bad_optimizer_or_problem_is_refused():
         po.search("sgd", quadratic(dim=3), budget=100)
     with pytest.raises(TypeError, match="Problem"):
         po.search(po.sgd(lr=0.01), lambda x: (x, x), budget=100)
+
+
+def test_cli_search_reports_the_best_point_and_its_provenance(capsys):
+    from physopt_ref.cli import main
+
+    status = main(["search", "heavy_ball", "lj4", "--budget", "600", "--members", "4",
+                   "--round-steps", "20", "--json"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    import json
+
+    record = json.loads(out)
+    assert record["evaluations"] <= 600
+    assert record["best_value"] == pytest.approx(-6.0, abs=1e-6)  # the tetrahedron, 6 pairs
+    assert record["provenance"]["phase"] in ("physics", "polish")
+
+
+def test_cli_search_refuses_unknown_problems(capsys):
+    from physopt_ref.cli import main
+
+    assert main(["search", "heavy_ball", "rosenbrock"]) == 2
+    assert "unknown problem" in capsys.readouterr().err
