@@ -52,6 +52,7 @@ def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int,
         r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
                       sampler=sampler, seed=38)
         rows.append((label, r.best_value, r.evaluations, time.perf_counter() - t))
+        print(_lj38_row(*rows[-1]), flush=True)
     from scipy.optimize import basinhopping
 
     count = [0]
@@ -73,7 +74,13 @@ def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int,
     except _BudgetError:
         pass
     rows.append(("scipy basinhopping", best[0], count[0], time.perf_counter() - t))
+    print(_lj38_row(*rows[-1]), flush=True)
     return rows
+
+
+def _lj38_row(label: str, e: float, n: int, s: float) -> str:
+    ok = "reached" if e <= -173.25 else "missed"
+    return f"{label:24}{e:14.4f}{n:13d}{s:9.1f}  <= -173.25: {ok}"
 
 
 def lj13(seeds: int, budget: int = 30_000) -> list[tuple[str, int, int, float]]:
@@ -111,10 +118,9 @@ def main() -> None:
     only = set(args.only.split(","))
     if "lj38" in only:
         print("LJ38, 16 random starts, 80 000 evaluations each (global minimum -173.928427)")
-        print(f"{'method':24}{'best energy':>14}{'evaluations':>13}{'seconds':>9}  target")
-        for label, e, n, s in lj38():
-            ok = "reached" if e <= -173.25 else "missed"
-            print(f"{label:24}{e:14.4f}{n:13d}{s:9.1f}  <= -173.25: {ok}")
+        print(f"{'method':24}{'best energy':>14}{'evaluations':>13}{'seconds':>9}  target",
+              flush=True)
+        lj38()
     if "lj13" in only:
         seeds = 4 if args.quick else 16
         print(f"\nLJ13, {seeds} driver runs x 30 000 evaluations: fraction reaching {LJ13_MIN}")
