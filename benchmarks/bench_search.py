@@ -38,7 +38,7 @@ class _BudgetError(Exception):
 
 def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int, float]]:
     problem = lennard_jones(38)
-    starts = problem.random_starts(np.random.default_rng(38), members)
+    starts = problem.random_starts(members, 38)
     rows = []
     for label, opt in [("driver(heavy_ball)", po.heavy_ball(lr=1e-3, momentum=0.9)),
                        ("driver(bbi)", po.bbi(lr=1e-3))]:
@@ -47,7 +47,7 @@ def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int,
 
         def sampler(rng, n, used=used):
             used[0] += 1
-            return starts[:n] if used[0] == 1 else problem.random_starts(rng, n)
+            return starts[:n] if used[0] == 1 else problem.random_starts(n, int(rng.integers(2**31)))
 
         r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
                       sampler=sampler, seed=38)

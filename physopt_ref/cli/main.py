@@ -20,8 +20,10 @@ Subcommands:
 ``bbob``
     The COCO bbob suite (needs ``cocoex``), with L-BFGS-B and CMA-ES as peers.
 ``verify MODULE:FACTORY``
-    The property checks of :mod:`physopt_ref.testing` on a user's optimizer: a pass/fail table,
-    one row per property, with the measured margin (exit status 1 when a property fails).
+    The property checks of :mod:`physopt_ref.testing` on a user's optimizer (a factory, a
+    ``torch.optim.Optimizer`` class or an optax transformation factory): a pass/fail table, one
+    row per property, with the measured margin (exit status 1 when a property fails; 2 when the
+    module cannot be imported or the factory raises, with one line on stderr).
 
 Exit status: 0 on success, 1 when ``verify`` finds a failing property, 2 for a bad option, a bad
 hyperparameter, or a backend / optional package that is not installed.

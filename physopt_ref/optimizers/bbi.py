@@ -31,6 +31,7 @@ from physopt_ref.core.validate import check_bool, check_int, check_real
 from physopt_ref.optimizers.ecd_common import (
     check_direction,
     check_eps2,
+    check_member,
     check_one_dtype,
     check_seed,
     energy_shell_phase,
@@ -109,6 +110,7 @@ def bbi(
     eps1: float = 1e-10,
     eps2: float | None = None,
     seed: int = 0,
+    member: int = 0,
     bounce_direction: str = "cube",
     v0_tuning: bool = False,
 ) -> Optimizer:
@@ -184,8 +186,13 @@ def bbi(
         number (float32: 9.9e-32; float64 keeps 1e-40). An explicit value below that floor is
         refused at ``init``.
     seed : int
-        Seed of the counter-based bounce stream (:mod:`physopt_ref.backends`); ensemble member
-        ``k`` behaves as a single run with ``seed + k``. Default 0.
+        Seed of the counter-based bounce stream (:mod:`physopt_ref.backends`); keyed by
+        (``seed``, ``member``). Default 0.
+    member : int
+        Member index of this run, in [0, 2**32) (default 0): the draws are keyed by
+        (``seed``, member), and ensemble member ``k`` draws as member ``member + k``, so a
+        single run with ``member=k`` equals member ``k`` of an ensemble with the same seed, and
+        different seeds never share a member's draws.
     bounce_direction : {"cube", "isotropic"}
         ``"cube"`` (default, the code's ``torch.rand(...) - .5`` per component, line 142) or
         ``"isotropic"`` (a standard normal vector: a uniform direction on the sphere).
@@ -204,14 +211,18 @@ def bbi(
     Differences from the authors' code (``gbdl/BBI`` ``inflation.py``), each deliberate:
 
     1. The initial momentum is normalised over the **whole parameter tree**; the code normalises
-       each tensor separately, so k tensors start with :math:`|\pi|^2 = k(E^2/V_0 - V_0)` (the
-       first rescale then corrects it when ``consEn``; without it the energy is wrong).
+       each tensor separately, so k tensors start with :math:`|\pi|^2 = k(E^2/V_0 - V_0)`.
+       With ``consEn`` the first rescale corrects the size of that momentum but not its
+       direction: each tensor's part has the same length in the code, whatever its share of
+       the gradient, so the runs differ (measured for issue 23: parameters 5.2e-3 apart after
+       one call on a tree split 3 + 2); without ``consEn`` the energy is wrong too.
     2. **No NaN when δE = 0**: :math:`E^2/V - V` is computed as :math:`(E-V)(E+V)/V` and clipped
        at 0 (the code's ``sqrt(E**2/V0 - V0)`` can be ``sqrt`` of a tiny negative number when
        ``v0 != 0``); a zero gradient gives a zero initial momentum (the code divides by
        :math:`|g| = 0`); a zero :math:`|\pi|^2` skips the rescale (the code divides by it).
-    3. Bounces are **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, the call
-       count and the leaf index); the code seeds a private generator non-deterministically.
+    3. Bounces are **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, the
+       run's ``member`` index, the call count and the leaf index); the code seeds a private
+       generator non-deterministically.
        ``"isotropic"`` is an added option.
     4. ``n_fixed_bounces=0`` gives no fixed bounce; the code still performs one.
     5. Everything is **per run** of an ensemble (E, counters, best V, triggers, stops, floor);
@@ -254,6 +265,7 @@ def bbi(
         "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
         "eps2": None if eps2 is None else check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
         "seed": check_seed(seed),
+        "member": check_member(member),
         "bounce_direction": check_direction(bounce_direction),
         "v0_tuning": check_bool("v0_tuning", v0_tuning),
     }
@@ -345,6 +357,7 @@ def _bbi_update(
             xp,
             momentum,
             seed=hp["seed"],
+            member=hp["member"],
             counter=ctx.count,
             batch_ndim=bn,
             law=hp["bounce_direction"],

@@ -35,6 +35,7 @@ __all__ = [
     "EVENT_UPDATE",
     "check_direction",
     "check_eps2",
+    "check_member",
     "check_one_dtype",
     "check_seed",
     "energy_shell_phase",
@@ -113,6 +114,11 @@ def check_one_dtype(owner: str, leaves: Sequence[Any]) -> None:
 def check_seed(seed: Any) -> int:
     """Validate the user seed (a Python int in [0, 2**64))."""
     return check_int("seed", seed, symbol="seed", low=0, high=2**64 - 1)
+
+
+def check_member(member: Any) -> int:
+    """Validate a run's member index (a Python int in [0, 2**32): the draws' counter word)."""
+    return check_int("member", member, symbol="member index", low=0, high=2**32 - 1)
 
 
 def check_direction(direction: Any) -> str:
@@ -257,17 +263,19 @@ def random_directions(
     batch_ndim: int,
     law: str,
     stream_offset: int = 0,
+    member: int = 0,
 ) -> list[Any]:
     """One random vector per leaf from the counter-based streams of :mod:`physopt_ref.backends`.
 
     ``law="cube"``: i.i.d. U(-1/2, 1/2) components (the authors' ``torch.rand(...) - .5``);
     ``law="isotropic"``: i.i.d. standard normals. Leaf ``i`` uses stream ``stream_offset + i``;
     ``counter`` is each run's step count; ensemble member ``k`` gets the numbers of a single
-    run with seed ``seed + k``. Computed on the device (Philox-4x32-10).
+    run with the same seed and member index ``member + k``. Computed on the device
+    (Philox-4x32-10).
     """
     out = []
     for i, leaf in enumerate(leaves):
-        kw = dict(like=leaf, batch_ndim=batch_ndim, stream=stream_offset + i)
+        kw = dict(like=leaf, batch_ndim=batch_ndim, stream=stream_offset + i, member=member)
         if law == "cube":
             out.append(uniform(seed, counter, tuple(leaf.shape), **kw) - 0.5)
         else:

@@ -91,7 +91,8 @@ def _gravity_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, A
     sigma = ctx.hp(hp["alpha"]) / ctx.hp(hp["lr"])
     v0 = tuple(
         ctx.leaf(sigma, p)
-        * normal(hp["seed"], 0, tuple(p.shape), like=p, batch_ndim=ctx.batch_ndim, stream=i)
+        * normal(hp["seed"], 0, tuple(p.shape), like=p, batch_ndim=ctx.batch_ndim, stream=i,
+                 member=hp["member"])
         for i, p in enumerate(leaves)
     )
     return {"velocity": v0}
@@ -121,6 +122,7 @@ def gravity(
     beta: Any = 0.9,
     seed: int = 0,
     t_start: int = 0,
+    member: int = 0,
 ) -> Optimizer:
     r"""The Gravity optimizer (Bahrami & Pouriyan Zadeh 2021, Algorithm 1).
 
@@ -147,12 +149,16 @@ def gravity(
         :math:`\beta \in [0, 1]` (Algorithm 1's range). Default 0.9 (paper, official code).
     seed : int
         Seed of the :math:`V_0` draw (``physopt_ref.backends.normal``, counter 0, one stream per
-        leaf). Ensemble member ``k`` gets the :math:`V_0` of a single run with ``seed + k``.
+        leaf), keyed by (``seed``, member): see ``member``.
     t_start : int
         ``t`` on the first step: 0 (default; the paper's text, Table 2 and Eq. 28, "At t = 0 the
         value of β̂ is 0.5", and the Keras class behind all reported results) or 1 (Algorithm 1's
         ``t ← t + 1`` before use, the official PyTorch class and kozistr's port: first
         :math:`\hat\beta = (\beta+1)/3`).
+    member : int
+        Member index of this run, in [0, 2**32), default 0: :math:`V_0` is keyed by
+        (``seed``, member), and ensemble member ``k`` draws as member ``member + k``
+        (:func:`physopt_ref.bbi`, ``member``).
 
     Returns
     -------
@@ -184,6 +190,7 @@ def gravity(
         "beta": check_real("beta", beta, symbol="β", low=0.0, high=1.0, per_run=True),
         "seed": check_int("seed", seed, symbol="seed", low=0, high=2**64 - 1),
         "t_start": check_int("t_start", t_start, symbol="t₀", low=0, high=1),
+        "member": check_int("member", member, symbol="member index", low=0, high=2**32 - 1),
     }
     return Optimizer(
         "gravity", hp, init=_gravity_init, update=_gravity_update, state_type=GravityState

@@ -106,8 +106,9 @@ class SearchResult:
 
 def _default_sampler(problem: Any, scale: float) -> Sampler:
     """Fresh starts: the problem's own random starts, its bounds, or its start plus noise."""
-    if hasattr(problem, "random_starts"):
-        return lambda rng, n: np.asarray(problem.random_starts(rng, n), dtype=np.float64)
+    if hasattr(problem, "random_starts"):  # random_starts(n, seed): cluster problems
+        return lambda rng, n: np.asarray(
+            problem.random_starts(n, int(rng.integers(2**31 - 1))), dtype=np.float64)
     bounds = getattr(problem, "bounds", None)
     if bounds is not None:
         low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (problem.dim,))
