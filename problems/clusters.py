@@ -199,7 +199,8 @@ def random_packing(
     r"""``n`` random cluster starts, shape ``(n, N, 3)``: no two atoms closer than a set distance.
 
     Random sequential addition in a sphere: candidate positions uniform in a ball of radius
-    :math:`R = a\,(3N/(4\piho))^{1/3}` (``a`` = ``pair_distance``, ``ρ`` = ``density``
+    :math:`R = a\,(3N/(4\pi
+ho))^{1/3}` (``a`` = ``pair_distance``, ``ρ`` = ``density``
     atoms per :math:`a^3`; the default :math:`3/(2\pi) pprox 0.48` is a third of the
     close-packed :math:`\sqrt 2`, :math:`R = a (N/2)^{1/3}`) are taken in order and kept when
     they lie at least ``min_distance · a`` from every atom kept so far, until there are ``N``.
@@ -207,7 +208,8 @@ def random_packing(
     every pair energy is below 0 and the start's energy is finite and negative (a Morse pair
     at :math:`r \ge 0.9 r_e` is at most :math:`e^{0.6}(e^{0.6}-2) < 0` too); uniform points in a
     box or jitter around one cloud overlap atoms (issue 23: LJ38 start energies up to 2.5e5).
-    The excluded volume is :math:`ho\pi(0.9a)^3/6 pprox 0.18` of the ball, below random
+    The excluded volume is :math:`
+ho\pi(0.9a)^3/6 pprox 0.18` of the ball, below random
     sequential addition's jamming fraction 0.38, so the addition always completes.
 
     The candidates of start ``k`` are Philox draws keyed by (``seed``, member ``member + k``)
