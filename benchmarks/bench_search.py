@@ -47,7 +47,9 @@ def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int,
 
         def sampler(rng, n, used=used):
             used[0] += 1
-            return starts[:n] if used[0] == 1 else problem.random_starts(n, int(rng.integers(2**31)))
+            if used[0] == 1:
+                return starts[:n]
+            return problem.random_starts(n, int(rng.integers(2**31)))
 
         r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
                       sampler=sampler, seed=38)
