@@ -39,7 +39,7 @@ FUNCTIONS = ("exp", "log", "sin", "cos", "sqrt", "power")
 def _simd() -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
-        from numpy._core import _multiarray_umath as umath
+        from numpy._core import _multiarray_umath as umath  # type: ignore[attr-defined]
 
         features = umath.__cpu_features__
         out["baseline"] = list(umath.__cpu_baseline__)
@@ -69,7 +69,8 @@ def _blas() -> list[dict[str, Any]]:
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        config = np.show_config(mode="dicts") if int(np.__version__.split(".")[0]) >= 2 else {}
+        config: Any = (np.show_config(mode="dicts")
+                       if int(np.__version__.split(".")[0]) >= 2 else {})
         blas = (config or {}).get("Build Dependencies", {}).get("blas", {})
         return [{"library": "numpy", "internal_api": blas.get("name"),
                  "version": blas.get("version"), "architecture": None,

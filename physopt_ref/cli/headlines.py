@@ -277,11 +277,12 @@ def _lennard_jones(result: CompareResult) -> Headline | None:
                      "of E*")
         data[name] = {"median": r.median_best, "median_ci95": [lo, hi],
                       "success": r.success_rate, "success_ci95": r.success_ci}
-    if "bbi" not in data:
+    bbi_row = result.row("lennard_jones13", "bbi")
+    if "bbi" not in data or bbi_row is None:
         return None
     return Headline(
         "Lennard-Jones N = 13 global minimum, BBI with ΔV tuning (negative energy)",
-        "; ".join(parts) + f"; {result.row('lennard_jones13', 'bbi').evals} evaluations per run",
+        "; ".join(parts) + f"; {bbi_row.evals} evaluations per run",
         "E* = -44.326801 (Cambridge Cluster Database, Wales & Doye 1997)",
         data,
     )

@@ -139,12 +139,12 @@ def _polish(counter: _Counter, x: np.ndarray, f: float, maxfun: int) -> tuple[np
     """L-BFGS-B from ``x`` (value ``f``); the best point seen, also when the budget runs out."""
     from scipy.optimize import minimize
 
-    best = [f, x]
+    best_f, best_x = [f], [x]
 
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = counter(v)
-        if math.isfinite(value) and value < best[0]:
-            best[0], best[1] = value, np.array(v, dtype=np.float64)
+        if math.isfinite(value) and value < best_f[0]:
+            best_f[0], best_x[0] = value, np.array(v, dtype=np.float64)
         if not math.isfinite(value):
             # L-BFGS-B cannot use a non-finite value: hand it a large finite one.
             return 1e300, np.zeros_like(v)
@@ -155,7 +155,7 @@ def _polish(counter: _Counter, x: np.ndarray, f: float, maxfun: int) -> tuple[np
                  options={"maxfun": max(1, min(maxfun, counter.left())), "maxiter": maxfun})
     except _BudgetExhaustedError:
         pass
-    return best[1], float(best[0])
+    return best_x[0], float(best_f[0])
 
 
 def _check_search_args(optimizer: Any, problem: Any, budget: int, members: int,
@@ -346,7 +346,7 @@ def search(
             n = int(restart.sum())
             starts[restart] = fresh(n)
             cur_f[restart], stale[restart], best_walker[restart] = np.inf, 0, np.inf
-            for k in np.flatnonzero(restart):
+            for k in map(int, np.flatnonzero(restart)):
                 origin[k] = "restart"
             restarts += n
     return SearchResult(
