@@ -242,7 +242,7 @@ def test_load_errors(tmp_path: Path) -> None:
     meta = json.loads(str(arrays["meta.json"][()]))
     arrays["meta.json"] = np.asarray(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
     np.savez(newer, **arrays)
-    with pytest.raises(CheckpointError, match=r"format 2 .*upgrade"):
+    with pytest.raises(CheckpointError, match=rf"format {FORMAT_VERSION + 1} .*upgrade"):
         load_state(newer)
 
     # Damaged files: truncated, bytes flipped inside an array, not a zip, an npz without meta.

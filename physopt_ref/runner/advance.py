@@ -84,6 +84,8 @@ class _Config:
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int | None = None
     compile: bool = False
+    #: What a run checkpoint records of the problem (``run_checkpoint.problem_fingerprint``).
+    problem: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from physopt_ref.core.tree import (
     tree_flatten,
     tree_unflatten,
 )
-from physopt_ref.runner.run_checkpoint import load_run, save_run
+from physopt_ref.runner.run_checkpoint import load_run, problem_fingerprint, save_run
 from physopt_ref.runner.trace import STATUS_MESSAGES, Trace
 
 __all__ = ["STATUS_MESSAGES", "StepInfo", "Trace", "run"]
@@ -345,6 +345,6 @@ def run(
         )
     cfg = _Config(steps, target, gtol, callback, record_every, check_every, grad_noise,
                   noise_seed, record_x and len(leaves) == 1, stop_when_done, checkpoint,
-                  checkpoint_every, bool(compile))
+                  checkpoint_every, bool(compile), problem_fingerprint(problem, leaves))
     with np.errstate(all="ignore"):
         return _loop(optimizer, fun, leaves, ens, cfg, resume)
