@@ -107,6 +107,10 @@ class Trace:
         shape ``(n_records, *x0.shape)``.
     target, gtol : float or None
         The stopping settings used.
+    provenance : dict or None
+        What produced the trace, where it matters: a chunk of :func:`physopt_ref.run_chunked`
+        records its optimizer (as data), problem, steps, rows, a digest of its start and the
+        loop's settings, so that ``completed=`` can be checked against the plan.
     """
 
     optimizer: str
@@ -128,6 +132,7 @@ class Trace:
     xs: np.ndarray | None = None
     target: float | None = None
     gtol: float | None = None
+    provenance: dict[str, Any] | None = None
 
     # -- per-run quantities ------------------------------------------------------------------
     @property
