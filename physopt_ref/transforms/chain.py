@@ -279,4 +279,9 @@ def chain(*parts: Any) -> Chain:
     if not parts:
         raise TypeError("chain needs an optimizer as its last argument")
     *transforms, optimizer = parts
+    if not isinstance(optimizer, Optimizer) or isinstance(optimizer, GradientTransform):
+        raise TypeError(
+            "chain takes gradient transforms and then one Optimizer as its last argument; the "
+            f"last is {type(optimizer).__name__}: {optimizer!r:.60}"
+        )
     return Chain(transforms, optimizer)
