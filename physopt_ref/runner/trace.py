@@ -223,13 +223,16 @@ class Trace:
         return "\n".join(lines)
 
     # -- export ------------------------------------------------------------------------------
-    def to_dict(self, *, points: bool = True) -> dict[str, Any]:
+    def to_dict(self, *, points: bool = True, plain: bool = True) -> dict[str, Any]:
         """The trace as plain data: numbers, strings, None, lists and dicts (JSON-ready).
 
         Parameters
         ----------
         points : bool
             Include the best and final points (``best_x``, ``x``; trees as nested lists).
+        plain : bool
+            False: leave the columns as NumPy arrays (for a writer that streams them; a large
+            ensemble's history as Python lists takes several times the arrays' memory).
 
         Returns
         -------
@@ -284,7 +287,7 @@ class Trace:
         if points:
             out["best_x"] = self.best_x
             out["x"] = self.x
-        return _plain(out)
+        return _plain(out) if plain else out
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2,
                 points: bool = True) -> str:
