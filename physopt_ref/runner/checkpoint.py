@@ -165,6 +165,10 @@ def check_state(optimizer: Optimizer, state: Any, where: str,
         raise CheckpointError(f"{where}: the state's count is {_describe(count)}; the contract "
                               "keeps it an int32 array")
     candidates = [params] if params is not None else _templates(xp, state)
+    if not candidates and any(isinstance(v, tuple) and v for v in state):
+        raise CheckpointError(
+            f"{where}: the state's per-leaf arrays {_describe(tuple(state))[1:]} do not all "
+            f"start with the count's ensemble shape {tuple(count.shape)}")
     found = None
     for template in candidates:
         try:
@@ -282,7 +286,7 @@ def save_state(path: str | os.PathLike, optimizer: Optimizer, state: Any) -> Non
 
 
 def load_state(path: str | os.PathLike, optimizer: Optimizer | None = None, *,
-               like: Any = None) -> LoadedState:
+               like: Any = None, params: Any = None) -> LoadedState:
     """Read a checkpoint of :func:`save_state`: ``optimizer, state = load_state(path)``.
 
     Parameters
@@ -295,15 +299,29 @@ def load_state(path: str | os.PathLike, optimizer: Optimizer | None = None, *,
     like : array, optional
         Put the state (and per-run hyperparameter arrays) on this array's backend and device,
         with the recorded dtypes. Default: NumPy arrays.
+    params : array or tree of arrays, optional
+        The parameters the state will step (on ``like``'s backend): the state must be what
+        ``optimizer.init(params)`` makes, shape for shape and dtype for dtype. Without them the
+        state is checked against itself: an int32 count, per-leaf arrays with the count's
+        ensemble axes, and every field what ``init`` makes for parameters shaped like the
+        per-leaf arrays (a state saved for other parameters of a consistent shape is only
+        refused with ``params``).
 
     Raises
     ------
     CheckpointError
-        For a damaged file, a file of a newer format, or a checkpoint of another optimizer.
+        For a damaged file, a file of a newer format, a checkpoint of another optimizer, or a
+        state whose layout is not the optimizer's (see ``params``).
     """
     meta, arrays = read_checkpoint(path, "optimizer_state")
     optimizer = resolve_optimizer(meta["optimizer"], arrays, optimizer, like)
-    state = unpack_state(meta["state"], arrays, "state/", optimizer, like, os.fspath(path))
+    leaves = None
+    if params is not None:
+        from physopt_ref.core.tree import tree_flatten
+
+        leaves = tree_flatten(params)[0]
+    state = unpack_state(meta["state"], arrays, "state/", optimizer, like, os.fspath(path),
+                         leaves)
     return LoadedState(optimizer, state)
 
 
