@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -429,13 +431,24 @@ def test_a_dead_scheduler_fails_within_the_connect_timeout(capsys):
     assert elapsed < 20.0  # the timeout and dask's start; 31 s before
 
 
-def test_jax_float64_runs_in_float64_for_the_command_only(capsys):
-    jax = pytest.importorskip("jax")
-    before = bool(jax.config.jax_enable_x64)
-    assert main([*RUN, "--backend", "jax", "--dtype", "float64", "--steps", "3", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["dtype"] == "float64"
-    assert bool(jax.config.jax_enable_x64) == before  # never flipped globally
+def test_jax_float64_runs_in_float64_for_the_command_only():
+    """In a fresh process (the tests turn x64 on globally): the run is float64, the JSON says
+    so, and JAX's global flag is off again after the command."""
+    pytest.importorskip("jax")
+    code = (
+        "import json, io, contextlib, jax\n"
+        "from physopt_ref.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    rc = main(['run', 'heavy_ball', 'quadratic', '--no-progress', '--backend', 'jax',"
+        " '--dtype', 'float64', '--steps', '3', '--json'])\n"
+        "doc = json.loads(out.getvalue())\n"
+        "print(rc, doc['dtype'], type(doc['best_value'][0]).__name__,"
+        " bool(jax.config.jax_enable_x64))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.stdout.split() == ["0", "float64", "float", "False"], done.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------
