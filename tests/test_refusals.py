@@ -443,7 +443,7 @@ def test_jax_float64_runs_in_float64_for_the_command_only():
         "    rc = main(['run', 'heavy_ball', 'quadratic', '--no-progress', '--backend', 'jax',"
         " '--dtype', 'float64', '--steps', '3', '--json'])\n"
         "doc = json.loads(out.getvalue())\n"
-        "print(rc, doc['dtype'], type(doc['best_value'][0]).__name__,"
+        "print(rc, doc['dtype'], type(doc['best_value']).__name__,"
         " bool(jax.config.jax_enable_x64))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
