@@ -49,12 +49,16 @@ _PROTOCOLS = ("tcp", "tls", "ws", "wss")
 
 def _check_address(address: str) -> str:
     from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
 
     try:
         scheme, location = parse_address(address)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--scheduler {address!r}: {exc} (expected e.g. tcp://HOST:8786)"
                          ) from None
+    if scheme not in backends:
+        raise UsageError(f"--scheduler {address!r}: unknown protocol {scheme!r}; "
+                         f"expected one of {list(_PROTOCOLS)} (e.g. tcp://HOST:8786)")
     if scheme not in _PROTOCOLS:
         raise UsageError(f"--scheduler {address!r}: protocol {scheme!r} cannot reach a "
                          f"scheduler from this process; expected one of {list(_PROTOCOLS)} "
@@ -64,9 +68,10 @@ def _check_address(address: str) -> str:
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--scheduler {address!r}: {exc} (expected e.g. tcp://HOST:8786)"
                          ) from None
-    if not host or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise UsageError(f"--scheduler {address!r}: expected HOST:PORT with a port in "
-                         "1..65535 (e.g. tcp://HOST:8786)")
+    if not host:
+        raise UsageError(f"--scheduler {address!r}: no host (expected e.g. tcp://HOST:8786)")
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--scheduler {address!r}: port {port} is not in 1..65535")
     return address
 
 
