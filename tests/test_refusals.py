@@ -519,3 +519,17 @@ def test_the_streamed_json_equals_plain_json():
     out = io.StringIO()
     write_json_stream(doc, out)
     assert json.loads(out.getvalue()) == jsonable(doc)
+
+
+def test_a_state_whose_optimizer_needs_the_parameters_tree(tmp_path):
+    """A dict mask: without params= only the count and ensemble axes are checked (documented);
+    with them, the state is checked in full."""
+    opt = po.chain(po.masked(po.coupled_weight_decay(0.01), {"w": True, "b": False}),
+                   po.heavy_ball(lr=0.1))
+    params = {"w": np.ones((2, 3)), "b": np.ones((2, 1))}
+    path = tmp_path / "c.npz"
+    save_state(path, opt, opt.init(params, batch_ndim=1))
+    assert load_state(path).state.previous[1].shape == (2, 3)
+    assert load_state(path, params=params).state.count.shape == (2,)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_state(path, params={"w": np.ones((2, 4)), "b": np.ones((2, 1))})

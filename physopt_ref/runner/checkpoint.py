@@ -152,12 +152,13 @@ def _templates(xp: Any, state: Any) -> list[list[Any]]:
 
 
 def check_state(optimizer: Optimizer, state: Any, where: str,
-                params: list[Any] | None = None) -> None:
+                params: Any = None) -> None:
     """Refuse a ``state`` whose layout is not what ``optimizer.init`` makes.
 
-    ``params``: the parameter leaves the state is for (arrays of the state's backend); without
-    them, the parameter-shaped fields of the state are tried as the template. The count must be
-    an int32 array.
+    ``params``: the parameters the state is for (a tree of arrays of the state's backend);
+    without them, the parameter-shaped fields of the state are tried as the template (a list of
+    leaves: a transform that needs the parameters' tree, such as a mask of a dict, then checks
+    nothing more). The count must be an int32 array.
     """
     count = state.count
     xp = array_namespace(count)
@@ -172,9 +173,14 @@ def check_state(optimizer: Optimizer, state: Any, where: str,
     found = None
     for template in candidates:
         try:
-            expected = optimizer.init(list(template), batch_ndim=count.ndim)
+            expected = optimizer.init(
+                list(template) if params is None else params, batch_ndim=count.ndim)
         except (TypeError, ValueError) as exc:
-            found = found or f"its parameters are not valid for {optimizer!r} ({exc})"
+            if params is not None:
+                raise CheckpointError(f"{where}: the parameters given are not valid for "
+                                      f"{optimizer!r}: {exc}") from exc
+            # A transform that needs the parameters' tree (a mask of a dict): the list of
+            # leaves cannot stand in for it; only params= checks such a state fully.
             continue
         found = _layout_difference(state, expected)
         if found is None:
@@ -185,7 +191,7 @@ def check_state(optimizer: Optimizer, state: Any, where: str,
 
 def unpack_state(layout: Mapping[str, Any], arrays: Mapping[str, np.ndarray], prefix: str,
                  optimizer: Optimizer, like: Any, where: str,
-                 params: list[Any] | None = None) -> Any:
+                 params: Any = None) -> Any:
     """The state of ``layout`` as ``optimizer.state_type``, checked (:func:`check_state`), its
     arrays on ``like``'s backend."""
     state_type = optimizer.state_type
@@ -315,13 +321,8 @@ def load_state(path: str | os.PathLike, optimizer: Optimizer | None = None, *,
     """
     meta, arrays = read_checkpoint(path, "optimizer_state")
     optimizer = resolve_optimizer(meta["optimizer"], arrays, optimizer, like)
-    leaves = None
-    if params is not None:
-        from physopt_ref.core.tree import tree_flatten
-
-        leaves = tree_flatten(params)[0]
     state = unpack_state(meta["state"], arrays, "state/", optimizer, like, os.fspath(path),
-                         leaves)
+                         params)
     return LoadedState(optimizer, state)
 
 

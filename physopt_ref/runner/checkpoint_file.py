@@ -18,11 +18,12 @@ archive lacks. Every failure is a :class:`CheckpointError` that says what is wro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -201,58 +202,59 @@ def _read_meta(zf: zipfile.ZipFile, where: str) -> Any:
     return json.loads(text)
 
 
-def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(meta, arrays)`` of a checkpoint of ``kind``: every array of the recorded layout read
-    (bounded and CRC-checked); see the module notes."""
+#: What reading a damaged or foreign file raises, turned into a CheckpointError.
+_READ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError,
+                TypeError, UnicodeDecodeError, RecursionError, MemoryError)
+
+
+@contextlib.contextmanager
+def _archive(path: str | os.PathLike) -> Iterator[zipfile.ZipFile]:
+    """The checkpoint's zip archive; any failure to read it is a :class:`CheckpointError`."""
     where = os.fspath(path)
     with open(path, "rb") as f:  # closed by us, also when reading a damaged file fails
         try:
             with zipfile.ZipFile(f) as zf:
-                meta = _read_meta(zf, where)
-                if isinstance(meta, dict) and "members" in meta:
-                    meta["members"] = _check_layout(meta["members"])
-                _check_meta(meta, where, kind)
-                members = meta.get("members")
-                if members is None:
-                    raise CheckpointError(f"{where}: meta.json lacks the layout 'members'")
-                infos = {i.filename: i for i in zf.infolist()}
-                names = {n.removesuffix(".npy") for n in infos} - {META}
-                unknown = sorted(names - set(members))
-                if unknown:
-                    raise CheckpointError(
-                        f"{where} holds members its layout does not name (not read): "
-                        f"{unknown[:5]}")
-                arrays = {}
-                for name, layout in members.items():
-                    info = infos.get(name + ".npy")
-                    if info is None:
-                        raise CheckpointError(f"{where} lacks the array {name!r} of its layout")
-                    arrays[name] = _read_member(zf, info, name, layout)
+                yield zf
         except CheckpointError:
             raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError,
-                TypeError, UnicodeDecodeError, RecursionError, MemoryError) as exc:
+        except _READ_ERRORS as exc:
             raise CheckpointError(
                 f"{where} is not a readable physopt_ref checkpoint (damaged, truncated "
                 f"or another kind of file): {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(meta, arrays)`` of a checkpoint of ``kind``: every array of the recorded layout read
+    (bounded and CRC-checked); see the module notes."""
+    where = os.fspath(path)
+    with _archive(path) as zf:
+        meta = _read_meta(zf, where)
+        if isinstance(meta, dict) and "members" in meta:
+            meta["members"] = _check_layout(meta["members"])
+        _check_meta(meta, where, kind)
+        members = meta.get("members")
+        if members is None:
+            raise CheckpointError(f"{where}: meta.json lacks the layout 'members'")
+        infos = {i.filename: i for i in zf.infolist()}
+        names = {n.removesuffix(".npy") for n in infos} - {META}
+        unknown = sorted(names - set(members))
+        if unknown:
+            raise CheckpointError(
+                f"{where} holds members its layout does not name (not read): {unknown[:5]}")
+        arrays = {}
+        for name, layout in members.items():
+            info = infos.get(name + ".npy")
+            if info is None:
+                raise CheckpointError(f"{where} lacks the array {name!r} of its layout")
+            arrays[name] = _read_member(zf, info, name, layout)
     return meta, arrays
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of a checkpoint, read with the bounds of :func:`read_checkpoint`."""
-    where = os.fspath(path)
-    with open(path, "rb") as f:
-        try:
-            with zipfile.ZipFile(f) as zf:
-                meta = _read_meta(zf, where)
-        except CheckpointError:
-            raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError,
-                TypeError, UnicodeDecodeError, RecursionError, MemoryError) as exc:
-            raise CheckpointError(
-                f"{where} is not a readable physopt_ref checkpoint: {type(exc).__name__}: {exc}"
-            ) from exc
+    with _archive(path) as zf:
+        meta = _read_meta(zf, os.fspath(path))
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{where} is not a physopt_ref checkpoint")
+        raise CheckpointError(f"{os.fspath(path)} is not a physopt_ref checkpoint")
     return meta

@@ -24,6 +24,7 @@ import numpy as np
 
 from physopt_ref.backends import namespace_name, to_numpy
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.tree import tree_unflatten
 from physopt_ref.runner.checkpoint import (
     CheckpointError,
     optimizer_meta,
@@ -58,7 +59,7 @@ def problem_fingerprint(problem: Any, leaves: list[Any]) -> dict[str, Any]:
         name = getattr(problem, "__qualname__", None) or type(problem).__qualname__
     arguments = {}
     if hasattr(problem, "value_and_grad"):
-        for key, value in sorted(vars(problem).items()):
+        for key, value in sorted(getattr(problem, "__dict__", {}).items()):
             if not key.startswith("_") and isinstance(value, bool | int | float | str) and (
                     not isinstance(value, float) or value == value):
                 arguments[key] = value
@@ -161,7 +162,8 @@ def load_run(path: str | os.PathLike, optimizer: Optimizer, ens: Any, cfg: Any,
             f"{where} holds points of dtypes {dtypes}; the start given has "
             f"{[x.dtype for x in start]}"
         )
-    template = [ens.xp.zeros(x.shape, dtype=x.dtype, device=ens.dev) for x in start]
+    template = tree_unflatten(ens.treedef, [ens.xp.zeros(x.shape, dtype=x.dtype, device=ens.dev)
+                                            for x in start])
     runs["state"] = unpack_state(meta["state"], arrays, "state/", optimizer, like, where,
                                  template)
     records = _records(arrays, info, batch, where, forced_kept=k == cfg.steps,
