@@ -94,7 +94,7 @@ __all__ = [
 ]
 
 
-def _check_key(name: str, value: int, bits: int) -> int:
+def _check_key(name: str, value: int | np.integer[Any], bits: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be a Python int, got {type(value).__name__}")
     value = int(value)

@@ -2,7 +2,7 @@
 
 Every optimizer is a factory returning an :class:`Optimizer` with pure ``init`` and ``step``
 functions, written once against the Python Array API (NumPy, CuPy, array-api-strict, PyTorch,
-JAX). See ``DESIGN`` in the README for the contract.
+JAX). The contract (v2) is described in the docs site's "The contract" page (``docs/contract.md``).
 
 The public names are imported explicitly below (so that IDEs and type checkers see them) and
 listed in ``__all__``. Heavy optional imports stay lazy: SciPy's optimizer module loads only when

@@ -151,6 +151,7 @@ class Cluster(Problem):
             coef = (24.0 * inv2 * (inv6 - 2.0 * inv6 * inv6)) * mask
         else:
             rho = self.rho
+            assert rho is not None  # a Morse cluster has its ρ
             r = xp.sqrt(r2)
             ex = xp.exp(rho * (1.0 - r))
             e = (ex * (ex - 2.0)) * mask
@@ -330,7 +331,7 @@ def regenerate_cluster_minima(
     from scipy.optimize import basinhopping
 
     rng = np.random.default_rng(seed)
-    found: dict[str, np.ndarray] = {}
+    found: dict[str, Any] = {}  # savez(**found): numpy's stub types the keywords as bool
     report: dict[str, float] = {}
     for kind in ("lj", "morse"):
         table = LJ_MINIMA if kind == "lj" else MORSE6_MINIMA

@@ -79,6 +79,14 @@ class PDEResidual(Problem):
         Names of the solutions (``"lower"``, ``"upper"``, ...).
     """
 
+    # Set by the factories that define them (documented there): bratu_1d (lam, theta),
+    # gelfand_disk (lam, beta), ecd_pde (boundary_value, u0_continuum).
+    lam: float
+    theta: tuple[float, float]
+    beta: tuple[float, float]
+    boundary_value: float
+    u0_continuum: tuple[float, float]
+
     def __init__(
         self,
         name: str,

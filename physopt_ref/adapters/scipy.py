@@ -225,7 +225,7 @@ def scipy_method(
         f, g = evaluate(x)
         state = opt.init(x, batch_ndim=0)
         best = (x, f, g, 0)
-        allvecs = [x.copy()] if return_all else None
+        allvecs = [x.copy()] if return_all else []
         intermediate = callback is not None and _wants_intermediate_result(callback)
 
         def criterion(f_now: float, g_now: np.ndarray) -> str | None:

@@ -272,7 +272,7 @@ def tuning_budgets(result: CompareResult) -> dict[str, tuple[int, int, int]]:
         total, n_known, n_unknown = out.get(r.optimizer, (0, 0, 0))
         if r.tuned and r.tried is None:
             n_unknown += 1
-        elif r.tuned:
+        elif r.tuned and r.tried is not None:
             total, n_known = total + r.tried, n_known + 1
         out[r.optimizer] = (total, n_known, n_unknown)
     return out

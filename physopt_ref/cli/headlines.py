@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -258,7 +259,7 @@ def headline_comparisons(
         jobs.append(("two-basin", lambda: _two_basin(built["two_basin"], ctx)))
     for key in ("bratu_1d", "gelfand_disk", "ecd_pde"):
         if key in built:
-            jobs.append((key, lambda key=key: _solutions(key, built[key], result)))
+            jobs.append((key, partial(_solutions, key, built[key], result)))
     jobs.append(("Lennard-Jones", lambda: _lennard_jones(result)))
     if "quadratic" in built:
         jobs.append(("cooling", lambda: _cooling(built["quadratic"], ctx)))

@@ -65,6 +65,8 @@ def load_factory(target: str) -> tuple[str, Any]:
             if not path.is_file():
                 raise UsageError(f"no such file: {module_name}")
             spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None:
+                raise UsageError(f"cannot load {module_name} as a Python module")
             module = importlib.util.module_from_spec(spec)
             sys.modules.setdefault(path.stem, module)
             spec.loader.exec_module(module)

@@ -288,7 +288,7 @@ def _host_schedule_values(schedule: Schedule, ctx: StepContext) -> Any:
         )
     counts = to_numpy(ctx.count)
     unique, inverse = np.unique(counts, return_inverse=True)
-    values = np.asarray([float(schedule.fn(int(c))) for c in unique], dtype=np.float64)
+    values = np.asarray([float(schedule(int(c))) for c in unique], dtype=np.float64)
     if counts.ndim == 0:
         return float(values[0])
     return asarray_like(values[inverse].reshape(counts.shape), ctx.like)

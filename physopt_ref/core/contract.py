@@ -120,7 +120,7 @@ class Optimizer:
         *,
         init: InitRule,
         update: UpdateRule,
-        state_type: type,
+        state_type: type[Any],
         needs_loss: bool = False,
         derived: Mapping[str, Any] | None = None,
         elementwise: bool = False,
@@ -253,7 +253,7 @@ class Optimizer:
         if loss is None or isinstance(loss, bool):
             return
         if isinstance(loss, int | float | np.generic):
-            finite = np.all(np.isfinite(np.asarray(loss, dtype=np.float64)))
+            finite = bool(np.all(np.isfinite(np.asarray(loss, dtype=np.float64))))
         elif is_array(loss) and not is_tracing(loss):
             try:
                 array_namespace(loss, grads[0])

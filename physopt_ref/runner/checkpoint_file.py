@@ -62,7 +62,7 @@ def write_checkpoint(path: str | os.PathLike, meta: Mapping[str, Any],
     atomically (temporary file, then move)."""
     members = {k: {"shape": list(a.shape), "dtype": np.lib.format.dtype_to_descr(a.dtype)}
                for k, a in arrays.items()}
-    full = {
+    full: dict[str, Any] = {  # savez(**full): numpy's stub types the keywords as bool
         META: np.asarray(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
                                      "library_version": library_version(), **meta,
                                      "members": members})),

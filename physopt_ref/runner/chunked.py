@@ -439,6 +439,7 @@ stop_when_done :
         if exc is not None:
             errors[index] = exc
         else:
+            assert trace is not None  # an outcome holds a trace or an error
             done[index] = trace
         finished += 1
         if progress is not None:

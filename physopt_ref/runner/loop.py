@@ -54,6 +54,8 @@ from physopt_ref.runner.advance import (
 class _Recorder:
     """The records: step numbers, losses, points (optional) and per-run state fields."""
 
+    fields: dict[str, list[Any]]
+
     def __init__(self, ens: _Ensemble, record_x: bool, runs: _Runs | None,
                  restored: dict[str, Any] | None = None) -> None:
         self.ens = ens
@@ -62,10 +64,11 @@ class _Recorder:
             self.steps, self.losses = restored["steps"], restored["losses"]
             self.xs, self.fields = restored["xs"], restored["fields"]
             return
+        assert runs is not None  # a fresh recorder starts from the runs
         self.steps = [0]
         self.losses = [runs.f]
         self.xs = [runs.x[0]] if record_x else []
-        self.fields: dict[str, list[Any]] = {}
+        self.fields = {}
 
     def add(self, k: int, runs: _Runs) -> None:
         self.steps.append(k)
@@ -160,7 +163,8 @@ def _loop(
             if k % cfg.record_every == 0 or k == cfg.steps or done:
                 rec.add(k, runs)
                 stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
-            if every is not None and k % every == 0 and k < cfg.steps:
+            if every is not None and cfg.checkpoint is not None and k % every == 0 \
+                    and k < cfg.steps:
                 save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done,
                          stopped=stopped, elapsed=before + time.perf_counter() - t0)
     except BaseException as exc:  # Ctrl-C too: keep what was done, then re-raise

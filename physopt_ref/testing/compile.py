@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -51,7 +51,14 @@ TORCH_COMPILE_WARNINGS = (
 )
 
 
-def compile_tolerances(dtype: Any, steps: int) -> dict[str, float]:
+class _Tolerances(TypedDict):
+    """``rtol`` and ``atol`` for :func:`~physopt_ref.testing._compare.close_condition`."""
+
+    rtol: float
+    atol: float
+
+
+def compile_tolerances(dtype: Any, steps: int) -> _Tolerances:
     """Rounding-level agreement, for a problem of scale 1; float32 errors grow over 200 steps."""
     if np.dtype(dtype) == np.float64:
         return {"rtol": 1e-9, "atol": 1e-12}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,7 @@ def check_mismatched_inputs_refused(
     fewer = {k: grads[k] for k in rest}
     short = {**grads, first: grads[first][..., :-1] if grads[first].ndim else grads[first][None]}
     integer = {k: np.arange(np.size(v)).reshape(np.shape(v)) for k, v in params.items()}
-    cases = {
+    cases: dict[str, tuple[Callable[[], Any], tuple[type[Exception], ...], str | None]] = {
         "grads missing a leaf": (lambda: opt.step(params, fewer, state, loss=loss),
                                  (ValueError,), None),
         "grads of another shape": (lambda: opt.step(params, short, state, loss=loss),

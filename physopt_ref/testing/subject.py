@@ -10,7 +10,7 @@ hyperparameter given as a per-run array, a varied step size (stability threshold
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -93,6 +93,7 @@ class Subject:
         hp = getattr(self.build(**overrides), "hyperparameters", None)
         if isinstance(hp, Mapping):
             return dict(hp)
+        params: Iterable[inspect.Parameter]
         try:
             params = inspect.signature(self.factory).parameters.values()
         except (TypeError, ValueError):  # no signature (a builtin, say)
