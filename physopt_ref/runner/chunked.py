@@ -278,7 +278,7 @@ def _checked_outcomes(executor: Any, tasks: list[_ChunkTask],
 
 
 def _check_completed(completed: Any, plan: ChunkPlan,
-                     expected: list[dict[str, Any]]) -> dict[int, Trace]:
+                     expected: list[Mapping[str, Any]]) -> dict[int, Trace]:
     if not isinstance(completed, Mapping):
         raise TypeError(
             "completed must map chunk indices to traces (ChunkedRunError.traces), got "

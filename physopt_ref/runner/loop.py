@@ -188,6 +188,7 @@ def _save_on_the_way_out(
     rec: _Recorder, k: int, done: bool, elapsed: float,
 ) -> None:
     """Write the checkpoint of the ``k`` completed steps while ``exc`` leaves the loop."""
+    assert cfg.checkpoint is not None
     try:
         save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done, stopped=False,
                  elapsed=elapsed)

@@ -174,8 +174,9 @@ def load_run(path: str | os.PathLike, optimizer: Optimizer, ens: Any, cfg: Any,
 
 def _check_info(info: Any, where: str) -> dict[str, Any]:
     """The ``run`` section of a run checkpoint's meta, checked to be well formed."""
-    kinds = {"step": int, "done": bool, "stopped": bool, "elapsed": (int, float),
-             "settings": dict, "batch_shape": list, "leaves": list, "record_fields": list}
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "step": int, "done": bool, "stopped": bool, "elapsed": (int, float), "settings": dict,
+        "batch_shape": list, "leaves": list, "record_fields": list}
     if not isinstance(info, dict):
         raise CheckpointError(f"{where}: meta.json lacks the 'run' section")
     for key, kind in kinds.items():
