@@ -372,7 +372,10 @@ def run_chunked(
         ``progress(done, total)`` after each chunk completes (or fails).
     completed : mapping of int to Trace, optional
         Chunks already run (``ChunkedRunError.traces`` of an earlier call with the same
-        plan): they are not run again.
+        plan): they are not run again. Each is checked against this call's chunk before
+        anything runs (its shape, and the provenance its trace records: the optimizer, the
+        problem, the steps, the rows, the start and the loop's settings); a mismatch is a
+        ``ValueError`` naming the chunk and what differs, a non-mapping a ``TypeError``.
     target, gtol, record_every, check_every, batch_ndim, grad_noise, noise_seed, record_x, \
 stop_when_done :
         As for :func:`physopt_ref.run`.
@@ -390,7 +393,10 @@ stop_when_done :
     Raises
     ------
     ChunkedRunError
-        When chunks raised: each by its index, with the completed chunks' traces kept.
+        When chunks raised, or the executor gave no valid result for them (``None``, too few
+        results, junk): each by its index, with the completed chunks' traces kept.
+    TypeError
+        Before any chunk runs: ``progress`` not callable, ``completed`` not a mapping.
     """
     t0 = time.perf_counter()
     _refuse_loop_options(callback=callback, checkpoint=checkpoint,
