@@ -161,6 +161,12 @@ def check_state(optimizer: Optimizer, state: Any, where: str,
     nothing more). The count must be an int32 array.
     """
     count = state.count
+    if isinstance(count, tuple) or not hasattr(count, "dtype"):
+        raise CheckpointError(f"{where}: the state's count is not an array")
+    empty = [name for name, value in zip(state._fields, state, strict=True)
+             if isinstance(value, tuple) and not value]
+    if empty:
+        raise CheckpointError(f"{where}: the state's per-leaf field {empty[0]} has no leaves")
     xp = array_namespace(count)
     if count.dtype != xp.int32:
         raise CheckpointError(f"{where}: the state's count is {_describe(count)}; the contract "

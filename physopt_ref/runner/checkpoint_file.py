@@ -22,7 +22,9 @@ import contextlib
 import json
 import math
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -203,7 +205,8 @@ def _read_meta(zf: zipfile.ZipFile, where: str) -> Any:
 
 
 #: What reading a damaged or foreign file raises, turned into a CheckpointError.
-_READ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError,
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, NotImplementedError, ValueError,
+                OSError, EOFError, KeyError, IndexError, OverflowError, AttributeError,
                 TypeError, UnicodeDecodeError, RecursionError, MemoryError)
 
 
