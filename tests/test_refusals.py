@@ -533,3 +533,21 @@ def test_a_state_whose_optimizer_needs_the_parameters_tree(tmp_path):
     assert load_state(path, params=params).state.count.shape == (2,)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_state(path, params={"w": np.ones((2, 4)), "b": np.ones((2, 1))})
+
+
+def test_fuzz_findings_a_count_with_leaves_and_an_unknown_zip_version(saved, tmp_path):
+    """Found by the checkpoint fuzz soak: a layout that makes the count a tuple, and a zip
+    entry claiming a version zipfile does not implement."""
+    path, meta, arrays = saved
+    meta["state"]["fields"][0]["leaves"] = 0
+    with pytest.raises(CheckpointError, match="count is not an array"):
+        load_state(write_raw(tmp_path / "a.npz", meta, arrays))
+    data = bytearray(path.read_bytes())
+    # the central directory record of the member: "version needed to extract" at offset 6
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46:at + 46 + len(b"state/count.npy")] != b"state/count.npy":
+        at = data.index(b"PK\x01\x02", at + 4)
+    data[at + 6] = 109  # 10.9
+    (tmp_path / "b.npz").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="zip file version"):
+        load_state(tmp_path / "b.npz")
