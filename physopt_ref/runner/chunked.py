@@ -5,10 +5,10 @@ r"""Chunked runs: one ensemble split into ordinary runs on the workers of any ex
 each chunk as an ordinary :func:`physopt_ref.run` on a NumPy (or CuPy, torch, JAX) slice of the
 start, wherever the executor puts it, and merges the chunks' traces into the trace of the unsplit
 run, bit for bit. The chunks are exact because member ``k`` of an ensemble draws what a single
-run with seed ``seed + k`` draws: a chunk starting at member ``m0`` runs with the optimizer's
-``seed`` and the gradient-noise seed shifted by ``m0`` (:mod:`physopt_ref.runner.chunk_plan`), and
-the
-merge reproduces the unsplit loop's stop and records (:mod:`physopt_ref.runner.chunk_merge`).
+run with the same seed and member index ``k`` draws: a chunk starting at member ``m0`` runs
+with the optimizer's ``member`` and the gradient noise's ``noise_member`` shifted by ``m0``
+(:mod:`physopt_ref.runner.chunk_plan`), and the merge reproduces the unsplit loop's stop and
+records (:mod:`physopt_ref.runner.chunk_merge`).
 
 Engines
 -------
@@ -51,7 +51,7 @@ from physopt_ref.runner.chunk_plan import (
     ChunkPlan,
     chunk_optimizer,
     plan_chunks,
-    shift_seed,
+    shift_member,
     slice_rows,
 )
 from physopt_ref.runner.loop import _check_counts, run
@@ -333,6 +333,7 @@ def run_chunked(
     batch_ndim: int | None = None,
     grad_noise: float = 0.0,
     noise_seed: int = 0,
+    noise_member: int = 0,
     record_x: bool = False,
     stop_when_done: bool = True,
     callback: Any = None,
@@ -376,8 +377,8 @@ def run_chunked(
         anything runs (its shape, and the provenance its trace records: the optimizer, the
         problem, the steps, the rows, the start and the loop's settings); a mismatch is a
         ``ValueError`` naming the chunk and what differs, a non-mapping a ``TypeError``.
-    target, gtol, record_every, check_every, batch_ndim, grad_noise, noise_seed, record_x, \
-stop_when_done :
+    target, gtol, record_every, check_every, batch_ndim, grad_noise, noise_seed, noise_member, \
+record_x, stop_when_done :
         As for :func:`physopt_ref.run`.
     callback, checkpoint, checkpoint_every, resume :
         Not available (a ``TypeError`` says so when one is given): a callback would see one
@@ -411,6 +412,8 @@ stop_when_done :
     _check_counts(steps, record_every, check_every, grad_noise)
     noise_seed = check_int("noise_seed", noise_seed, symbol="seed of the gradient noise", low=0,
                            high=2**64 - 1)
+    noise_member = check_int("noise_member", noise_member, symbol="member index of the noise",
+                             low=0, high=2**32 - 1)
     if x0 is None:
         if not hasattr(problem, "start"):
             raise ValueError("x0 is required when the problem has no start()")
@@ -427,7 +430,8 @@ stop_when_done :
         first = start * plan.members_per_row
         chunk_opt = chunk_optimizer(optimizer, start, stop, plan.members_per_row)
         chunk_x0 = slice_rows(x0, start, stop)
-        chunk_options = {**options, "noise_seed": shift_seed(noise_seed, first)}
+        chunk_options = {**options, "noise_seed": noise_seed,
+                         "noise_member": shift_member(noise_member, first)}
         tasks.append(_ChunkTask(
             index=index, optimizer=chunk_opt, problem=problem, x0=chunk_x0, steps=steps,
             options=chunk_options,

@@ -31,7 +31,7 @@ from physopt_ref.core.tree import (
     tree_flatten,
     tree_unflatten,
 )
-from physopt_ref.core.validate import check_bool
+from physopt_ref.core.validate import check_bool, check_int
 from physopt_ref.runner.run_checkpoint import load_run, problem_fingerprint, save_run
 from physopt_ref.runner.trace import STATUS_MESSAGES, Trace
 
@@ -256,6 +256,7 @@ def run(
     batch_ndim: int | None = None,
     grad_noise: float = 0.0,
     noise_seed: int = 0,
+    noise_member: int = 0,
     record_x: bool = False,
     stop_when_done: bool = True,
     checkpoint: str | os.PathLike | None = None,
@@ -302,10 +303,14 @@ def run(
     grad_noise : float
         Standard deviation :math:`\sigma` of Gaussian noise added to every gradient component
         (a model of minibatch noise; the loss passed to the optimizer stays exact). Drawn with
-        :func:`physopt_ref.backends.normal` from ``noise_seed`` and the step count, so member
-        ``k`` of an ensemble sees the noise of a single run with seed ``noise_seed + k``.
+        :func:`physopt_ref.backends.normal` keyed by (``noise_seed``, member) and the step
+        count, so member ``k`` of an ensemble sees the noise of a single run with the same
+        seed and ``noise_member = k``, and different seeds never share a run's noise.
     noise_seed : int
         Seed of the gradient noise.
+    noise_member : int
+        Member index of the first run of ``x0`` for the gradient noise (default 0; members
+        ``noise_member + k``): what :func:`physopt_ref.run_chunked` gives a chunk.
     record_x : bool
         Also record the points (an array ``x0`` only), e.g. to plot trajectories.
     stop_when_done : bool
@@ -323,7 +328,8 @@ def run(
         the uninterrupted run's bit for bit (the wall time excepted). ``x0`` (or the problem's
         start) gives the backend, device, dtype and shapes; ``optimizer`` and the settings that
         shape the trace (``target``, ``gtol``, ``record_every``, ``check_every``,
-        ``grad_noise``, ``noise_seed``, ``record_x``, ``stop_when_done``) must be those of the
+        ``grad_noise``, ``noise_seed``, ``noise_member``, ``record_x``, ``stop_when_done``) must
+        be those of the
         saved run, else :class:`~physopt_ref.runner.checkpoint.CheckpointError` names the
         difference.
         ``resume`` and ``checkpoint`` may be the same file.
@@ -394,6 +400,8 @@ def run(
         )
     cfg = _Config(steps, target, gtol, callback, record_every, check_every, grad_noise,
                   noise_seed, record_x and len(leaves) == 1, stop_when_done, checkpoint,
-                  checkpoint_every, bool(compile), problem_fingerprint(problem, leaves))
+                  checkpoint_every, bool(compile),
+                  check_int("noise_member", noise_member, symbol="member index of the noise",
+                            low=0, high=2**32 - 1), problem_fingerprint(problem, leaves))
     with np.errstate(all="ignore"):
         return _loop(optimizer, fun, leaves, ens, cfg, resume)

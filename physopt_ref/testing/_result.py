@@ -215,10 +215,15 @@ def _fmt(v: float) -> str:
 
 @dataclass(frozen=True)
 class Report:
-    """The results of :func:`~physopt_ref.testing.verify`: one row per property."""
+    """The results of :func:`~physopt_ref.testing.verify`: one row per property.
+
+    ``notes`` say how the run was set up: what was probed about the subject, which physics
+    checks were chosen and why, which properties do not apply to it.
+    """
 
     subject: str
     results: Sequence[CheckResult]
+    notes: Sequence[str] = ()
 
     @builtins.property
     def passed(self) -> bool:
@@ -255,6 +260,7 @@ class Report:
         n_fail = len(self.failures)
         n_skip = sum(r.status == "skip" for r in self.results)
         lines.append("")
+        lines += [f"* {note}" for note in self.notes]
         lines.append(f"{self.subject}: {len(self.results) - n_fail - n_skip} passed, {n_fail} "
                      f"failed, {n_skip} skipped")
         for r in self.failures:
