@@ -92,22 +92,29 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
 
 
 def test_resume_after_a_crash_from_the_periodic_checkpoint(tmp_path: Path) -> None:
-    """The process dies at step 13; the checkpoint of step 10 continues to the same trace."""
+    """The process dies after step 13: the periodic checkpoint of step 10 (copied away before
+    the interruption, which writes its own) and the one written on the way out (step 15, the
+    last completed) each continue to the same trace."""
     path = tmp_path / "run.npz"
+    at_10 = tmp_path / "at_10.npz"
     opt = po.bbi(**REGISTRY["bbi"].test_hyperparameters)
     whole = po.run(opt, quad, x_start(NP), 30, **SETTINGS)
 
     def crash(info: po.StepInfo) -> None:
+        if info.step == 12:
+            at_10.write_bytes(path.read_bytes())
         if info.step >= 13:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         po.run(opt, quad, x_start(NP), 30, checkpoint=path, checkpoint_every=5, callback=crash,
                **SETTINGS)
-    assert checkpoint_info(path)["run"]["step"] == 10
-    resumed = po.run(opt, quad, x_start(NP), 30, resume=path, checkpoint=path, **SETTINGS)
-    assert_same_trace(whole, resumed)
-    assert checkpoint_info(path)["run"]["step"] == whole.steps
+    assert checkpoint_info(at_10)["run"]["step"] == 10
+    assert checkpoint_info(path)["run"]["step"] == 15
+    for saved in (at_10, path):
+        resumed = po.run(opt, quad, x_start(NP), 30, resume=saved, checkpoint=saved, **SETTINGS)
+        assert_same_trace(whole, resumed)
+        assert checkpoint_info(saved)["run"]["step"] == whole.steps
 
 
 def test_resume_of_a_finished_or_callback_stopped_run(tmp_path: Path) -> None:
@@ -242,7 +249,7 @@ def test_load_errors(tmp_path: Path) -> None:
     meta = json.loads(str(arrays["meta.json"][()]))
     arrays["meta.json"] = np.asarray(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
     np.savez(newer, **arrays)
-    with pytest.raises(CheckpointError, match=r"format 2 .*upgrade"):
+    with pytest.raises(CheckpointError, match=rf"format {FORMAT_VERSION + 1} .*upgrade"):
         load_state(newer)
 
     # Damaged files: truncated, bytes flipped inside an array, not a zip, an npz without meta.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import warnings
 from typing import Any
 
@@ -250,3 +251,210 @@ def test_compiled_steps_with_finite_extremes(name: str, grad_value: str, dtype: 
     new, state = step(params, grads, state, loss=loss)
     new, state = step(new, grads, state, loss=loss)
     _assert_finite_like(new, params)
+
+
+# ---------------------------------------------------------------------------------------------
+# The surfaces of issue 24: checkpoint files, objectives, executors, completed= mappings.
+# Each outcome is a clear error of the documented type, or the exact result. A soak:
+# PHYSOPT_FUZZ_EXAMPLES=2000 HYPOTHESIS_PROFILE=explore.
+
+_EXAMPLES = int(os.environ.get("PHYSOPT_FUZZ_EXAMPLES", "30"))
+
+
+def _checkpoint_bytes() -> tuple[bytes, Any]:
+    import tempfile
+
+    from physopt_ref.runner.checkpoint import save_state
+
+    opt = po.chain(po.non_finite_guard(), po.heavy_ball(lr=po.exponential_decay(0.1, 0.5, 9)))
+    state = opt.init(np.arange(6.0).reshape(2, 3), batch_ndim=1)
+    state = opt.step(np.ones((2, 3)), np.ones((2, 3)), state)[1]
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/c.npz"
+        save_state(path, opt, state)
+        with open(path, "rb") as f:
+            data = f.read()
+    return data, state
+
+
+_CHECKPOINT, _CHECKPOINT_STATE = _checkpoint_bytes()
+
+
+def _load_bytes(data: bytes, tmp: Any) -> Any:
+    from physopt_ref.runner.checkpoint import CheckpointError, load_state
+
+    path = tmp / "fuzzed.npz"
+    path.write_bytes(data)
+    try:
+        return load_state(path)
+    except CheckpointError as exc:
+        assert str(exc)
+        return None
+
+
+def _assert_exact(loaded: Any) -> None:
+    if loaded is None:
+        return
+    for got, want in zip(loaded.state, _CHECKPOINT_STATE, strict=True):
+        assert isinstance(got, tuple) == isinstance(want, tuple)
+        pairs = zip(got, want, strict=True) if isinstance(want, tuple) else [(got, want)]
+        for g, w in pairs:
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, len(_CHECKPOINT) - 1), st.integers(1, 255)),
+                      min_size=1, max_size=4),
+       cut=st.one_of(st.none(), st.integers(0, len(_CHECKPOINT))))
+def test_damaged_checkpoint_files(tmp_path_factory: Any, edits: list[tuple[int, int]],
+                                  cut: int | None) -> None:
+    """Flipped bytes and truncations: a CheckpointError, or the state loaded exactly (a flip
+    in a zip field that nothing reads)."""
+    data = bytearray(_CHECKPOINT)
+    for at, xor in edits:
+        data[at] ^= xor
+    if cut is not None:
+        data = data[:cut]
+    _assert_exact(_load_bytes(bytes(data), tmp_path_factory.mktemp("ck")))
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+              st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None)
+@given(where=st.lists(st.sampled_from(["optimizer", "spec", "hyperparameters", "lr",
+                                       "arguments", "transforms", "state", "fields", "members",
+                                       "leaves", "name", "shape", "dtype", "format_version",
+                                       "kind"]), min_size=1, max_size=3),
+       value=_JSON)
+def test_checkpoints_with_crafted_meta(tmp_path_factory: Any, where: list[str],
+                                       value: Any) -> None:
+    """Any value put anywhere in meta.json: a CheckpointError or the exact state."""
+    import io
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(_CHECKPOINT)) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    meta = json.loads(str(np.load(io.BytesIO(members["meta.json.npy"]))[()]))
+
+    def put(node: Any, depth: int) -> bool:
+        """Replace the first key of ``where`` found below ``node`` (depth first)."""
+        if isinstance(node, dict):
+            for key in list(node):
+                if key in where and depth >= len(where) - 1:
+                    node[key] = value
+                    return True
+                if put(node[key], depth + 1):
+                    return True
+        if isinstance(node, list):
+            return any(put(item, depth + 1) for item in node)
+        return False
+
+    put(meta, 0)
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(json.dumps(meta)))
+    members["meta.json.npy"] = buf.getvalue()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    _assert_exact(_load_bytes(out.getvalue(), tmp_path_factory.mktemp("ck")))
+
+
+_JUNK = st.one_of(
+    st.none(), st.text(max_size=3), st.integers(), st.floats(), st.complex_numbers(),
+    st.booleans(),
+    st.sampled_from([np.ones(3), np.ones(2), np.ones((3, 3)), np.array(1 + 1j),
+                     np.array(["a", "b", "c"]), np.ones(3, dtype=np.int64), [np.ones(3)],
+                     {"x": np.ones(3)}, np.float32(1.0), np.ones(1)]),
+)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None)
+@given(answer=st.one_of(_JUNK, st.tuples(_JUNK, _JUNK), st.tuples(_JUNK, _JUNK, _JUNK),
+                        st.lists(_JUNK, max_size=3)))
+def test_objectives_returning_junk(answer: Any) -> None:
+    """``run`` on an objective answering junk: TypeError / ValueError naming what was expected
+    (or a run, where the junk is a valid answer)."""
+    try:
+        trace = po.run(po.sgd(lr=0.1), lambda x: answer, np.ones(3), 3)
+    except (TypeError, ValueError) as exc:
+        assert str(exc)
+        return
+    assert trace.steps <= 3
+
+
+def _quad(x: Any) -> tuple[Any, Any]:
+    return 0.5 * np.sum(x * x, axis=-1), x
+
+
+_X8 = np.linspace(-1.0, 1.0, 16).reshape(8, 2)
+
+
+def _chunked(**kwargs: Any) -> Any:
+    return po.run_chunked(po.sgd(lr=0.1), _quad, _X8, 3, batch_ndim=1, chunk_size=2, **kwargs)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None)
+@given(keep=st.lists(st.integers(0, 3), max_size=5),
+       junk=st.lists(st.one_of(_JUNK, st.tuples(st.integers(-1, 5), _JUNK, _JUNK)), max_size=3))
+def test_executors_returning_junk(keep: list[int], junk: list[Any]) -> None:
+    """A map-like executor returning some real results and junk: a ChunkedRunError naming the
+    chunks without a valid result (the others kept), or the unsplit trace."""
+    def executor(fn: Any, tasks: Any) -> list[Any]:
+        tasks = list(tasks)
+        return [fn(tasks[i]) for i in keep if i < len(tasks)] + list(junk)
+
+    try:
+        trace = _chunked(executor=executor)
+    except po.ChunkedRunError as err:
+        assert set(err.errors) | set(err.traces) == {0, 1, 2, 3}
+        assert set(err.traces) <= set(keep)
+        return
+    np.testing.assert_array_equal(trace.losses, po.run(po.sgd(lr=0.1), _quad, _X8, 3,
+                                                       batch_ndim=1).losses)
+
+
+def _real_chunks() -> dict[int, Any]:
+    def lose_two(fn: Any, tasks: Any) -> list[Any]:
+        return [fn(t) for t in tasks if t.index < 2]
+
+    try:
+        _chunked(executor=lose_two)
+    except po.ChunkedRunError as err:
+        return err.traces
+    raise AssertionError("chunks 2 and 3 should be missing")
+
+
+_REAL_CHUNKS = _real_chunks()
+_OTHER = po.run_chunked(po.sgd(lr=0.2), _quad, _X8, 3, batch_ndim=1, chunk_size=2)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None)
+@given(completed=st.one_of(
+    _JUNK,
+    st.dictionaries(st.one_of(st.integers(-2, 6), st.text(max_size=2), st.booleans()),
+                    st.one_of(_JUNK, st.sampled_from([*_REAL_CHUNKS.values(), _OTHER])),
+                    max_size=4),
+    st.dictionaries(st.integers(0, 1), st.sampled_from(list(_REAL_CHUNKS.values())),
+                    max_size=2),
+))
+def test_random_completed_mappings(completed: Any) -> None:
+    """``completed=`` of any kind: TypeError / ValueError up front, or the unsplit trace (only
+    the matching chunks are accepted)."""
+    try:
+        trace = _chunked(completed=completed)
+    except (TypeError, ValueError) as exc:
+        assert str(exc)
+        return
+    np.testing.assert_array_equal(trace.losses, po.run(po.sgd(lr=0.1), _quad, _X8, 3,
+                                                       batch_ndim=1).losses)

@@ -30,7 +30,16 @@ X0 = np.array([1.0, -0.5, 2.0])
 @pytest.mark.parametrize("name", registered_names())
 def test_every_registered_optimizer_through_scipy(name):
     hp = REGISTRY[name].test_hyperparameters
-    res = minimize(fun, X0, jac=jac, method=scipy_method(name, **hp), options={"maxiter": 25})
+    calls = {"fun": 0, "jac": 0}
+
+    def counted(which, f):
+        def wrapped(x):
+            calls[which] += 1
+            return f(x)
+        return wrapped
+
+    res = minimize(counted("fun", fun), X0, jac=counted("jac", jac),
+                   method=scipy_method(name, **hp), options={"maxiter": 25})
     assert isinstance(res, OptimizeResult)
     for key in ("x", "fun", "jac", "nit", "nfev", "success", "status", "message"):
         assert key in res
@@ -39,7 +48,8 @@ def test_every_registered_optimizer_through_scipy(name):
     np.testing.assert_allclose(res.jac, jac(res.x))
     assert res.fun <= fun(X0)
     assert 1 <= res.nit <= 25
-    assert res.nfev == res.nit + 1
+    # the real calls (an optimizer that stopped moving, as BBI at V <= eps, is not re-evaluated)
+    assert res.nfev == calls["fun"] and res.njev == calls["jac"] <= res.nit + 1
     if not res.success:
         assert res.status == 1 and res.nit == 25
 
@@ -49,7 +59,7 @@ def test_converges_and_reports_success():
                    tol=1e-8, options={"maxiter": 5000})
     assert res.success and res.status == 0
     assert np.max(np.abs(res.jac)) <= 1e-8
-    assert res.message == "Optimization terminated successfully."
+    assert res.message.startswith("Optimization terminated successfully: max|grad f|")
     assert res.nit < 5000
 
 

@@ -98,9 +98,10 @@ def scipy_method(
     ``ftarget`` : float, optional
         Also stop with success once ``f <= ftarget``.
     ``return_best`` : bool, default True
-        When the run did not converge, return the lowest point seen (energy-conserving and
-        momentum methods oscillate); False returns the last iterate, as SciPy's descent methods
-        do. A converged run returns the iterate that met the criterion.
+        Return the lowest point seen and its value (energy-conserving and momentum methods
+        oscillate, and a cluster that evaporates meets ``gtol`` far above its best energy),
+        also when a criterion was met at a worse iterate; the message then says so. False
+        returns the last iterate, as SciPy's descent methods do.
     ``disp``, ``return_all`` : as in SciPy (``allvecs`` holds every iterate).
 
     Unknown options are ignored with an :class:`~scipy.optimize.OptimizeWarning`, as SciPy's
@@ -115,8 +116,13 @@ def scipy_method(
     when that is its only parameter, else ``callback(xk)``; raising :class:`StopIteration`
     ends the run with status 99, as in SciPy.
 
-    Status codes: 0 converged (``gtol`` or ``ftarget``), 1 ``maxiter`` reached, 3 NaN
+    Status codes: 0 converged (``success``: a criterion was met, ``gtol`` or ``ftarget``; the
+    message says which, with its value and iteration), 1 ``maxiter`` reached, 3 NaN
     encountered, 99 stopped by the callback.
+
+    ``nfev`` and ``njev`` count the calls of ``fun`` and ``jac`` the adapter made: an iterate
+    equal to the previous one is not evaluated again, and with ``jac=True`` each call of the
+    function (value and gradient together) counts once in both.
     """
     from scipy.optimize import OptimizeResult, OptimizeWarning
 
@@ -182,52 +188,73 @@ def scipy_method(
 
         nfev = 0
         njev = 0
+        # jac=True: SciPy wraps fun in a MemoizeJac and passes its .derivative; the function
+        # that returns (value, gradient) is called here directly, so every call is counted.
+        memo = getattr(jac, "__self__", None)
+        both = memo.fun if memo is not None and memo is fun and hasattr(memo, "fun") else None
+        last: list[Any] = []  # (point, value, gradient) of the last evaluation
 
         def f_of(point: np.ndarray) -> float:
             nonlocal nfev
             nfev += 1
             return float(np.asarray(fun(point.reshape(shape), *args)).reshape(()))
 
-        def grad_of(point: np.ndarray, f_point: float) -> np.ndarray:
+        def evaluate(point: np.ndarray) -> tuple[float, np.ndarray]:
+            """Value and gradient at ``point``; the same point again is not evaluated again."""
             nonlocal njev, nfev
-            if callable(jac):
+            if last and np.array_equal(last[0], point):
+                return last[1], last[2]
+            if both is not None:
+                nfev += 1
                 njev += 1
-                return np.asarray(jac(point.reshape(shape), *args), dtype=np.float64).reshape(-1)
-            scheme = jac if jac in ("2-point", "3-point") else "2-point"
-            return _finite_difference(f_of, point, f_point, scheme)
+                value, grad = both(point.reshape(shape), *args)
+                f_point = float(np.asarray(value).reshape(()))
+                g_point = np.asarray(grad, dtype=np.float64).reshape(-1)
+            else:
+                f_point = f_of(point)
+                if callable(jac):
+                    njev += 1
+                    g_point = np.asarray(jac(point.reshape(shape), *args),
+                                         dtype=np.float64).reshape(-1)
+                else:
+                    scheme = jac if jac in ("2-point", "3-point") else "2-point"
+                    g_point = _finite_difference(f_of, point, f_point, scheme)
+            last[:] = [point.copy(), f_point, g_point]
+            return f_point, g_point
 
-        f = f_of(x)
-        g = grad_of(x, f)
+        f, g = evaluate(x)
         state = opt.init(x, batch_ndim=0)
-        best = (x, f, g)
+        best = (x, f, g, 0)
         allvecs = [x.copy()] if return_all else []
         intermediate = callback is not None and _wants_intermediate_result(callback)
 
-        def converged(f_now: float, g_now: np.ndarray) -> bool:
+        def criterion(f_now: float, g_now: np.ndarray) -> str | None:
+            """Which stopping criterion ``(f_now, g_now)`` meets, in words (None: none)."""
             if ftarget is not None and f_now <= ftarget:
-                return True
-            return bool(np.max(np.abs(g_now), initial=0.0) <= gtol)
+                return f"f = {f_now:.6g} <= ftarget = {ftarget:.6g}"
+            norm = float(np.max(np.abs(g_now), initial=0.0))
+            return f"max|grad f| = {norm:.3g} <= gtol = {gtol:.3g}" if norm <= gtol else None
 
         nit = 0
         status, message = 1, "Maximum number of iterations has been exceeded."
+        met = None
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             status, message = 3, "NaN result encountered."
-        elif converged(f, g):
-            status, message = 0, "Optimization terminated successfully."
+        elif (met := criterion(f, g)) is not None:
+            status = 0
         else:
             while nit < maxiter:
                 x, state = opt.step(x, g, state, loss=np.asarray(f))
                 x = np.asarray(x, dtype=np.float64)
                 nit += 1
-                f = f_of(x)
-                g = grad_of(x, f)
+                f, g = evaluate(x)
                 if return_all:
                     allvecs.append(x.copy())
                 if not (np.isfinite(f) and np.all(np.isfinite(g))):
                     status, message = 3, "NaN result encountered."
                     break
                 if f < best[1]:
-                    best = (x, f, g)
+                    best = (x, f, g, nit)
                 if callback is not None:
                     try:
                         if intermediate:
@@ -238,11 +265,16 @@ def scipy_method(
                     except StopIteration:
                         status, message = 99, _STOP_ITERATION_MESSAGE
                         break
-                if converged(f, g):
-                    status, message = 0, "Optimization terminated successfully."
+                if (met := criterion(f, g)) is not None:
+                    status = 0
                     break
-        if status != 0 and (return_best or status == 3):
-            x_out, f_out, g_out = best
+        if status == 0:
+            message = f"Optimization terminated successfully: {met} at iteration {nit}."
+        if return_best or status == 3:
+            x_out, f_out, g_out, at = best
+            if at != nit:
+                message += (f" The best point seen (iteration {at}, f = {f_out:.6g}) is "
+                            f"returned; the last iterate has f = {f:.6g}.")
         else:
             x_out, f_out, g_out = x, f, g
         if disp:

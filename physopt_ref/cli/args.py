@@ -14,7 +14,9 @@ __all__ = [
     "UsageError",
     "nonneg_int",
     "parse_assignment",
+    "parse_assignments",
     "parse_grid",
+    "parse_grids",
     "pos_int",
 ]
 
@@ -67,6 +69,26 @@ def parse_assignment(text: str, what: str) -> tuple[str, Any]:
     """``NAME=VALUE`` -> ``(name, value)``; the value read as a Python literal where it is one."""
     name, raw = _split_assignment(text, what)
     return name, _literal(raw)
+
+
+def parse_assignments(texts: list[str], what: str) -> dict[str, Any]:
+    """Repeated ``NAME=VALUE`` options as a dict; a name given twice is a :class:`UsageError`."""
+    return _unique([parse_assignment(t, what) for t in texts], what)
+
+
+def parse_grids(texts: list[str]) -> dict[str, tuple[Any, ...]]:
+    """Repeated ``--grid NAME=V1,V2,...`` as a dict; a name given twice is a UsageError."""
+    return _unique([parse_grid(t) for t in texts], "--grid")
+
+
+def _unique(pairs: list[tuple[str, Any]], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise UsageError(f"{what} {name} is given twice ({out[name]!r} and {value!r}); "
+                             "give each name once")
+        out[name] = value
+    return out
 
 
 def parse_grid(text: str) -> tuple[str, tuple[Any, ...]]:

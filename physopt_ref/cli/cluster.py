@@ -42,22 +42,36 @@ def _workers(text: str | None) -> int | None:
     return value
 
 
+#: The protocols a scheduler is reached by from another process (``inproc://`` addresses live
+#: inside one process; ``ucx`` needs its own extra).
+_PROTOCOLS = ("tcp", "tls", "ws", "wss")
+
+
 def _check_address(address: str) -> str:
     from distributed.comm.addressing import parse_address, parse_host_port
     from distributed.comm.registry import backends
 
-    scheme, location = parse_address(address)
+    try:
+        scheme, location = parse_address(address)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--scheduler {address!r}: {exc} (expected e.g. tcp://HOST:8786)"
+                         ) from None
     if scheme not in backends:
         raise UsageError(f"--scheduler {address!r}: unknown protocol {scheme!r}; "
-                         f"expected one of {sorted(backends)} (e.g. tcp://HOST:8786)")
-    if scheme != "inproc":
-        try:
-            _, port = parse_host_port(location)
-        except ValueError as exc:
-            raise UsageError(f"--scheduler {address!r}: {exc} (expected e.g. tcp://HOST:8786)"
-                             ) from exc
-        if not 1 <= port <= 65535:
-            raise UsageError(f"--scheduler {address!r}: port {port} is not in 1..65535")
+                         f"expected one of {list(_PROTOCOLS)} (e.g. tcp://HOST:8786)")
+    if scheme not in _PROTOCOLS:
+        raise UsageError(f"--scheduler {address!r}: protocol {scheme!r} cannot reach a "
+                         f"scheduler from this process; expected one of {list(_PROTOCOLS)} "
+                         "(e.g. tcp://HOST:8786)")
+    try:
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--scheduler {address!r}: {exc} (expected e.g. tcp://HOST:8786)"
+                         ) from None
+    if not host:
+        raise UsageError(f"--scheduler {address!r}: no host (expected e.g. tcp://HOST:8786)")
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--scheduler {address!r}: port {port} is not in 1..65535")
     return address
 
 
@@ -89,10 +103,13 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
     from distributed import Client
 
     if scheduler is not None:
+        timeout = getattr(args, "connect_timeout", 5.0)
         try:
-            client = Client(scheduler)
+            client = Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError) as exc:
-            raise UsageError(f"cannot reach the scheduler at {scheduler}: {exc}") from exc
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"cannot reach the scheduler at {scheduler} within {timeout:g} s "
+                             f"(--connect-timeout): {reason}") from None
         with client:
             yield client
         return

@@ -4,25 +4,55 @@ returns the exit status (a :class:`~physopt_ref.cli.parser.UsageError` for user 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TextIO
 
 import numpy as np
 
 from physopt_ref.backends import BackendNotInstalledError, get_namespace, to_numpy
-from physopt_ref.cli.args import UsageError, parse_assignment, parse_grid
+from physopt_ref.cli.args import UsageError, parse_assignments, parse_grids
 from physopt_ref.cli.cluster import ChunkProgress, check_cluster_options, cluster_client
+from physopt_ref.cli.limits import check_problem_size, default_record_every
 from physopt_ref.cli.output import Progress, compare_report, format_table, write_json
 from physopt_ref.cli.problem_settings import SETTINGS, available_problem_names, setting_for
+from physopt_ref.cli.run_report import run_lines, write_json_stream
 from physopt_ref.cli.settings import build_problem, hyperparameters_for, starts_for
 from physopt_ref.core.registry import REGISTRY, get_optimizer, registered_names
 from physopt_ref.runner.chunked import run_chunked
 from physopt_ref.runner.loop import STATUS_MESSAGES, run
 
-__all__ = ["cmd_compare", "cmd_digits", "cmd_list", "cmd_run", "cmd_tune"]
+__all__ = ["backend_scope", "cmd_compare", "cmd_digits", "cmd_list", "cmd_run", "cmd_tune"]
+
+
+@contextlib.contextmanager
+def backend_scope(args: argparse.Namespace) -> Iterator[None]:
+    """The command's backend settings, for the command only: ``--backend jax --dtype float64``
+    turns JAX's x64 mode on inside this scope (``jax.enable_x64``), never globally. It is
+    refused with a cluster, whose workers would not be in the scope."""
+    if getattr(args, "backend", None) != "jax" or getattr(args, "dtype", None) != "float64":
+        yield
+        return
+    if getattr(args, "workers", None) is not None or getattr(args, "scheduler", None):
+        raise UsageError("--backend jax --dtype float64 cannot run on --workers / --scheduler: "
+                         "JAX's x64 mode is turned on for this process only; use --dtype "
+                         "float32 or the numpy backend")
+    try:
+        import jax
+    except ImportError:  # _namespace reports the missing backend
+        yield
+        return
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:
+        enable = getattr(getattr(jax, "experimental", None), "enable_x64", None)
+    if enable is None:
+        raise UsageError(f"--backend jax --dtype float64: this JAX ({jax.__version__}) has no "
+                         "enable_x64 context to turn x64 on for the run; use --dtype float32")
+    with enable(True):
+        yield
 
 
 def _namespace(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -30,7 +60,11 @@ def _namespace(args: argparse.Namespace) -> tuple[Any, Any]:
         xp = get_namespace(args.backend)
     except BackendNotInstalledError as exc:
         raise UsageError(str(exc)) from exc
-    return xp, getattr(xp, args.dtype)
+    dtype = getattr(xp, args.dtype)
+    made = xp.zeros(1, dtype=dtype).dtype
+    if made != dtype:
+        raise UsageError(f"--dtype {args.dtype}: {args.backend} makes {made} arrays here")
+    return xp, dtype
 
 
 def _check_plot(args: argparse.Namespace) -> None:
@@ -112,12 +146,16 @@ def _run_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dic
         setting = setting_for(args.problem)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    hp_over = dict(parse_assignment(t, "--hp") for t in args.hp)
-    prob_over = dict(parse_assignment(t, "--problem-arg") for t in args.problem_arg)
+    hp_over = parse_assignments(args.hp, "--hp")
+    prob_over = parse_assignments(args.problem_arg, "--problem-arg")
+    itemsize = 4 if args.dtype == "float32" else 8
+    check_problem_size(setting.factory, {**setting.kwargs, **prob_over}, None, args.ensemble,
+                       itemsize)
     try:
         problem = build_problem(setting, **prob_over)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"bad --problem-arg for {args.problem}: {exc}") from exc
+    check_problem_size(setting.factory, prob_over, problem.dim, args.ensemble, itemsize)
     try:
         hp, _ = hyperparameters_for(args.optimizer, setting, args.seed, hp_over)
     except ValueError as exc:
@@ -126,10 +164,11 @@ def _run_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dic
 
 
 def _run_json(args: argparse.Namespace, trace: Any, hp: dict[str, Any], prob_over: dict,
-              problem: Any, out: TextIO) -> int:
+              problem: Any, out: TextIO, dtype: str, record_every: int) -> int:
     doc = {
         "optimizer": args.optimizer, "hyperparameters": hp, "problem": args.problem,
-        "problem_args": prob_over, "backend": args.backend, "dtype": args.dtype,
+        "problem_args": prob_over, "backend": args.backend, "dtype": dtype,
+        "record_every": record_every,
         "seed": args.seed, "ensemble": args.ensemble, "f_min": problem.f_min
         if problem.minima else None,
         "best_value": trace.best_value, "final_value": trace.final_value,
@@ -138,11 +177,11 @@ def _run_json(args: argparse.Namespace, trace: Any, hp: dict[str, Any], prob_ove
         "steps_to_target": trace.steps_to_target, "success_rate": trace.success_rate,
         "success_ci95": trace.success_interval, "recorded_steps": trace.recorded_steps,
         "losses": trace.losses, "state_history": dict(trace.state_history),
-        "trace": trace.to_dict(points=False),
+        "trace": trace.to_dict(points=False, plain=False),
     }
     doc.update({k: doc["trace"][k] for k in ("steps", "evaluations", "target", "gtol")})
     doc["wall_time_s"] = trace.wall_time
-    return write_json(doc, out)
+    return write_json_stream(doc, out)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
@@ -162,7 +201,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         x0 = problem.start(xp=xp, dtype=dtype)
     else:
         x0 = xp.asarray(starts_for(problem, setting, args.ensemble, args.seed), dtype=dtype)
+    if x0.dtype != dtype:
+        raise UsageError(f"--dtype {args.dtype}: the starts came out {x0.dtype} on "
+                         f"{args.backend}")
     steps = args.steps or setting.evals - 1
+    record_every = args.record_every or default_record_every(steps, args.ensemble)
     target = args.target
     if target is None and problem.minima:
         target = problem.f_min + setting.target_tol
@@ -173,7 +216,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         if info.step % every == 0:
             progress(info.step, steps, f"{args.optimizer} on {args.problem}")
 
-    options = {"target": target, "gtol": args.gtol, "record_every": args.record_every,
+    options = {"target": target, "gtol": args.gtol, "record_every": record_every,
                "grad_noise": args.noise, "noise_seed": args.seed,
                "record_x": bool(args.plot) and problem.dim == 2}
     try:
@@ -193,17 +236,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         plot_run(trace, problem, args.plot, title=run_title(args.optimizer, hp, args.problem,
                                                             trace))
     if args.json:
-        return _run_json(args, trace, hp, prob_over, problem, out)
+        return _run_json(args, trace, hp, prob_over, problem, out, str(x0.dtype), record_every)
     out.write(f"{opt!r} on {args.problem} ({problem!r}), backend {args.backend}, "
-              f"{args.dtype}, seed {args.seed}\n")
+              f"{x0.dtype}, seed {args.seed}, recorded every {record_every} steps\n")
     out.write(trace.summary() + "\n")
-    best = trace.best_value.ravel()
-    status = trace.status.ravel()
-    ett = trace.evaluations_to_target.ravel()
-    for k in range(best.size):
-        reach = f", target after {ett[k]} evaluations" if ett[k] >= 0 else ""
-        out.write(f"  run {k}: best f = {best[k]:.10g} ({STATUS_MESSAGES[int(status[k])]}"
-                  f"{reach})\n")
+    for line in run_lines(trace, args.per_run):
+        out.write(line + "\n")
     best_x = np.asarray(to_numpy(trace.best_x))
     if best_x.ndim == 1 and best_x.size <= 10:
         out.write(f"  best x = {np.array2string(best_x, precision=6)}\n")
@@ -241,8 +279,12 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     if args.optimizer not in REGISTRY:
         raise UsageError(f"unknown optimizer {args.optimizer!r}; registered: {registered_names()}")
     xp, dtype = _namespace(args)
-    grid = dict(parse_grid(t) for t in args.grid) or None
-    fixed = dict(parse_assignment(t, "--hp") for t in args.hp)
+    grid = parse_grids(args.grid) or None
+    fixed = parse_assignments(args.hp, "--hp")
+    both = sorted(set(grid or {}) & set(fixed))
+    if both:
+        raise UsageError(f"{', '.join(both)} given both in --grid and in --hp; a name is either "
+                         "searched or held fixed")
     _check_grid_values(args, grid or {}, fixed)
     progress = _progress(args)
     try:

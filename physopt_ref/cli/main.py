@@ -36,7 +36,14 @@ import sys
 from collections.abc import Sequence
 
 from physopt_ref.cli.args import UsageError
-from physopt_ref.cli.commands import cmd_compare, cmd_digits, cmd_list, cmd_run, cmd_tune
+from physopt_ref.cli.commands import (
+    backend_scope,
+    cmd_compare,
+    cmd_digits,
+    cmd_list,
+    cmd_run,
+    cmd_tune,
+)
 from physopt_ref.cli.parser import PROG, build_parser
 from physopt_ref.cli.science import cmd_bbob, cmd_search
 from physopt_ref.cli.verify import cmd_verify
@@ -53,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return _HANDLERS[args.command](args, sys.stdout)
+        with backend_scope(args):
+            return _HANDLERS[args.command](args, sys.stdout)
     except SystemExit as exc:  # --help, --version (0)
         return int(exc.code) if isinstance(exc.code, int) else 2
     except UsageError as exc:  # every bad option and value: one line, exit status 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from typing import Any
 
 from physopt_ref.backends import BACKENDS
@@ -31,6 +32,13 @@ PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 
 
 
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def _plot_file(text: str) -> str:
     """``--plot FILE``: a known figure extension in an existing folder (checked up front)."""
     ext = os.path.splitext(text)[1].lower()
@@ -43,6 +51,15 @@ def _plot_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"the folder {folder!r} of {text!r} does not exist")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    if os.path.exists(text) and not os.access(text, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text!r} exists and cannot be written")
+    try:  # can a file be created there? (checked before the run, not after it)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".physopt-plot-check-"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot write into the folder {folder!r} of {text!r}: {exc.strerror or exc}"
+        ) from None
     return text
 
 
@@ -73,6 +90,8 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
                    help="start a local cluster of N worker processes for this command")
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="use a running cluster, e.g. tcp://HOST:8786")
+    g.add_argument("--connect-timeout", metavar="SECONDS", type=_positive_float, default=5.0,
+                   help="how long to wait for the scheduler (default 5 s)")
 
 
 def _add_budget(p: argparse.ArgumentParser) -> None:
@@ -116,7 +135,11 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--gtol", type=_nonneg_float, help="stop a run once max|grad| <= GTOL")
     p.add_argument("--noise", type=_nonneg_float, default=0.0,
                    help="standard deviation of Gaussian gradient noise (default 0)")
-    p.add_argument("--record-every", type=pos_int, default=1, help="record every K steps")
+    p.add_argument("--record-every", type=pos_int, default=None,
+                   help="record every K steps (default: every step, or as few records as keep "
+                   "records x runs within 2e6 values)")
+    p.add_argument("--per-run", action="store_true",
+                   help="one line per run also for ensembles over 20 runs (else a summary)")
     _add_common(p)
     _add_cluster(p)
 

@@ -85,6 +85,8 @@ class _Config:
     checkpoint_every: int | None = None
     compile: bool = False
     noise_member: int = 0
+    #: What a run checkpoint records of the problem (``run_checkpoint.problem_fingerprint``).
+    problem: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -190,10 +192,56 @@ def _call_callback(callback: Callable[..., Any], info: StepInfo) -> bool:
 # The steps of the loop
 
 
-def _evaluate(fun: Callable[[Any], tuple[Any, Any]], ens: _Ensemble, leaves: list[Any]):
-    """Value (batch shape, parameters' dtype) and gradient leaves at the point ``leaves``."""
-    value, grad = fun(tree_unflatten(ens.treedef, leaves))
+def _evaluate(fun: Callable[[Any], tuple[Any, Any]], ens: _Ensemble, leaves: list[Any],
+              check: bool = False):
+    """Value (batch shape, parameters' dtype) and gradient leaves at the point ``leaves``
+    (``check``: the answer validated first, as for the start)."""
+    answer = fun(tree_unflatten(ens.treedef, leaves))
+    if check:
+        _check_answer(answer, ens, leaves)
+    value, grad = answer
     return ens.as_value(value), tree_flatten(grad)[0]
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"a {len(value)}-tuple"
+    dtype = getattr(value, "dtype", None)
+    return f"{type(value).__name__}" + (f" of dtype {dtype}" if dtype is not None else "")
+
+
+def _check_answer(answer: Any, ens: _Ensemble, leaves: list[Any]) -> None:
+    """Refuse an objective's answer that is not ``(value, grad)``: a real value (a number, or
+    an array of the ensemble shape) and a gradient of ``x``'s structure, shapes and a real
+    floating dtype."""
+    xp = ens.xp
+    expected = ("the objective must return (value, grad): a real value per run (shape "
+                f"{ens.batch_shape}) and a gradient with x's structure")
+    if not isinstance(answer, tuple | list) or len(answer) != 2:
+        raise TypeError(f"{expected}; it returned {_kind(answer)}")
+    value, grad = answer
+    if isinstance(value, bool) or not (isinstance(value, int | float) or (
+            hasattr(value, "dtype") and hasattr(value, "shape"))):
+        raise TypeError(f"{expected}; its value is {_kind(value)}")
+    if hasattr(value, "dtype") and not (xp.isdtype(value.dtype, "real floating") or
+                                        xp.isdtype(value.dtype, "integral")):
+        raise TypeError(f"{expected}; its value has the dtype {value.dtype}, not a real one")
+    try:
+        g_leaves, g_def = tree_flatten(grad)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{expected}; its gradient is {_kind(grad)} ({exc})") from None
+    if g_def != ens.treedef or len(g_leaves) != len(leaves):
+        raise TypeError(f"{expected}; its gradient has {len(g_leaves)} leaves of another "
+                        f"structure than x's {len(leaves)}")
+    for i, (g, x) in enumerate(zip(g_leaves, leaves, strict=True)):
+        if not (hasattr(g, "shape") and hasattr(g, "dtype")) or tuple(g.shape) != tuple(
+                x.shape):
+            shape = getattr(g, "shape", None)
+            raise TypeError(f"{expected}; gradient leaf {i} is {_kind(g)} of shape {shape}, "
+                            f"x's has the shape {tuple(x.shape)}")
+        if not xp.isdtype(g.dtype, "real floating"):
+            raise TypeError(f"{expected}; gradient leaf {i} has the dtype {g.dtype}, not a "
+                            "real floating one")
 
 
 def _max_abs_grad(ens: _Ensemble, g: list[Any]) -> Any:
@@ -233,7 +281,7 @@ def _start(
     """Evaluate the start, initialise the optimizer, and stop the runs that are done there."""
     xp = ens.xp
     state = optimizer.init(tree_unflatten(ens.treedef, leaves), batch_ndim=ens.batch_ndim)
-    f, g = _evaluate(fun, ens, leaves)
+    f, g = _evaluate(fun, ens, leaves, check=True)
     ok = all_finite(xp, g, ens.batch_ndim, f)
     inf = xp.asarray(float("inf"), dtype=ens.like.dtype, device=ens.dev)
     active, status, steps_to_target = _stop_converged(

@@ -1,14 +1,20 @@
 """Checkpoints: an optimizer's state (or a whole :func:`~physopt_ref.run`) in a portable file.
 
-:func:`save_state` writes a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, read back with
-``np.load(..., allow_pickle=False)``: no pickle, no code) holding
+:func:`save_state` writes a NumPy ``.npz`` archive (a zip of ``.npy`` arrays; no pickle, no
+code) holding
 
 * ``meta.json``: the format tag and version, the library version, the kind of checkpoint, and
   the optimizer as data (its registry name, hyperparameters and chained transforms; see
   :mod:`physopt_ref.runner.spec` for how schedules, per-run arrays and functions are recorded);
 * the state, field by field (``state/<field>`` or ``state/<field>/<leaf>``), every array with
   its exact dtype and bits;
-* per-run hyperparameter arrays (``hp...``), and for a run the loop's arrays and records.
+* per-run hyperparameter arrays (``hp...``), and for a run the loop's arrays and records;
+* in ``meta["members"]``, the shape and dtype of every array.
+
+Reading is bounded by that layout (:mod:`physopt_ref.runner.checkpoint_file`: no member read
+that the layout does not name, none larger than recorded, JSON no deeper than needed), and the
+state read is checked against the layout ``optimizer.init`` makes (fields, shapes, dtypes, an
+int32 count) before it is returned.
 
 :func:`load_state` builds the optimizer again from the file, or checks the file against the
 optimizer it is given, and returns the state on the host (NumPy) or on the backend and device
@@ -20,11 +26,8 @@ write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,6 +35,13 @@ from array_api_compat import array_namespace, device
 
 from physopt_ref.backends import namespace_name, to_numpy
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.runner.checkpoint_file import (
+    FORMAT_VERSION,
+    CheckpointError,
+    read_checkpoint,
+    read_meta,
+    write_checkpoint,
+)
 from physopt_ref.runner.spec import SpecError, build_optimizer, optimizer_spec, spec_difference
 
 __all__ = [
@@ -43,14 +53,6 @@ __all__ = [
     "save_state",
 ]
 
-#: The checkpoint format this version writes (and the newest it reads).
-FORMAT_VERSION = 1
-_FORMAT = "physopt_ref checkpoint"
-_META = "meta.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: damaged, of a newer format, or of another optimizer."""
 
 
 class LoadedState(NamedTuple):
@@ -58,81 +60,6 @@ class LoadedState(NamedTuple):
 
     optimizer: Optimizer
     state: Any
-
-
-def _library_version() -> str:
-    from importlib.metadata import version
-
-
-    return version("physopt_ref")
-
-
-# ---------------------------------------------------------------------------------------------
-# The file
-
-
-def write_checkpoint(path: str | os.PathLike, meta: Mapping[str, Any],
-                     arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``meta`` (JSON) and ``arrays`` to ``path`` atomically (temporary file, then move)."""
-    full: dict[str, Any] = {  # savez(**full): numpy's stub types the keywords as bool
-        _META: np.asarray(json.dumps({"format": _FORMAT, "format_version": FORMAT_VERSION,
-                                      "library_version": _library_version(), **meta})),
-        **arrays,
-    }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **full)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(meta, arrays)`` of a checkpoint of ``kind``, every array read (and CRC-checked)."""
-    with open(path, "rb") as f:  # closed by us, also when np.load fails on a damaged file
-        try:
-            with np.load(f, allow_pickle=False) as data:
-                files = list(data.files)
-                if _META not in files:
-                    raise KeyError(f"no {_META} entry (entries: {files[:5]})")
-                meta = json.loads(str(data[_META][()]))
-                arrays = {k: data[k] for k in files if k != _META}
-
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError,
-                TypeError) as exc:
-            raise CheckpointError(
-                f"{os.fspath(path)} is not a readable physopt_ref checkpoint (damaged, truncated "
-                f"or another kind of file): {type(exc).__name__}: {exc}"
-            ) from exc
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise CheckpointError(f"{os.fspath(path)} is not a physopt_ref checkpoint")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{os.fspath(path)}: unreadable format version {version!r}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{os.fspath(path)} was written in checkpoint format {version} by physopt_ref "
-            f"{meta.get('library_version')}; this physopt_ref ({_library_version()}) reads "
-            f"formats up to {FORMAT_VERSION}: upgrade physopt_ref to read it"
-        )
-    if meta.get("kind") != kind:
-        raise CheckpointError(
-            f"{os.fspath(path)} holds a {meta.get('kind')!r} checkpoint, not a {kind!r} one"
-        )
-    return meta, arrays
-
-
-def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of a checkpoint (format, versions, kind, the optimizer as data, ...)."""
-    with open(path, "rb") as f:
-        try:
-            with np.load(f, allow_pickle=False) as data:
-                return json.loads(str(data[_META][()]))
-        except Exception as exc:
-            raise CheckpointError(
-                f"{os.fspath(path)} is not a readable physopt_ref checkpoint: {exc}"
-            ) from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +72,9 @@ def to_backend(value: np.ndarray, like: Any) -> Any:
     if like is None:
         return value
     xp = array_namespace(like)
-    dtype = getattr(xp, value.dtype.name)
+    dtype = getattr(xp, value.dtype.name, None)
+    if dtype is None:
+        raise CheckpointError(f"{namespace_name(xp)} has no dtype {value.dtype.name}")
     out = xp.asarray(value, dtype=dtype, device=device(like))
     if out.dtype != dtype:
         raise CheckpointError(
@@ -169,25 +98,123 @@ def pack_state(state: Any, arrays: dict[str, np.ndarray], prefix: str) -> dict[s
     return {"type": type(state).__name__, "fields": fields}
 
 
+def _state_fields(layout: Any, arrays: Mapping[str, np.ndarray], prefix: str
+                  ) -> list[tuple[str, int | None]]:
+    """``(name, leaves)`` of each field of a recorded state layout, checked to be well formed
+    and to name arrays the file holds."""
+    fields = layout.get("fields") if isinstance(layout, dict) else None
+    if not isinstance(fields, list):
+        raise CheckpointError(f"the checkpoint's state layout is not {{type, fields}}: "
+                              f"{layout!r:.80}")
+    out = []
+    for f in fields:
+        name = f.get("name") if isinstance(f, dict) else None
+        leaves = f.get("leaves") if isinstance(f, dict) else None
+        if not isinstance(name, str) or not (
+                leaves is None or (type(leaves) is int and 0 <= leaves <= len(arrays))):
+            raise CheckpointError(f"the checkpoint's state layout has a malformed field "
+                                  f"{f!r:.80}")
+        keys = [f"{prefix}{name}"] if leaves is None else [
+            f"{prefix}{name}/{i}" for i in range(leaves)]
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            raise CheckpointError(f"the checkpoint lacks the state array {missing[0]!r}")
+        out.append((name, leaves))
+    return out
+
+
+def _describe(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_describe(v) for v in value]
+    return (tuple(value.shape), str(value.dtype))
+
+
+def _layout_difference(state: Any, expected: Any) -> str | None:
+    """The first field whose structure, shapes or dtypes differ from ``expected``'s."""
+    for name, got, want in zip(state._fields, state, expected, strict=True):
+        a, b = _describe(got), _describe(want)
+        if a != b:
+            return f"{name}: {a} in the file, {b} expected"
+    return None
+
+
+def _templates(xp: Any, state: Any) -> list[list[Any]]:
+    """Candidate parameter trees for a state: zeros shaped like the leaves of each tuple field
+    that have the count's ensemble axes in front and a real floating dtype."""
+    batch = tuple(state.count.shape)
+    out = []
+    for value in state:
+        if isinstance(value, tuple) and value and all(
+                tuple(v.shape[:len(batch)]) == batch and xp.isdtype(v.dtype, "real floating")
+                for v in value):
+            out.append([xp.zeros(v.shape, dtype=v.dtype, device=device(v)) for v in value])
+    return out
+
+
+def check_state(optimizer: Optimizer, state: Any, where: str,
+                params: Any = None) -> None:
+    """Refuse a ``state`` whose layout is not what ``optimizer.init`` makes.
+
+    ``params``: the parameters the state is for (a tree of arrays of the state's backend);
+    without them, the parameter-shaped fields of the state are tried as the template (a list of
+    leaves: a transform that needs the parameters' tree, such as a mask of a dict, then checks
+    nothing more). The count must be an int32 array.
+    """
+    count = state.count
+    if isinstance(count, tuple) or not hasattr(count, "dtype"):
+        raise CheckpointError(f"{where}: the state's count is not an array")
+    empty = [name for name, value in zip(state._fields, state, strict=True)
+             if isinstance(value, tuple) and not value]
+    if empty:
+        raise CheckpointError(f"{where}: the state's per-leaf field {empty[0]} has no leaves")
+    xp = array_namespace(count)
+    if count.dtype != xp.int32:
+        raise CheckpointError(f"{where}: the state's count is {_describe(count)}; the contract "
+                              "keeps it an int32 array")
+    candidates = [params] if params is not None else _templates(xp, state)
+    if not candidates and any(isinstance(v, tuple) and v for v in state):
+        raise CheckpointError(
+            f"{where}: the state's per-leaf arrays {_describe(tuple(state))[1:]} do not all "
+            f"start with the count's ensemble shape {tuple(count.shape)}")
+    found = None
+    for template in candidates:
+        try:
+            expected = optimizer.init(
+                list(template) if params is None else params, batch_ndim=count.ndim)
+        except (TypeError, ValueError) as exc:
+            if params is not None:
+                raise CheckpointError(f"{where}: the parameters given are not valid for "
+                                      f"{optimizer!r}: {exc}") from exc
+            # A transform that needs the parameters' tree (a mask of a dict): the list of
+            # leaves cannot stand in for it; only params= checks such a state fully.
+            continue
+        found = _layout_difference(state, expected)
+        if found is None:
+            return
+    if found is not None:
+        raise CheckpointError(f"{where}: the state does not fit {optimizer!r}: {found}")
+
+
 def unpack_state(layout: Mapping[str, Any], arrays: Mapping[str, np.ndarray], prefix: str,
-                 state_type: type[Any], like: Any) -> Any:
-    """The state of ``layout`` as ``state_type``, its arrays on ``like``'s backend."""
-    names = tuple(f["name"] for f in layout["fields"])
+                 optimizer: Optimizer, like: Any, where: str,
+                 params: Any = None) -> Any:
+    """The state of ``layout`` as ``optimizer.state_type``, checked (:func:`check_state`), its
+    arrays on ``like``'s backend."""
+    state_type = optimizer.state_type
+    fields = _state_fields(layout, arrays, prefix)
+    names = tuple(name for name, _ in fields)
     if names != state_type._fields:
         raise CheckpointError(
-            f"the checkpoint's state ({layout['type']}) has the fields {names}; this optimizer's "
-            f"{state_type.__name__} has {state_type._fields}"
+            f"the checkpoint's state ({layout.get('type')!r:.40}) has the fields {names}; this "
+            f"optimizer's {state_type.__name__} has {state_type._fields}"
         )
-    try:
-        values = [
-            to_backend(arrays[f"{prefix}{f['name']}"], like) if f["leaves"] is None
-            else tuple(to_backend(arrays[f"{prefix}{f['name']}/{i}"], like)
-                       for i in range(f["leaves"]))
-            for f in layout["fields"]
-        ]
-    except KeyError as exc:
-        raise CheckpointError(f"the checkpoint lacks the state array {exc}") from exc
-    return state_type(*values)
+    state = state_type(*[
+        to_backend(arrays[f"{prefix}{name}"], like) if leaves is None
+        else tuple(to_backend(arrays[f"{prefix}{name}/{i}"], like) for i in range(leaves))
+        for name, leaves in fields
+    ])
+    check_state(optimizer, state, where, params)
+    return state
 
 
 def optimizer_meta(optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -200,24 +227,36 @@ def optimizer_meta(optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[
     return {"spec": spec, "repr": repr(optimizer)}
 
 
-def resolve_optimizer(recorded: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+def resolve_optimizer(recorded: Any, arrays: Mapping[str, np.ndarray],
                       optimizer: Optimizer | None, like: Any) -> Optimizer:
     """The given optimizer, checked against the recorded one, or the recorded one built again."""
-    spec = recorded["spec"]
-    if optimizer is not None:
-        given = optimizer_spec(optimizer)
-        found = spec_difference((spec, arrays), given)
-        if found:
-            raise CheckpointError(
-                f"the checkpoint is for another optimizer, {recorded['repr']}, not {optimizer!r}"
-                f" ({found})"
-            )
-        return optimizer
-    keys = _array_keys(spec)
+    spec = recorded.get("spec") if isinstance(recorded, dict) else None
+    if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
+            and isinstance(spec.get("hyperparameters"), dict)
+            and isinstance(spec.get("transforms"), list)):
+        raise CheckpointError(f"the checkpoint's optimizer record is not "
+                              f"{{spec: {{name, hyperparameters, transforms}}}}: {recorded!r:.80}")
     try:
+        keys = _array_keys(spec)
+        missing = [k for k in keys if not isinstance(k, str) or k not in arrays]
+        if missing:
+            raise SpecError(f"the spec names arrays the file lacks: {missing[:3]}")
+        if optimizer is not None:
+            found = spec_difference((spec, arrays), optimizer_spec(optimizer))
+            if found:
+                raise CheckpointError(
+                    f"the checkpoint is for another optimizer, {recorded.get('repr')}, not "
+                    f"{optimizer!r} ({found})"
+                )
+            return optimizer
         return build_optimizer(spec, {k: to_backend(arrays[k], like) for k in keys})
     except SpecError as exc:
         raise CheckpointError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"the checkpoint's optimizer record is malformed: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
 
 def _array_keys(value: Any) -> list[str]:
@@ -259,7 +298,7 @@ def save_state(path: str | os.PathLike, optimizer: Optimizer, state: Any) -> Non
 
 
 def load_state(path: str | os.PathLike, optimizer: Optimizer | None = None, *,
-               like: Any = None) -> LoadedState:
+               like: Any = None, params: Any = None) -> LoadedState:
     """Read a checkpoint of :func:`save_state`: ``optimizer, state = load_state(path)``.
 
     Parameters
@@ -272,13 +311,28 @@ def load_state(path: str | os.PathLike, optimizer: Optimizer | None = None, *,
     like : array, optional
         Put the state (and per-run hyperparameter arrays) on this array's backend and device,
         with the recorded dtypes. Default: NumPy arrays.
+    params : array or tree of arrays, optional
+        The parameters the state will step (on ``like``'s backend): the state must be what
+        ``optimizer.init(params)`` makes, shape for shape and dtype for dtype. Without them the
+        state is checked against itself: an int32 count, per-leaf arrays with the count's
+        ensemble axes, and every field what ``init`` makes for parameters shaped like the
+        per-leaf arrays (a state saved for other parameters of a consistent shape is only
+        refused with ``params``).
 
     Raises
     ------
     CheckpointError
-        For a damaged file, a file of a newer format, or a checkpoint of another optimizer.
+        For a damaged file, a file of a newer format, a checkpoint of another optimizer, or a
+        state whose layout is not the optimizer's (see ``params``).
     """
     meta, arrays = read_checkpoint(path, "optimizer_state")
     optimizer = resolve_optimizer(meta["optimizer"], arrays, optimizer, like)
-    state = unpack_state(meta["state"], arrays, "state/", optimizer.state_type, like)
+    state = unpack_state(meta["state"], arrays, "state/", optimizer, like, os.fspath(path),
+                         params)
     return LoadedState(optimizer, state)
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a checkpoint (format, versions, kind, the optimizer as data, the layout
+    of its arrays, ...), read with the bounds of every checkpoint read."""
+    return read_meta(path)

@@ -32,13 +32,19 @@ way to use a cluster.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from physopt_ref.backends import to_numpy
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.tree import tree_flatten
 from physopt_ref.core.validate import check_int
 from physopt_ref.runner.chunk_merge import merge_traces
 from physopt_ref.runner.chunk_plan import (
@@ -49,6 +55,8 @@ from physopt_ref.runner.chunk_plan import (
     slice_rows,
 )
 from physopt_ref.runner.loop import _check_counts, run
+from physopt_ref.runner.run_checkpoint import problem_fingerprint
+from physopt_ref.runner.spec import SpecError, optimizer_spec
 from physopt_ref.runner.trace import Trace
 
 __all__ = ["ChunkedRunError", "run_chunked"]
@@ -64,11 +72,43 @@ class _ChunkTask:
     x0: Any
     steps: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _run_chunk(task: _ChunkTask) -> Trace:
     """Run one chunk: an ordinary :func:`physopt_ref.run` (pure, so safe to re-run)."""
-    return run(task.optimizer, task.problem, task.x0, task.steps, **task.options)
+    trace = run(task.optimizer, task.problem, task.x0, task.steps, **task.options)
+    trace.provenance = dict(task.provenance)
+    return trace
+
+
+def _digest(tree: Any) -> str:
+    """SHA-256 of a tree's leaves (shapes, dtypes and bytes on the host)."""
+    h = hashlib.sha256()
+    for leaf in tree_flatten(tree)[0]:
+        a = np.ascontiguousarray(to_numpy(leaf))
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _optimizer_record(optimizer: Optimizer) -> Any:
+    """The optimizer as data (its spec and a digest of its per-run arrays), else its repr."""
+    try:
+        spec, arrays = optimizer_spec(optimizer)
+    except SpecError:
+        return repr(optimizer)
+    return {"spec": json.dumps(spec, sort_keys=True),
+            "arrays": _digest([arrays[k] for k in sorted(arrays)]) if arrays else None}
+
+
+def _provenance(optimizer: Optimizer, problem: Any, x0: Any, steps: int, bounds: tuple[int, int],
+                options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a chunk's trace records of what produced it (see :attr:`Trace.provenance`)."""
+    return {"optimizer": _optimizer_record(optimizer),
+            "problem": problem_fingerprint(problem, tree_flatten(x0)[0]),
+            "steps": steps, "rows": list(bounds), "start": _digest(x0),
+            "options": {k: options[k] for k in sorted(options)}}
 
 
 def _run_chunk_captured(task: _ChunkTask) -> tuple[int, Trace | None, BaseException | None]:
@@ -183,22 +223,78 @@ def _outcomes(executor: Any, tasks: list[_ChunkTask]) -> Iterable[Outcome]:
     )
 
 
-def _check_completed(completed: Mapping[int, Trace], plan: ChunkPlan) -> dict[int, Trace]:
+def _check_chunk_trace(trace: Any, index: int, plan: ChunkPlan, expected: Mapping[str, Any],
+                       what: str) -> str | None:
+    """Why ``trace`` is not chunk ``index`` of ``plan`` as ``expected`` (None where it is)."""
+    start, stop = plan.bounds[index]
+    shape = (stop - start, *plan.batch_shape[1:])
+    if not isinstance(trace, Trace):
+        return f"{what} {index} is a {type(trace).__name__}, not a physopt_ref.Trace"
+    if trace.batch_shape != shape:
+        return (f"{what} {index} has the ensemble shape {trace.batch_shape}; the plan's "
+                f"chunk {index} has {shape} (pass the same chunk_size as the run that "
+                "produced it)")
+    got = trace.provenance
+    if not isinstance(got, Mapping):
+        return (f"{what} {index} is not a trace of run_chunked (it records no provenance): "
+                "pass ChunkedRunError.traces of a call with the same plan")
+    for key in ("optimizer", "problem", "steps", "rows", "start", "options"):
+        if got.get(key) != expected[key]:
+            return (f"{what} {index} was run with another {key} ({got.get(key)!r:.120}; this "
+                    f"call's chunk {index} has {expected[key]!r:.120})")
+    return None
+
+
+def _checked_outcomes(executor: Any, tasks: list[_ChunkTask],
+                      plan: ChunkPlan) -> Iterable[Outcome]:
+    """The executor's outcomes, each checked; a chunk with no valid result is an error of its
+    own (named by index), so the valid ones are kept."""
+    pending = {t.index: t for t in tasks}
+    junk: list[str] = []
+    results = _outcomes(executor, tasks)  # a wrong kind of executor raises TypeError here
+    try:
+        for item in results:
+            if not (isinstance(item, tuple) and len(item) == 3 and type(item[0]) is int
+                    and item[0] in pending):
+                junk.append(f"{item!r:.60}")
+                continue
+            index, trace, exc = item
+            task = pending.pop(index)
+            if exc is None:
+                found = _check_chunk_trace(trace, index, plan, task.provenance, "chunk")
+                if found:
+                    exc = TypeError(f"the executor returned a wrong result: {found}")
+            elif not isinstance(exc, BaseException):
+                exc = TypeError(f"the executor returned {exc!r:.60} as chunk {index}'s error")
+            yield index, (trace if exc is None else None), exc
+    except Exception as exc:  # the executor broke: the chunks it did not return are missing
+        if not pending:
+            raise
+        junk.append(f"{type(exc).__name__}: {exc}")
+    for index in sorted(pending):
+        what = f" (it returned {'; '.join(junk[:3])})" if junk else ""
+        yield index, None, RuntimeError(
+            f"the executor returned no result for chunk {index}{what}")
+
+
+def _check_completed(completed: Any, plan: ChunkPlan,
+                     expected: list[Mapping[str, Any]]) -> dict[int, Trace]:
+    if not isinstance(completed, Mapping):
+        raise TypeError(
+            "completed must map chunk indices to traces (ChunkedRunError.traces), got "
+            f"{type(completed).__name__}: {completed!r:.60}")
     out = {}
     for index, trace in completed.items():
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise TypeError(f"completed has the key {index!r:.40}; chunk indices are ints")
+        index = int(index)
         if not 0 <= index < plan.n_chunks:
             raise ValueError(f"completed has chunk {index}; the plan has {plan.n_chunks} chunks")
-        start, stop = plan.bounds[index]
-        if trace.batch_shape != (stop - start, *plan.batch_shape[1:]):
-            raise ValueError(
-                f"completed chunk {index} has the ensemble shape {trace.batch_shape}; the plan's "
-                f"chunk {index} has {(stop - start, *plan.batch_shape[1:])} (pass the same "
-                "chunk_size as the run that produced it)"
-            )
+        found = _check_chunk_trace(trace, index, plan, expected[index], "completed chunk")
+        if found:
+            raise ValueError(found)
         out[index] = trace
     return out
-
-
 def _refuse_loop_options(**given: Any) -> None:
     """The options of :func:`physopt_ref.run` that a chunked run does not take."""
     for name, value in given.items():
@@ -277,7 +373,10 @@ def run_chunked(
         ``progress(done, total)`` after each chunk completes (or fails).
     completed : mapping of int to Trace, optional
         Chunks already run (``ChunkedRunError.traces`` of an earlier call with the same
-        plan): they are not run again.
+        plan): they are not run again. Each is checked against this call's chunk before
+        anything runs (its shape, and the provenance its trace records: the optimizer, the
+        problem, the steps, the rows, the start and the loop's settings); a mismatch is a
+        ``ValueError`` naming the chunk and what differs, a non-mapping a ``TypeError``.
     target, gtol, record_every, check_every, batch_ndim, grad_noise, noise_seed, noise_member, \
 record_x, stop_when_done :
         As for :func:`physopt_ref.run`.
@@ -295,11 +394,21 @@ record_x, stop_when_done :
     Raises
     ------
     ChunkedRunError
-        When chunks raised: each by its index, with the completed chunks' traces kept.
+        When chunks raised, or the executor gave no valid result for them (``None``, too few
+        results, junk): each by its index, with the completed chunks' traces kept.
+    TypeError
+        Before any chunk runs: ``progress`` not callable, ``completed`` not a mapping.
     """
     t0 = time.perf_counter()
     _refuse_loop_options(callback=callback, checkpoint=checkpoint,
                          checkpoint_every=checkpoint_every, resume=resume)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable progress(done, total) or None, got "
+                        f"{type(progress).__name__}: {progress!r:.60}")
+    if completed is not None and not isinstance(completed, Mapping):
+        raise TypeError(
+            "completed must map chunk indices to traces (ChunkedRunError.traces), got "
+            f"{type(completed).__name__}: {completed!r:.60}")
     _check_counts(steps, record_every, check_every, grad_noise)
     noise_seed = check_int("noise_seed", noise_seed, symbol="seed of the gradient noise", low=0,
                            high=2**64 - 1)
@@ -313,29 +422,30 @@ record_x, stop_when_done :
                        memory_budget=memory_budget, parallelism=_parallelism(executor),
                        batch_ndim=batch_ndim, record_every=record_every, record_x=record_x,
                        grad_noise=grad_noise)
-    done = _check_completed(completed or {}, plan)
     options = {"target": target, "gtol": gtol, "record_every": record_every,
                "check_every": check_every, "batch_ndim": len(plan.batch_shape),
                "grad_noise": grad_noise, "record_x": record_x, "stop_when_done": stop_when_done}
     tasks = []
     for index, (start, stop) in enumerate(plan.bounds):
-        if index in done:
-            continue
         first = start * plan.members_per_row
+        chunk_opt = chunk_optimizer(optimizer, start, stop, plan.members_per_row)
+        chunk_x0 = slice_rows(x0, start, stop)
+        chunk_options = {**options, "noise_seed": noise_seed,
+                         "noise_member": shift_member(noise_member, first)}
         tasks.append(_ChunkTask(
-            index=index,
-            optimizer=chunk_optimizer(optimizer, start, stop, plan.members_per_row),
-            problem=problem,
-            x0=slice_rows(x0, start, stop),
-            steps=steps,
-            options={**options, "noise_seed": noise_seed,
-                     "noise_member": shift_member(noise_member, first)},
+            index=index, optimizer=chunk_opt, problem=problem, x0=chunk_x0, steps=steps,
+            options=chunk_options,
+            provenance=_provenance(chunk_opt, problem, chunk_x0, steps, (start, stop),
+                                   chunk_options),
         ))
+    done = _check_completed({} if completed is None else completed, plan,
+                            [t.provenance for t in tasks])
+    tasks = [t for t in tasks if t.index not in done]
     errors: dict[int, BaseException] = {}
     finished = len(done)
     if progress is not None and finished:
         progress(finished, plan.n_chunks)
-    for index, trace, exc in _outcomes(executor, tasks):
+    for index, trace, exc in _checked_outcomes(executor, tasks, plan):
         if exc is not None:
             errors[index] = exc
         else:

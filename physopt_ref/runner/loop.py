@@ -31,8 +31,8 @@ from physopt_ref.core.tree import (
     tree_flatten,
     tree_unflatten,
 )
-from physopt_ref.core.validate import check_int
-from physopt_ref.runner.run_checkpoint import load_run, save_run
+from physopt_ref.core.validate import check_bool, check_int
+from physopt_ref.runner.run_checkpoint import load_run, problem_fingerprint, save_run
 from physopt_ref.runner.trace import STATUS_MESSAGES, Trace
 
 __all__ = ["STATUS_MESSAGES", "StepInfo", "Trace", "run"]
@@ -137,16 +137,12 @@ def _loop(
     if resume is None:
         runs = _start(optimizer, fun, leaves, ens, cfg)
         rec = _Recorder(ens, cfg.record_x, runs)
-        stopped = cb is not None and _call_callback(cb, _info(ens, runs, 0))
-        k, done, before = 0, False, 0.0
+        stopped, k, done, before = False, 0, False, 0.0
     else:
         saved = load_run(resume, optimizer, ens, cfg, leaves)
         runs = _Runs(**saved["runs"])
         rec = _Recorder(ens, cfg.record_x, None, saved["records"])
         stopped, k, done, before = False, saved["step"], saved["done"], saved["elapsed"]
-        if k == cfg.steps and rec.steps[-1] != k:  # the end of this call, as in one call
-            rec.add(k, runs)
-            stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
     every = cfg.checkpoint_every
     advance = _advance
     if cfg.compile:
@@ -154,6 +150,11 @@ def _loop(
 
         advance = jit_advance(optimizer, fun, ens, cfg)
     try:
+        if resume is None:
+            stopped = cb is not None and _call_callback(cb, _info(ens, runs, 0))
+        elif k == cfg.steps and rec.steps[-1] != k:  # the end of this call, as in one call
+            rec.add(k, runs)
+            stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
         while k < cfg.steps and not stopped and not done:
             runs = advance(optimizer, fun, ens, cfg, runs, k)
             k += 1
@@ -166,9 +167,11 @@ def _loop(
                     and k < cfg.steps:
                 save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done,
                          stopped=stopped, elapsed=before + time.perf_counter() - t0)
-    except Exception as exc:
-        _attach_partial_trace(exc, optimizer, ens, cfg, runs, rec, k,
-                              before + time.perf_counter() - t0)
+    except BaseException as exc:  # Ctrl-C too: keep what was done, then re-raise
+        elapsed = before + time.perf_counter() - t0
+        _attach_partial_trace(exc, optimizer, ens, cfg, runs, rec, k, elapsed)
+        if cfg.checkpoint is not None:
+            _save_on_the_way_out(exc, optimizer, ens, cfg, runs, rec, k, done, elapsed)
         raise
     if cfg.checkpoint is not None:
         save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done, stopped=stopped,
@@ -180,8 +183,24 @@ def _loop(
     return trace
 
 
+def _save_on_the_way_out(
+    exc: BaseException, optimizer: Optimizer, ens: _Ensemble, cfg: _Config, runs: _Runs,
+    rec: _Recorder, k: int, done: bool, elapsed: float,
+) -> None:
+    """Write the checkpoint of the ``k`` completed steps while ``exc`` leaves the loop."""
+    assert cfg.checkpoint is not None
+    try:
+        save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done, stopped=False,
+                 elapsed=elapsed)
+    except Exception as inner:  # the exception itself must reach the caller in any case
+        exc.add_note(f"physopt_ref.run: the checkpoint could not be written ({inner!r})")
+        return
+    exc.add_note(f"physopt_ref.run: the checkpoint {os.fspath(cfg.checkpoint)} holds the "
+                 f"{k} completed steps (resume=... continues them)")
+
+
 def _attach_partial_trace(
-    exc: Exception, optimizer: Optimizer, ens: _Ensemble, cfg: _Config, runs: _Runs,
+    exc: BaseException, optimizer: Optimizer, ens: _Ensemble, cfg: _Config, runs: _Runs,
     rec: _Recorder, k: int, elapsed: float,
 ) -> None:
     """Give ``exc`` the trace of the ``k`` steps completed before it (``exc.trace``, a note)."""
@@ -206,6 +225,21 @@ def _check_counts(steps: int, record_every: int, check_every: int, grad_noise: f
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if grad_noise < 0:
         raise ValueError(f"grad_noise must be >= 0, got {grad_noise}")
+
+
+def _check_flags(*, callback: Any, compile: Any, record_x: Any, stop_when_done: Any,
+                 target: Any, gtol: Any) -> None:
+    """The options of :func:`run` that are checked before the start is evaluated."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable callback(StepInfo) or None, got "
+                        f"{type(callback).__name__}: {callback!r:.60}")
+    for name, value in (("compile", compile), ("record_x", record_x),
+                        ("stop_when_done", stop_when_done)):
+        check_bool(name, value)
+    for name, value in (("target", target), ("gtol", gtol)):
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, int | float | np.integer | np.floating) or value != value):
+            raise TypeError(f"{name} must be a real number or None, got {value!r:.60}")
 
 
 def run(
@@ -311,12 +345,20 @@ def run(
 
     Raises
     ------
-    Exception
-        Whatever the objective or the callback raises after the start propagates unchanged
-        (same type, same traceback), carrying the record of the steps completed before it:
-        ``exc.trace`` is the :class:`~physopt_ref.Trace` of those steps (``steps`` completed,
-        the points and state after the last of them, the recorded losses), and a note
-        (``exc.__notes__``) says so. An exception while evaluating the start has no trace.
+    TypeError
+        Before the start is evaluated: a ``callback`` that is not callable, a flag
+        (``compile``, ``record_x``, ``stop_when_done``) that is not a bool, a ``target`` or
+        ``gtol`` that is not a real number. At the start: an objective whose first answer is
+        not ``(value, grad)`` with a real value per run and a gradient of ``x``'s structure,
+        shapes and a real floating dtype (the message says what came back).
+    BaseException
+        Whatever the objective or the callback raises after the start (``KeyboardInterrupt``
+        included) propagates unchanged (same type, same traceback), carrying the record of the
+        steps completed before it: ``exc.trace`` is the :class:`~physopt_ref.Trace` of those
+        steps (``steps`` completed, the points and state after the last of them, the recorded
+        losses), and a note (``exc.__notes__``) says so. With ``checkpoint=``, the checkpoint
+        of those steps is written first (``resume=`` continues them). An exception while
+        evaluating the start has no trace.
 
     Notes
     -----
@@ -325,6 +367,8 @@ def run(
     since a diverging member of an ensemble is an expected, reported outcome.
     """
     _check_counts(steps, record_every, check_every, grad_noise)
+    _check_flags(callback=callback, compile=compile, record_x=record_x,
+                 stop_when_done=stop_when_done, target=target, gtol=gtol)
     if checkpoint_every is not None:
         if checkpoint is None:
             raise ValueError("checkpoint_every needs checkpoint=PATH")
@@ -358,6 +402,6 @@ def run(
                   noise_seed, record_x and len(leaves) == 1, stop_when_done, checkpoint,
                   checkpoint_every, bool(compile),
                   check_int("noise_member", noise_member, symbol="member index of the noise",
-                            low=0, high=2**32 - 1))
+                            low=0, high=2**32 - 1), problem_fingerprint(problem, leaves))
     with np.errstate(all="ignore"):
         return _loop(optimizer, fun, leaves, ens, cfg, resume)

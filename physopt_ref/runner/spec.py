@@ -151,18 +151,30 @@ def optimizer_spec(optimizer: Optimizer) -> tuple[dict[str, Any], dict[str, np.n
 
 
 def _decode(value: Any, arrays: Mapping[str, Any], where: str) -> Any:
+    if isinstance(value, list):
+        raise SpecError(f"{where}: unreadable value {value!r:.80} (lists are tagged)")
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
         (kind, body), = value.items()
         if kind == "float":
-            return float(body)
+            try:
+                return float(body)
+            except (TypeError, ValueError):
+                raise SpecError(f"{where}: unreadable float {body!r:.40}") from None
         if kind == "array":
+            if not isinstance(body, str) or body not in arrays:
+                raise SpecError(f"{where}: the per-run array {body!r:.40} is not in the file")
             return arrays[body]
         if kind in ("tuple", "list"):
+            if not isinstance(body, list):
+                raise SpecError(f"{where}: a {kind} must hold a list, got {body!r:.80}")
             items = [_decode(v, arrays, f"{where}[{i}]") for i, v in enumerate(body)]
             return tuple(items) if kind == "tuple" else items
         if kind == "dict":
+            if not (isinstance(body, list) and all(
+                    isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in body)):
+                raise SpecError(f"{where}: a dict must hold [key, value] pairs, got {body!r:.80}")
             return {k: _decode(v, arrays, f"{where}.{k}") for k, v in body}
         if kind == "callable":
             raise SpecError(
@@ -172,18 +184,41 @@ def _decode(value: Any, arrays: Mapping[str, Any], where: str) -> Any:
     if "transform" in value:
         return _decode_transform(value, arrays, where)
     if "schedule" in value:
-        fn, args = _SCHEDULE_FACTORIES[value["schedule"]]
-        arguments = value["arguments"]
+        return _decode_schedule(value, arrays, where)
+    raise SpecError(f"{where}: unreadable value {value!r:.80}")
+
+
+def _decode_schedule(value: Mapping[str, Any], arrays: Mapping[str, Any], where: str) -> Any:
+    name, arguments = value["schedule"], value.get("arguments")
+    if not isinstance(name, str) or name not in _SCHEDULE_FACTORIES:
+        raise SpecError(f"{where}: unknown schedule {name!r:.40}; known: "
+                        f"{sorted(_SCHEDULE_FACTORIES)}")
+    fn, args = _SCHEDULE_FACTORIES[name]
+    if not isinstance(arguments, dict) or set(arguments) != set(args):
+        got = sorted(arguments) if isinstance(arguments, dict) else arguments
+        raise SpecError(f"{where}: the schedule {name} takes the arguments {list(args)}; the "
+                        f"file has {got!r:.80}")
+    try:
         return fn(*(_decode(arguments[a], arrays, f"{where}.{a}") for a in args))
-    raise SpecError(f"{where}: unreadable value {value!r}")
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"{where}: the schedule {name} cannot be built: {exc}") from exc
 
 
 def _decode_transform(value: Mapping[str, Any], arrays: Mapping[str, Any], where: str) -> Any:
-    name = value["transform"]
-    if name not in TRANSFORMS:
-        raise SpecError(f"{where}: unknown transform {name!r}; known: {sorted(TRANSFORMS)}")
-    hp = {k: _decode(v, arrays, f"{where}.{k}") for k, v in value["hyperparameters"].items()}
-    return TRANSFORMS[name](**hp)
+    name, hyperparameters = value.get("transform"), value.get("hyperparameters")
+    if not isinstance(name, str) or name not in TRANSFORMS:
+        raise SpecError(f"{where}: unknown transform {name!r:.40}; known: {sorted(TRANSFORMS)}")
+    if not isinstance(hyperparameters, dict):
+        raise SpecError(f"{where}: the transform {name} has no hyperparameters table")
+    hp = {k: _decode(v, arrays, f"{where}.{k}") for k, v in hyperparameters.items()}
+    try:
+        return TRANSFORMS[name](**hp)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"{where}: the transform {name} cannot be built: {exc}") from exc
 
 
 def build_optimizer(spec: Mapping[str, Any], arrays: Mapping[str, Any]) -> Optimizer:

@@ -107,6 +107,10 @@ class Trace:
         shape ``(n_records, *x0.shape)``.
     target, gtol : float or None
         The stopping settings used.
+    provenance : dict or None
+        What produced the trace, where it matters: a chunk of :func:`physopt_ref.run_chunked`
+        records its optimizer (as data), problem, steps, rows, a digest of its start and the
+        loop's settings, so that ``completed=`` can be checked against the plan.
     """
 
     optimizer: str
@@ -128,6 +132,7 @@ class Trace:
     xs: np.ndarray | None = None
     target: float | None = None
     gtol: float | None = None
+    provenance: dict[str, Any] | None = None
 
     # -- per-run quantities ------------------------------------------------------------------
     @property
@@ -218,13 +223,16 @@ class Trace:
         return "\n".join(lines)
 
     # -- export ------------------------------------------------------------------------------
-    def to_dict(self, *, points: bool = True) -> dict[str, Any]:
+    def to_dict(self, *, points: bool = True, plain: bool = True) -> dict[str, Any]:
         """The trace as plain data: numbers, strings, None, lists and dicts (JSON-ready).
 
         Parameters
         ----------
         points : bool
             Include the best and final points (``best_x``, ``x``; trees as nested lists).
+        plain : bool
+            False: leave the columns as NumPy arrays (for a writer that streams them; a large
+            ensemble's history as Python lists takes several times the arrays' memory).
 
         Returns
         -------
@@ -279,7 +287,7 @@ class Trace:
         if points:
             out["best_x"] = self.best_x
             out["x"] = self.x
-        return _plain(out)
+        return _plain(out) if plain else out
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2,
                 points: bool = True) -> str:

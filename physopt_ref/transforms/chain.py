@@ -189,9 +189,20 @@ class _Transformed(Optimizer):
         return (_Transformed, (self.name, self._hp, hp["transforms"], hp["core"]))
 
     def _check_finite_inputs(self, xp: Any, grads: list[Any], loss: Any) -> None:
-        # A chain with a non-finite guard handles NaN / inf itself (it skips those runs).
-        if not any(t.name == "non_finite_guard" for t in self._rule_hp["transforms"]):
-            super()._check_finite_inputs(xp, grads, loss)
+        # A chain with a non-finite guard handles NaN / inf itself (it skips those runs); a
+        # guard under a mask handles the loss and the leaves it selects.
+        transforms = self._rule_hp["transforms"]
+        if any(t.name == "non_finite_guard" for t in transforms):
+            return
+        guarded: set[int] = set()
+        for t in transforms:
+            inner = t.hyperparameters.get("transform") if t.name == "masked" else None
+            if getattr(inner, "name", None) == "non_finite_guard":
+                guarded.update(t.selection(None, grads))
+        if guarded:
+            loss = None
+        super()._check_finite_inputs(xp, [g for i, g in enumerate(grads) if i not in guarded],
+                                     loss)
 
     def _check_per_run_arrays(self, like: Any, batch_shape: tuple[int, ...]) -> None:
         core = self._rule_hp["core"]
@@ -283,4 +294,9 @@ def chain(*parts: Any) -> Chain:
     if not parts:
         raise TypeError("chain needs an optimizer as its last argument")
     *transforms, optimizer = parts
+    if not isinstance(optimizer, Optimizer) or isinstance(optimizer, GradientTransform):
+        raise TypeError(
+            "chain takes gradient transforms and then one Optimizer as its last argument; the "
+            f"last is {type(optimizer).__name__}: {optimizer!r:.60}"
+        )
     return Chain(transforms, optimizer)

@@ -313,7 +313,7 @@ class _Masked(GradientTransform):
         mask = self._hp["mask"]
         if callable(mask):
             mask = mask(tree_unflatten(treedef, params) if treedef is not None else params)
-        leaves, mask_def = tree_flatten(mask)
+        leaves, mask_def = _mask_leaves(mask, "the mask function returned")
         if treedef is not None and mask_def != treedef:
             raise ValueError(
                 f"masked: the mask must have the structure of the parameters: {mask_def} vs "
@@ -328,12 +328,16 @@ class _Masked(GradientTransform):
 
     def init(self, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
         chosen = self.selection(ctx.treedef, leaves)
-        return self._hp["transform"].init(ctx, [leaves[i] for i in chosen]) if chosen else {}
+        if not chosen and not self.fields:
+            return {}
+        # A transform with state (the non-finite guard's per-run ``skipped``) keeps its fields
+        # even when the mask selects no leaf, so the chain's state type is always complete.
+        return self._hp["transform"].init(ctx, [leaves[i] for i in chosen])
 
     def apply(self, ctx, params, grads, loss, state) -> Applied:
         chosen = self.selection(ctx.treedef, params)
         if not chosen:
-            return params, grads, loss, {}, None
+            return params, grads, loss, {name: getattr(state, name) for name in self.fields}, None
         inner = self._hp["transform"]
         sub_p, sub_g, loss, fields, skip = inner.apply(
             ctx, [params[i] for i in chosen], [grads[i] for i in chosen], loss, state
@@ -342,6 +346,22 @@ class _Masked(GradientTransform):
         for j, i in enumerate(chosen):
             params[i], grads[i] = sub_p[j], sub_g[j]
         return params, grads, loss, fields, skip
+
+
+def _mask_leaves(mask: Any, what: str) -> tuple[list[Any], TreeDef]:
+    """The leaves and structure of a mask, refused unless it is a tree of Python bools."""
+    expected = ("masked: the mask must be a tree of Python bools, one per parameter leaf (e.g. "
+                "{'w': True, 'b': False}), or a callable params -> such a tree")
+    if mask is None or isinstance(mask, str | bytes):
+        raise TypeError(f"{expected}; {what} {type(mask).__name__}: {mask!r:.60}")
+    try:
+        leaves, treedef = tree_flatten(mask)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{expected}; {what} {mask!r:.60} ({exc})") from None
+    bad = [m for m in leaves if not isinstance(m, bool)]
+    if bad:
+        raise TypeError(f"{expected}; {what} {mask!r:.60} (a leaf is {type(bad[0]).__name__})")
+    return leaves, treedef
 
 
 def masked(transform: GradientTransform, mask: Any) -> GradientTransform:
@@ -365,11 +385,7 @@ def masked(transform: GradientTransform, mask: Any) -> GradientTransform:
             f"masked: transform must be a GradientTransform, got {type(transform).__name__}"
         )
     if not callable(mask):
-        leaves, _ = tree_flatten(mask)
-        if not all(isinstance(m, bool) for m in leaves):
-            raise TypeError(
-                f"masked: mask must be a tree of Python bools or a callable, got {mask!r}"
-            )
+        _mask_leaves(mask, "got")
     return _Masked("masked", {"transform": transform, "mask": mask})
 
 
