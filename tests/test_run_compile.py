@@ -14,7 +14,7 @@ import pytest
 
 import physopt_ref
 from physopt_ref import REGISTRY, run
-from physopt_ref.runner import loop as _run
+from physopt_ref.runner import compiled as _compiled
 
 from .test_run import Blowup, Quad, starts
 
@@ -46,13 +46,13 @@ def test_compiled_loop_equals_the_eager_loop(name: str, monkeypatch: pytest.Monk
                           "grad_noise": 1e-3, "noise_seed": 3}
     eager = run(opt, Quad(), x0, 40, **kw)
     traced = []
-    advance = _run._advance
+    advance = _compiled._advance
 
     def counting(*args: Any) -> Any:
         traced.append(args[-1])
         return advance(*args)
 
-    monkeypatch.setattr(_run, "_advance", counting)
+    monkeypatch.setattr(_compiled, "_advance", counting)
     compiled = run(opt, Quad(), x0, 40, compile=True, **kw)
     assert len(traced) == 1 and not isinstance(traced[0], int)  # one trace, k a tracer
     _assert_same_trace(eager, compiled)
