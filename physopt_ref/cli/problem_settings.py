@@ -88,9 +88,11 @@ _QUAD = ProblemSetting(
         # No point of the grid reaches the target: m = 1/max|G| makes the step for a gradient
         # component g ~ l g/(1 + (g max|G|)²), tiny while |g| >> 1 and unstable at large l
         # once it is small (re-run after the draws were keyed by (seed, member), which changed
-        # the tuning starts: best median 128.6 on the tuning seeds, 0 of 8 at the target).
+        # the tuning starts; and again after Gravity's ζ was written without forming u²
+        # (issue 22), which moved the near-tie between β = 0.9 and 0.5: best median 121.8 on
+        # the tuning seeds against 124.7, 0 of 8 at the target).
         "gravity": grid_search(
-            {"lr": 1000.0, "alpha": 0.01, "beta": 0.5},
+            {"lr": 1000.0, "alpha": 0.01, "beta": 0.9},
             {"lr": (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0), "alpha": (0.0, 0.01),
              "beta": (0.5, 0.9, 0.99)}, _TUNED_HERE),
         "dyna": _dyna(0.1, 2.0, 0.9),
