@@ -154,27 +154,12 @@ def section_compile(n: int, repeats: int) -> None:
 
 
 def section_nesterov(n: int, repeats: int) -> None:
-    import jax
-    import jax.numpy as jnp
     import optax
+    from bench_floor import optax_stepper
 
     print(f"jax.jit Nesterov, N = {n:.0e} float32:")
     ours, _ = _stepper("jax", "nesterov", n, compiled=True)
-    tx = optax.sgd(_hp("nesterov")["lr"], momentum=0.9, nesterov=True)
-
-    def update(p: Any, g: Any, s: Any) -> tuple[Any, Any]:
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    jitted = jax.jit(update, donate_argnums=(0, 2))
-    p = jnp.linspace(-1.0, 1.0, n, dtype=jnp.float32)
-    box = {"p": p, "s": tx.init(p)}
-    g = 0.5 * p
-
-    def peer() -> Any:
-        box["p"], box["s"] = jitted(box["p"], g, box["s"])
-        return box["p"]
-
+    peer = optax_stepper(optax.sgd(_hp("nesterov")["lr"], momentum=0.9, nesterov=True), n)
     t = interleaved({"ours": ours, "optax": peer}, _cpu_sync("jax"), repeats)
     r = t["ours"] / t["optax"]
     report("jax.jit Nesterov / optax Nesterov", f"{r:.2f}x", "<= 1.2x", r <= 1.2)

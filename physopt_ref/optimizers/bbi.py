@@ -224,8 +224,9 @@ def bbi(
        written as :math:`F - 4(\Delta V - F)`, identical to ``shift += 5 V``. As in the code,
        progress bounces compare :math:`V` measured from the current floor.
     8. Bounce directions are drawn only on calls where some run of the ensemble bounces (a host
-       branch where the data is in host memory, ``jax.lax.cond`` under ``jax.jit``; always
-       elsewhere); this saves work and changes no result. :math:`|\pi|^2` is carried in the
+       branch where the data is in host memory, ``jax.lax.cond`` under ``jax.jit``,
+       ``torch.cond`` under ``torch.compile``; always elsewhere: eager JAX, devices); this
+       saves work and changes no result. :math:`|\pi|^2` is carried in the
        state (``p2``, computed once per call) instead of being recomputed from ``momentum``.
     9. ΔV tuning keeps :math:`E - V` across a floor move of a started run (E rises by the
        drop of the floor). The code keeps E, so a move after the start leaves
