@@ -185,11 +185,12 @@ class Optimizer:
         """
         # The cheap checks (metadata only, free under a tracer): structure, shapes, dtypes.
         kind = type(params)
-        if kind is type(grads) and kind in _ONE_ARRAY:
+        if kind is type(grads) and not _torch_compiling() and kind in _ONE_ARRAY:
             # The fast path of a one-array tree (a NumPy array, say): the same checks without
-            # the tree walk; the namespace comes from the per-type cache.
+            # the tree walk; the namespace comes from the per-type cache (never read under
+            # torch.compile: a guard on the cache's contents would recompile the step).
             p_leaves, g_leaves, treedef = [params], [grads], _ONE_LEAF
-            xp = _ONE_ARRAY[kind] if not _torch_compiling() else namespace_of_leaves(p_leaves)
+            xp = _ONE_ARRAY[kind]
             _check_gradient_leaf(params, grads)
         else:
             p_leaves, treedef = tree_flatten(params)
