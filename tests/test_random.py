@@ -287,3 +287,21 @@ def test_threefry_matches_jax_kernel_without_x64() -> None:
         theirs = threefry_2x32(jnp.asarray(k), jnp.asarray(c))
         np.testing.assert_array_equal(np.stack([np.asarray(o) for o in ours]),
                                       np.asarray(theirs))
+
+
+def test_jitted_jax_draw_has_no_concatenate() -> None:
+    """Under jax.jit a draw assembles its lanes without ``concatenate``: XLA's CPU backend fused
+    the stack with the Philox rounds into a 24x slower kernel (2.2 s for 1e6 float32 uniforms,
+    benchmarks/bench_ecd.py); the where-chain gives the same bits."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    x = jnp.zeros((3, 10), dtype=jnp.float32)
+    c = jnp.zeros((3,), dtype=jnp.int32)
+    for draw in (uniform, normal):
+        fn = jax.jit(lambda c, x, draw=draw: draw(5, c, (3, 10), like=x, batch_ndim=1))
+        assert "concatenate" not in str(jax.make_jaxpr(fn)(c, x))
+    fn = jax.jit(lambda c, x: uniform(5, c, (3, 10), like=x, batch_ndim=1))
+    host = uniform(5, np.zeros(3, np.int32), (3, 10), like=np.zeros((3, 10), np.float32),
+                   batch_ndim=1)
+    np.testing.assert_array_equal(np.asarray(fn(c, x)), to_numpy(host))  # uniforms are exact
