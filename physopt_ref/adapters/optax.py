@@ -77,7 +77,7 @@ def as_optax(
                 "value=loss) (optax.chain hands value= on)"
             )
         leaves, treedef = jax.tree_util.tree_flatten(params)
-        grads = treedef.flatten_up_to(updates)
+        grads = treedef.flatten_up_to(updates)  # type: ignore[attr-defined]  # jaxlib's stub lacks it
         new, state = optimizer.step(leaves, grads, state, loss=value)
         deltas = [n - p for n, p in zip(new, leaves, strict=True)]
         return jax.tree_util.tree_unflatten(treedef, deltas), state
