@@ -72,6 +72,7 @@ from array_api_compat import (
     array_namespace,
     device,
     is_array_api_strict_namespace,
+    is_jax_namespace,
     is_numpy_namespace,
     is_torch_namespace,
 )
@@ -279,6 +280,23 @@ def _box_muller(xp: Any, us: list[Any]) -> list[Any]:
     return out
 
 
+def _interleave(xp: Any, values: list[Any]) -> Any:
+    """``stack(values, axis=-1)``: a block's values in order, for arrays of one shape.
+
+    On JAX the stack is written as a chain of ``where`` over a broadcast position index: XLA's
+    CPU backend fuses a ``concatenate`` with the Philox rounds that feed it so badly that a
+    jitted draw of 1e6 float32 uniforms took 2.2 s (measured here; 92 ms this way, and the same
+    bits: it only moves data).
+    """
+    if not is_jax_namespace(xp):
+        return xp.stack(values, axis=-1)
+    pos = xp.arange(len(values), dtype=xp.int32)
+    out = xp.expand_dims(values[-1], axis=-1)
+    for i in range(len(values) - 2, -1, -1):
+        out = xp.where(pos == i, xp.expand_dims(values[i], axis=-1), out)
+    return out
+
+
 def _draw(
     kind: str, seed: int, counter: Any, shape: Sequence[int], like: Any, batch_ndim: int,
     stream: int, member: int,
@@ -297,7 +315,7 @@ def _draw(
         values = _uniforms(xp, draw.lanes(m0, m1, b0, b1), form, kind == "normal")
         if kind == "normal":
             values = _box_muller(xp, values)
-        block = xp.reshape(xp.stack(values, axis=-1), (m1 - m0, (b1 - b0) * per_block))
+        block = xp.reshape(_interleave(xp, values), (m1 - m0, (b1 - b0) * per_block))
         if form != dtype:
             block = _narrow(xp, block, dtype, kind == "uniform")
         pieces.append(((m0, m1, b0 * per_block, b1 * per_block), block))

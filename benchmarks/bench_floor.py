@@ -308,12 +308,11 @@ def torch_peers(device: str, n: int, repeats: int, floor: Floor) -> list[Row]:
     return rows
 
 
-def optax_peer(n: int, repeats: int, floor: Floor) -> Row:
+def optax_stepper(tx: Any, n: int) -> Callable[[], Any]:
+    """A closure taking one ``jax.jit`` step (params and state donated) of the optax ``tx``."""
     import jax
     import jax.numpy as jnp
     import optax
-
-    tx = optax.adam(1e-3)
 
     def update(p: Any, g: Any, s: Any) -> tuple[Any, Any]:
         u, s = tx.update(g, s, p)
@@ -328,6 +327,13 @@ def optax_peer(n: int, repeats: int, floor: Floor) -> Row:
         box["p"], box["s"] = jitted(box["p"], g, box["s"])
         return box["p"]
 
+    return one
+
+
+def optax_peer(n: int, repeats: int, floor: Floor) -> Row:
+    import optax
+
+    one = optax_stepper(optax.adam(1e-3), n)
     return Row("optax adam", "jax jit", *floor.next_to(one, _syncer("jax"), 3, 1))
 
 

@@ -91,3 +91,47 @@ def test_optimizer_repr_and_frozen_hyperparameters() -> None:
     assert repr(opt) == "heavy_ball(lr=0.1, momentum=0.5)"
     with pytest.raises(TypeError):
         opt.hyperparameters["lr"] = 1.0  # type: ignore[index]
+
+
+def test_one_array_fast_path_keeps_the_checks_and_the_results() -> None:
+    """Optimizer.step's fast path for a one-array tree (after the first step on its type)
+    refuses what the tree path refuses and gives the tree path's bits."""
+    opt = po.heavy_ball(lr=0.1)
+    x = np.linspace(-1.0, 1.0, 6)
+    state = opt.init(x)
+    for _ in range(2):  # the second call takes the fast path
+        with pytest.raises(ValueError, match=r"a gradient of shape \(5,\)"):
+            opt.step(x, x[:5], state)
+        with pytest.raises(TypeError, match="a gradient of dtype float32"):
+            opt.step(x, x.astype(np.float32), state)
+        with pytest.raises(TypeError, match="expects a MomentumState"):
+            opt.step(x, x, po.sgd(lr=0.1).init(x))
+    one, s1 = opt.step(x, 0.5 * x, state)
+    (tree,), s2 = opt.step([x], [0.5 * x], state)
+    np.testing.assert_array_equal(one, tree)
+    np.testing.assert_array_equal(s1.previous[0], s2.previous[0])
+
+
+def test_one_array_fast_path_does_not_recompile_a_torch_step() -> None:
+    """The fast path's type cache is not read under torch.compile: compiled, eager, compiled
+    steps share one graph."""
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from physopt_ref.testing.compile import TORCH_COMPILE_WARNINGS
+
+    torch._dynamo.reset()
+    opt = po.heavy_ball(lr=0.1)
+    x = torch.linspace(-1.0, 1.0, 5, dtype=torch.float64)
+    state = opt.init(x)
+    counter = CompileCounterWithBackend("eager")
+    step = torch.compile(opt.step, backend=counter, fullgraph=True)
+    with warnings.catch_warnings():
+        for message in TORCH_COMPILE_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        x, state = step(x, x, state)
+        x, state = opt.step(x, x, state)
+        x, state = step(x, x, state)
+    assert counter.frame_count == 1

@@ -262,3 +262,68 @@ def test_draws_stay_on_the_device_of_like() -> None:
         for fn in (uniform, normal):
             out = fn(4, counts, (2, 5), like=like, batch_ndim=1, stream=3)
             assert device(out) == dev and out.dtype == like.dtype
+
+
+# ctr0-1 | key0-1 | expected0-1 (Random123 kat_vectors, threefry2x32 20 rounds; the same three
+# rows are JAX's own threefry2x32 test vectors)
+THREEFRY_KAT = [
+    ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+    ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+    ((0x243F6A88, 0x85A308D3), (0x13198A2E, 0x03707344), (0xC4923A9C, 0x483DF7A0)),
+]
+
+
+def _threefry_kat(xp: Any) -> None:
+    from physopt_ref.backends._threefry import threefry2x32
+
+    dt = _words_dtype(xp)
+    ctr = [xp.asarray([row[0][i] for row in THREEFRY_KAT], dtype=dt) for i in range(2)]
+    key = [xp.asarray([row[1][i] for row in THREEFRY_KAT], dtype=dt) for i in range(2)]
+    want = np.asarray([row[2] for row in THREEFRY_KAT], dtype=np.int64).T
+    for lane, expected in zip(threefry2x32(xp, ctr, key), want, strict=True):
+        np.testing.assert_array_equal(to_numpy(lane).astype(np.int64), expected)
+    for c, k, expected in THREEFRY_KAT:  # a key known on the host (Python ints)
+        out = threefry2x32(xp, [xp.asarray(c[0], dtype=dt), xp.asarray(c[1], dtype=dt)], list(k))
+        assert [int(to_numpy(o)) for o in out] == list(expected)
+
+
+def test_threefry_known_answer_vectors(xp: Any) -> None:
+    """The measured alternative generator (backends/_threefry.py) meets Random123's vectors."""
+    _threefry_kat(xp)
+
+
+def test_threefry_matches_jax_kernel_without_x64() -> None:
+    """uint32 carriers (JAX's 32-bit mode) give the vectors and the words of JAX's own kernel."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from jax.extend.random import threefry_2x32
+    from physopt_ref.backends._threefry import threefry2x32
+
+    with jax.enable_x64(False):
+        _threefry_kat(jnp)
+        rng = np.random.default_rng(3)
+        c = rng.integers(0, 2**32, size=(2, 64), dtype=np.uint64).astype(np.uint32)
+        k = rng.integers(0, 2**32, size=2, dtype=np.uint64).astype(np.uint32)
+        ours = threefry2x32(jnp, [jnp.asarray(c[0]), jnp.asarray(c[1])],
+                            [jnp.asarray(k[0]), jnp.asarray(k[1])])
+        theirs = threefry_2x32(jnp.asarray(k), jnp.asarray(c))
+        np.testing.assert_array_equal(np.stack([np.asarray(o) for o in ours]),
+                                      np.asarray(theirs))
+
+
+def test_jitted_jax_draw_has_no_concatenate() -> None:
+    """Under jax.jit a draw assembles its lanes without ``concatenate``: XLA's CPU backend fused
+    the stack with the Philox rounds into a 24x slower kernel (2.2 s for 1e6 float32 uniforms,
+    benchmarks/bench_ecd.py); the where-chain gives the same bits."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    x = jnp.zeros((3, 10), dtype=jnp.float32)
+    c = jnp.zeros((3,), dtype=jnp.int32)
+    for draw in (uniform, normal):
+        fn = jax.jit(lambda c, x, draw=draw: draw(5, c, (3, 10), like=x, batch_ndim=1))
+        assert "concatenate" not in str(jax.make_jaxpr(fn)(c, x))
+    fn = jax.jit(lambda c, x: uniform(5, c, (3, 10), like=x, batch_ndim=1))
+    host = uniform(5, np.zeros(3, np.int32), (3, 10), like=np.zeros((3, 10), np.float32),
+                   batch_ndim=1)
+    np.testing.assert_array_equal(np.asarray(fn(c, x)), to_numpy(host))  # uniforms are exact

@@ -16,10 +16,18 @@ What it is on each backend:
   specialised (``dynamic=False``): a step compiles once per parameter shape, and Dynamo's
   automatic dynamic shapes, which it keys by a code object's file and line and so would share
   between compiled steps, stay out of it;
-* **NumPy, array-api-strict**: no compiler; the donated eager step, which evaluates
-  element-wise rules chunk by chunk in the cache (:mod:`physopt_ref.core.donate`);
-* **CuPy**: the donated eager step as well: no kernel fusion yet (CuPy's ``fuse`` cannot trace
-  through the Array API wrappers, and no GPU was available to measure a generated kernel).
+* **NumPy, array-api-strict**: no compiler; for element-wise rules the donated eager step,
+  which evaluates them chunk by chunk in the cache (:mod:`physopt_ref.core.donate`). Rules with
+  reductions over the whole tree (BBI, ECDSep, Gravity) cannot be chunked: their donated form
+  only copies the results of the whole-array step into the buffers, one more pass (measured
+  1.08-1.39x the plain step at N = 1e7), so they get the plain eager step;
+* **CuPy**: the plain eager step: no kernel fusion yet (CuPy's ``fuse`` cannot trace through
+  the Array API wrappers, and no GPU was available to measure a generated kernel), and a
+  donated eager step on a device only adds copies (:mod:`physopt_ref.core.donate`).
+
+:meth:`CompiledStep.donates` says which form a backend gets. Where it is the plain step, the
+results are new arrays (the caller's promise not to reuse the inputs still holds; nothing is
+written into them).
 
 With ``donate=False`` the compiled step is pure (JAX and torch), or the plain step (others).
 The caller promises not to use the ``params`` and ``state`` passed to a donating step again.
@@ -94,11 +102,26 @@ class CompiledStep:
             "PyTorch, NumPy, array-api-strict, CuPy"
         )
 
+    def donates(self, like: Any) -> bool:
+        """Whether the step for ``like``'s backend (an array or a tree) writes into the buffers.
+
+        JAX and torch: ``donate``. NumPy and array-api-strict: ``donate`` for element-wise
+        rules only (chunked in the cache; whole-tree rules would only add a copy). CuPy: never
+        (eager copies on a device cost a pass and save nothing).
+        """
+        backend = self.backend_of(tree_leaves(like)[0])
+        if backend in ("jax", "torch"):
+            return self.donate
+        if backend == "cupy":
+            return False
+        return self.donate and self.optimizer.elementwise
+
     def _fn_for(self, like: Any) -> StepFn:
         backend = self.backend_of(like)
         fn = self._fns.get(backend)
         if fn is None:
-            fn = self._fns[backend] = _BUILDERS[backend](self.optimizer, self.donate)
+            donate = self.donates(like)
+            fn = self._fns[backend] = _BUILDERS[backend](self.optimizer, donate)
         return fn
 
 
@@ -121,9 +144,10 @@ def compile(optimizer: Optimizer, *, donate: bool = True, like: Any = None) -> C
     CompiledStep
         ``params, state = step(params, grads, state, loss=None)``: ``jax.jit`` with
         ``donate_argnums`` on JAX, ``torch.compile(fullgraph=True)`` of the donated step on
-        PyTorch, the donated eager step on NumPy, array-api-strict and CuPy (see the module
-        notes). Its results equal the eager step's to rounding (bit for bit where it runs the
-        eager step).
+        PyTorch, the donated eager step on NumPy and array-api-strict for element-wise rules,
+        the plain eager step otherwise (see the module notes and :meth:`CompiledStep.donates`).
+        Its results equal the eager step's to rounding (bit for bit where it runs the eager
+        step).
 
     Examples
     --------

@@ -47,7 +47,12 @@ from physopt_ref.core.checks import (
 from physopt_ref.core.context import StepContext, as_per_run, increment_count, prepare_init
 from physopt_ref.core.donate import donated_update
 from physopt_ref.core.precision import state_dtype_of
-from physopt_ref.core.tracing import _torch_step_without_autograd, is_tracing, namespace_of_leaves
+from physopt_ref.core.tracing import (
+    _torch_compiling,
+    _torch_step_without_autograd,
+    is_tracing,
+    namespace_of_leaves,
+)
 from physopt_ref.core.tree import (
     batch_shape_of,
     tree_flatten,
@@ -186,21 +191,27 @@ class Optimizer:
         :mod:`physopt_ref.core.donate`.
         """
         # The cheap checks (metadata only, free under a tracer): structure, shapes, dtypes.
-        p_leaves, treedef = tree_flatten(params)
-        g_leaves, g_def = tree_flatten(grads)
-        if g_def is not treedef and g_def != treedef:
-            raise ValueError(f"grads must have the structure of params: {g_def} vs {treedef}")
-        xp = namespace_of_leaves(p_leaves, g_leaves)  # first: mixed libraries are refused here
-        for p, g in zip(p_leaves, g_leaves, strict=True):
-            if p.shape != g.shape:
+        kind = type(params)
+        if kind is type(grads) and not _torch_compiling() and kind in _ONE_ARRAY:
+            # The fast path of a one-array tree (a NumPy array, say): the same checks without
+            # the tree walk; the namespace comes from the per-type cache (never read under
+            # torch.compile: a guard on the cache's contents would recompile the step).
+            p_leaves, g_leaves, treedef = [params], [grads], _ONE_LEAF
+            xp = _ONE_ARRAY[kind]
+            _check_gradient_leaf(params, grads)
+        else:
+            p_leaves, treedef = tree_flatten(params)
+            g_leaves, g_def = tree_flatten(grads)
+            if g_def is not treedef and g_def != treedef:
                 raise ValueError(
-                    f"a gradient of shape {tuple(g.shape)} for a parameter of shape "
-                    f"{tuple(p.shape)}"
+                    f"grads must have the structure of params: {g_def} vs {treedef}"
                 )
-            if p.dtype is not g.dtype and p.dtype != g.dtype:
-                raise TypeError(
-                    f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}"
-                )
+            # First: mixed libraries are refused here.
+            xp = namespace_of_leaves(p_leaves, g_leaves)
+            for p, g in zip(p_leaves, g_leaves, strict=True):
+                _check_gradient_leaf(p, g)
+            if treedef is _ONE_LEAF and kind is type(grads) and not _torch_compiling():
+                _ONE_ARRAY[kind] = xp  # this array type takes the fast path from now on
         if type(state) is not self.state_type:
             raise TypeError(
                 f"{self.name} expects a {self.state_type.__name__} state (from its init), "
@@ -343,5 +354,19 @@ class Optimizer:
                         )
 
 
+#: Array types seen as a one-array tree, with their namespace: :meth:`Optimizer.step`'s fast
+#: path (no tree walk, no namespace lookup). Filled by the first step on each type.
+_ONE_ARRAY: dict[type, Any] = {}
+
+#: The structure of a one-array tree.
+_ONE_LEAF = tree_flatten(np.zeros(1))[1]
 
 
+def _check_gradient_leaf(p: Any, g: Any) -> None:
+    """A gradient leaf must have its parameter's shape and dtype."""
+    if p.shape != g.shape:
+        raise ValueError(
+            f"a gradient of shape {tuple(g.shape)} for a parameter of shape {tuple(p.shape)}"
+        )
+    if p.dtype is not g.dtype and p.dtype != g.dtype:
+        raise TypeError(f"a gradient of dtype {g.dtype} for a parameter of dtype {p.dtype}")

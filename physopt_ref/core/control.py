@@ -19,7 +19,7 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
-__all__ = ["host_resident", "if_any", "uniform_value"]
+__all__ = ["graph_cond_active", "host_resident", "if_any", "uniform_value"]
 
 
 def host_resident(xp: Any, pred: Any) -> bool:
@@ -33,12 +33,23 @@ def host_resident(xp: Any, pred: Any) -> bool:
     return False
 
 
+def graph_cond_active(xp: Any) -> bool:
+    """Whether :func:`if_any` with ``graph_cond=True`` becomes ``torch.cond`` here (torch being
+    traced by ``torch.compile``)."""
+    if not is_torch_namespace(xp):
+        return False
+    import torch
+
+    return bool(torch.compiler.is_compiling())
+
+
 def if_any(
     xp: Any,
     pred: Any,
     true_fn: Callable[..., Any],
     false_fn: Callable[..., Any],
     *operands: Any,
+    graph_cond: bool = False,
 ) -> Any:
     """``true_fn(*operands)`` if any element of ``pred`` is True, else ``false_fn(*operands)``.
 
@@ -50,8 +61,13 @@ def if_any(
       (the data is already in host memory; no synchronisation);
     * JAX under ``jax.jit`` / ``jax.lax.scan``: ``jax.lax.cond``, which runs one branch on the
       device;
-    * everything else (eager JAX, CuPy, torch on an accelerator or under ``torch.compile``,
-      Dask): ``true_fn`` always, so that the step never waits for the device.
+    * torch under ``torch.compile`` with ``graph_cond=True``: ``torch.cond``, one branch run in
+      the graph (inductor compiles each branch as a subgraph; nothing is fused across the
+      branch boundary, so the branches should hold all the work that uses them, and they must
+      return fresh tensors: ``torch.cond`` refuses a branch that returns one of its operands);
+    * everything else (eager JAX, CuPy, torch on an accelerator, torch under ``torch.compile``
+      without ``graph_cond``, Dask): ``true_fn`` always, so that the step never waits for the
+      device.
     """
     if is_jax_namespace(xp):
         import jax
@@ -62,6 +78,10 @@ def if_any(
         return true_fn(*operands)
     if host_resident(xp, pred):
         return true_fn(*operands) if bool(xp.any(pred)) else false_fn(*operands)
+    if graph_cond and graph_cond_active(xp):
+        import torch
+
+        return torch.cond(xp.any(pred), true_fn, false_fn, operands)
     return true_fn(*operands)
 
 

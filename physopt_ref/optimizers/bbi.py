@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
-from physopt_ref.core.control import if_any
+from physopt_ref.core.control import graph_cond_active, if_any
 from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
@@ -245,8 +245,9 @@ def bbi(
        written as :math:`F - 4(\Delta V - F)`, identical to ``shift += 5 V``. As in the code,
        progress bounces compare :math:`V` measured from the current floor.
     8. Bounce directions are drawn only on calls where some run of the ensemble bounces (a host
-       branch where the data is in host memory, ``jax.lax.cond`` under ``jax.jit``; always
-       elsewhere); this saves work and changes no result. :math:`|\pi|^2` is carried in the
+       branch where the data is in host memory, ``jax.lax.cond`` under ``jax.jit``,
+       ``torch.cond`` under ``torch.compile``; always elsewhere: eager JAX, devices); this
+       saves work and changes no result. :math:`|\pi|^2` is carried in the
        state (``p2``, computed once per call) instead of being recomputed from ``momentum``.
     9. ΔV tuning keeps :math:`E - V` across a floor move of a started run (E rises by the
        drop of the floor). The code keeps E, so a move after the start leaves
@@ -341,6 +342,15 @@ def _bbi_update(
     shell = (Es - Vs) * (Es / Vs + 1.0)  # E²/V - V, exact 0 when E = V, no E² overflow
     mag0 = xp.sqrt(xp.where(shell > 0.0, shell, zero))
     pi, p2 = initial_momentum(ctx, grads, mag0, init_now, state.momentum, state.p2)
+    # In a torch graph, every operand of torch.cond is a materialised buffer: the branches
+    # start from the stored momentum and form the initial one themselves (fused with the kick;
+    # the copy outside is then dead code). Elsewhere they start from `pi`.
+    regraph = graph_cond_active(xp)
+
+    def started(momentum: list[Any]) -> list[Any]:
+        if not regraph:
+            return momentum
+        return initial_momentum(ctx, grads, mag0, init_now, momentum, state.p2)[0]
 
     # Energy rescale factor r (1 where it is skipped).
     r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
@@ -355,16 +365,24 @@ def _bbi_update(
     bounce = (active & hit) if hit is not None else xp.zeros_like(active)
     update = active & ~bounce
 
-    # Ordinary update: rescale, kick, drift (coefficients at θ_t).
+    # Ordinary update: rescale, kick, drift (coefficients at θ_t). The new momentum is formed
+    # inside the branches of if_any, so that a compiled graph fuses the kick with its select.
     v_over_e = Vs / Es
     kick = 0.5 * dt * (v_over_e + Es / Vs)
     drift = dt * v_over_e
-    pi_u = [ctx.leaf(r, p) * p - ctx.leaf(kick, g) * g for p, g in zip(pi, grads, strict=True)]
-    theta_u = [th + ctx.leaf(drift, p) * p for th, p in zip(params, pi_u, strict=True)]
+
+    def kicked(momentum: list[Any]) -> list[Any]:
+        return [ctx.leaf(r, p) * p - ctx.leaf(kick, g) * g
+                for p, g in zip(momentum, grads, strict=True)]
+
+    def plain(momentum: list[Any]) -> list[Any]:
+        momentum = started(momentum)
+        return select_tree(xp, update, kicked(momentum), momentum, bn)
 
     # A bounce redraws the direction at the same |π|; the draw is paid for only when some run
-    # bounces, where the backend allows it (physopt_ref.core.control.if_any).
+    # bounces (physopt_ref.core.control.if_any: a host branch, jax.lax.cond or torch.cond).
     def bounced(momentum: list[Any]) -> list[Any]:
+        momentum = started(momentum)
         dirs = random_directions(
             xp,
             momentum,
@@ -376,10 +394,16 @@ def _bbi_update(
         )
         dnorm = xp.astype(tree_norm(xp, dirs, bn), ctx.dtype)
         fac = safe_divide(xp, xp.sqrt(p2), dnorm, dnorm > 0.0, one, zero)
-        return select_tree(xp, bounce, scale_tree(xp, dirs, fac, bn), momentum, bn)
+        pi_b = select_tree(xp, bounce, scale_tree(xp, dirs, fac, bn), momentum, bn)
+        return select_tree(xp, update, kicked(momentum), pi_b, bn)
 
-    pi_b = if_any(xp, bounce, bounced, list, pi) if hit is not None else pi
-    pi_new = select_tree(xp, update, pi_u, pi_b, bn)
+    operand = list(state.momentum if regraph else pi)
+    if hit is not None:
+        pi_new = if_any(xp, bounce, bounced, plain, operand, graph_cond=True)
+    else:
+        pi_new = plain(operand)
+    # Where `update`, pi_new is the kicked momentum: the drift of the official order.
+    theta_u = [th + ctx.leaf(drift, p) * p for th, p in zip(params, pi_new, strict=True)]
     theta_new = select_tree(xp, update, theta_u, params, bn)
 
     # Counters: c1 restarts on a new minimum or a bounce and counts the other updates; c0

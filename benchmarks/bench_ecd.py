@@ -1,0 +1,328 @@
+"""The targets of issue 25 ("the energy-conserving family at full speed"), each with reached/missed.
+
+Usage::
+
+    python benchmarks/bench_ecd.py                      # every section, N = 4e6 float32
+    python benchmarks/bench_ecd.py --only small,nesterov --n 1e7 --repeats 9
+
+Every figure is a ratio of two things timed **side by side in one process**, interleaved
+(A, B, A, B, ...) and reduced to medians, so that both see the same load of a shared machine.
+One thread: the script re-runs itself in a child process with ``OMP_NUM_THREADS=1``,
+``MKL_NUM_THREADS=1`` and XLA's CPU client on one thread (``XLA_FLAGS``), pinned to one core
+(``os.sched_setaffinity``) before JAX or torch start, and sets ``torch.set_num_threads(1)``.
+The library itself never changes these settings.
+
+Sections (``--only``, comma-separated):
+
+``eager``     NumPy eager ECDSep step / SGD step, N elements.
+``floor``     compiled BBI and ECDSep (with jitter) as a fraction of the memory floor
+              (``bench_floor.Floor``: streaming passes touching the bytes the step must touch),
+              torch (``physopt_ref.compile``: torch.compile) and jax (``jax.jit``).
+``compile``   ``physopt_ref.compile(opt)`` / the plain ``opt.step``, every registered optimizer,
+              NumPy, torch and JAX (the plain step is the eager step on the same arrays).
+``nesterov``  ``physopt_ref.compile(nesterov)`` on JAX / optax's Nesterov SGD under
+              ``jax.jit`` with donation.
+``small``     dim-10 step (float64, one run, one array, checks off) / a hand-written NumPy loop
+              of the same update (``bench_steps.HAND``), interleaved loops of
+              ``--small-steps``.
+``rng``       the generator choice: N 32-bit words (what N float32 normals take) from
+              Philox-4x32-10 (``backends/_philox.py``, the one in use), from Threefry-2x32-20
+              (``backends/_threefry.py``), and N/2 Philox words (a "half a word per normal"
+              variant with 16-bit uniforms), on NumPy eager (cache-sized chunks, as the draws
+              run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words).
+``ensembles`` ``physopt_ref.run`` on the 2-D Ackley problem, 1e5 members, 300 steps, float64:
+              BBI / heavy ball on NumPy and on JAX with ``compile=True``
+              (``bench_floor.ensembles``).
+
+Nothing here is a test; the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+SECTIONS = ("eager", "floor", "compile", "nesterov", "small", "ensembles", "rng")
+CLASSIC = ("sgd", "heavy_ball", "nesterov", "adam")
+ECD = ("bbi", "ecdsep")
+LOSS = 1.5
+_CHILD = "PHYSOPT_BENCH_CHILD"
+RESULTS: list[tuple[str, str, str, bool]] = []  # (measure, figure, target, reached)
+
+
+def report(measure: str, figure: str, target: str, reached: bool) -> None:
+    RESULTS.append((measure, figure, target, reached))
+    print(f"  {measure:<58}{figure:>14}   target {target:<10}{'reached' if reached else 'MISSED'}",
+          flush=True)
+
+
+def interleaved(cases: dict[str, Callable[[], Any]], sync: Callable[[Any], None], repeats: int,
+                warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each case, timed in turn (A, B, A, B, ...)."""
+    for fn in cases.values():
+        for _ in range(warmup):
+            sync(fn())
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for k, fn in cases.items():
+            t0 = time.perf_counter()
+            sync(fn())
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _hp(name: str) -> dict[str, Any]:
+    from bench_steps import SETTINGS
+
+    return SETTINGS[name]
+
+
+def _stepper(kind: str, name: str, n: int, compiled: bool, donate: bool = True) -> tuple:
+    from bench_floor import _case
+
+    import physopt_ref as po
+
+    one, _ = _case(kind, po.get_optimizer(name, **_hp(name)), n, donate and compiled,
+                      compiled)
+    return one, _cpu_sync(kind)
+
+
+def _cpu_sync(kind: str) -> Callable[[Any], None]:
+    """Wait for a result on the CPU: JAX dispatches asynchronously, NumPy and torch do not."""
+    from bench_floor import _syncer
+
+    return _syncer("jax") if kind == "jax" else (lambda _: None)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def section_eager(n: int, repeats: int) -> None:
+    print(f"NumPy eager, N = {n:.0e} float32:")
+    cases = {name: _stepper("numpy", name, n, compiled=False)[0] for name in ("sgd", "ecdsep")}
+    t = interleaved(cases, lambda _: None, repeats)
+    r = t["ecdsep"] / t["sgd"]
+    report("NumPy eager ECDSep / SGD", f"{r:.1f}x", "<= 4x", r <= 4.0)
+
+
+def section_floor(n: int, repeats: int) -> None:
+    from bench_floor import Floor
+
+    print(f"Compiled steps as a fraction of the memory floor, N = {n:.0e} float32 "
+          "(floor: NumPy passes reading params, momentum, grads and writing params, momentum):")
+    floor = Floor("numpy", n, repeats)
+    for kind in ("torch", "jax"):
+        for name in ECD:
+            fn, sync = _stepper(kind, name, n, compiled=True)
+            t_step, t_floor = floor.next_to(fn, sync, 2, 1)
+            frac = t_floor / t_step
+            what = "BBI" if name == "bbi" else "ECDSep with jitter"
+            goal = 0.5 if name == "bbi" else 0.3
+            report(f"compiled {what}, {kind} ({t_step * 1e3:.1f} ms a step)", f"{frac:.2f}",
+                   f">= {goal}", frac >= goal)
+
+
+def section_compile(n: int, repeats: int) -> None:
+    import physopt_ref as po
+
+    print(f"physopt_ref.compile / plain step, N = {n:.0e} float32:")
+    worst: dict[str, tuple[float, str]] = {}
+    for kind in ("numpy", "torch", "jax"):
+        for name in po.registered_names():
+            fast, sync = _stepper(kind, name, n, compiled=True)
+            plain, _ = _stepper(kind, name, n, compiled=False)
+            t = interleaved({"compiled": fast, "plain": plain}, sync, repeats)
+            r = t["compiled"] / t["plain"]
+            print(f"    {kind:<6}{name:<20}{t['compiled'] * 1e3:>9.2f} ms {t['plain'] * 1e3:>9.2f}"
+                  f" ms {r:>6.2f}x", flush=True)
+            if r > worst.get(kind, (0.0, ""))[0]:
+                worst[kind] = (r, name)
+    for kind, (r, name) in worst.items():
+        report(f"po.compile / plain step, {kind}, worst ({name})", f"{r:.2f}x", "<= 1.05x",
+               r <= 1.05)
+
+
+def section_nesterov(n: int, repeats: int) -> None:
+    import optax
+    from bench_floor import optax_stepper
+
+    print(f"jax.jit Nesterov, N = {n:.0e} float32:")
+    ours, _ = _stepper("jax", "nesterov", n, compiled=True)
+    peer = optax_stepper(optax.sgd(_hp("nesterov")["lr"], momentum=0.9, nesterov=True), n)
+    t = interleaved({"ours": ours, "optax": peer}, _cpu_sync("jax"), repeats)
+    r = t["ours"] / t["optax"]
+    report("jax.jit Nesterov / optax Nesterov", f"{r:.2f}x", "<= 1.2x", r <= 1.2)
+
+
+def section_small(steps: int, repeats: int) -> None:
+    from bench_steps import HAND, _ours
+
+    print(f"dim 10, float64, one run: ours / hand-written NumPy loop ({steps} steps a loop, "
+          f"{repeats} interleaved loops, medians):")
+    x = np.linspace(-1.0, 1.0, 10)
+    g = 0.1 * x + 0.05
+    for name in (*CLASSIC, *ECD):
+        hand = HAND[name]
+        t = interleaved({"ours": lambda name=name: _ours(name, x, g, steps),
+                         "hand": lambda hand=hand: hand(x, g, steps)}, lambda _: None, repeats,
+                        warmup=1)
+        r = t["ours"] / t["hand"]
+        goal = 3.0 if name in CLASSIC else 10.0
+        report(f"dim-10 step / hand-written, {name} ({t['ours'] / steps * 1e6:.1f} us)",
+               f"{r:.1f}x", f"<= {goal:g}x", r <= goal)
+
+
+def _generators(kind: str, n: int) -> dict[str, Callable[[], Any]]:
+    """Closures producing ``n`` words (Philox, Threefry) and ``n/2`` words (Philox) on ``kind``."""
+    from physopt_ref.backends import get_namespace
+    from physopt_ref.backends._philox import _CHUNK_BLOCKS, philox4x32
+    from physopt_ref.backends._threefry import threefry2x32
+
+    xp = get_namespace("numpy" if kind == "numpy" else kind)
+    key = (0x13198A2E, 0x03707344)
+    if kind == "jax":
+        import jax
+
+        dt = xp.uint32
+
+        def ph(blocks: int) -> Any:
+            c = xp.arange(blocks, dtype=dt)
+            return philox4x32(xp, (c, xp.asarray(7, dtype=dt), xp.asarray(3, dtype=dt),
+                                   xp.asarray(0, dtype=dt)), key)[0]
+
+        def tf(blocks: int) -> Any:
+            c = xp.arange(blocks, dtype=dt)
+            return threefry2x32(xp, (c, xp.asarray(7, dtype=dt)), key)[0]
+
+        return {"philox": jax.jit(lambda: ph(n // 4)), "threefry": jax.jit(lambda: tf(n // 2)),
+                "philox-half": jax.jit(lambda: ph(n // 8))}
+    if kind == "torch":
+        import torch
+
+        def tph(blocks: int) -> Any:
+            c = torch.arange(blocks, dtype=torch.int64)
+            return philox4x32(xp, (c, 7, 3, 0), key)[0]
+
+        def ttf(blocks: int) -> Any:
+            c = torch.arange(blocks, dtype=torch.int64)
+            return threefry2x32(xp, (c, 7), key)[0]
+
+        fns = {"philox": lambda: tph(n // 4), "threefry": lambda: ttf(n // 2),
+               "philox-half": lambda: tph(n // 8)}
+        return {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in fns.items()}
+
+    def chunked(gen: Callable[[Any], Any], blocks: int, per: int) -> Callable[[], Any]:
+        def run() -> Any:
+            out = None
+            for b in range(0, blocks, per):
+                c = np.arange(b, min(blocks, b + per), dtype=np.int64)
+                out = gen(c)
+            return out
+        return run
+
+    return {
+        "philox": chunked(lambda c: philox4x32(xp, (c, 7, 3, 0), key), n // 4, _CHUNK_BLOCKS),
+        "threefry": chunked(lambda c: threefry2x32(xp, (c, 7), key), n // 2, 2 * _CHUNK_BLOCKS),
+        "philox-half": chunked(lambda c: philox4x32(xp, (c, 7, 3, 0), key), n // 8,
+                               _CHUNK_BLOCKS),
+    }
+
+
+def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch", "jax")) -> None:
+    print(f"Generators: {n:.0e} words (Philox-4x32-10, Threefry-2x32-20) and {n / 2:.0e} "
+          "(Philox, half a word per normal), ms:")
+    wins = []
+    for kind in kinds:
+        t = interleaved(_generators(kind, n), _cpu_sync(kind), repeats)
+        r = t["threefry"] / t["philox"]
+        wins.append(r < 1.0)
+        print(f"    {kind:<6} philox {t['philox'] * 1e3:8.2f}  threefry {t['threefry'] * 1e3:8.2f}"
+              f"  philox-half {t['philox-half'] * 1e3:8.2f}   threefry / philox {r:.2f}x",
+              flush=True)
+    report("backends where Threefry-2x32-20 beats Philox-4x32-10", f"{sum(wins)} of {len(wins)}",
+           "choose", True)
+
+
+def section_ensembles() -> None:
+    from bench_floor import ensembles
+
+    print("Ensembles:")
+    lines = ensembles(100_000, 300)
+    for line in lines:
+        print("    " + line)
+    for line in lines:
+        if line.startswith("target BBI"):
+            np_r = float(line.split("numpy ")[1].split("x")[0])
+            jax_r = float(line.split("jax ")[1].split("x")[0])
+            for kind, r in (("NumPy", np_r), ("JAX run(compile=True)", jax_r)):
+                report(f"Ackley 1e5 ensemble, BBI / heavy ball, {kind}", f"{r:.2f}x", "<= 1.5x",
+                       r <= 1.5)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({_CHILD: "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "XLA_FLAGS": (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                              "intra_op_parallelism_threads=1").strip()})
+    return env
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--n", default="4e6", help="elements of the large steps (float32)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--small-steps", type=int, default=2000)
+    parser.add_argument("--rng-backends", default="numpy,torch,jax",
+                        help="backends of the rng section")
+    args = parser.parse_args(argv)
+    if os.environ.get(_CHILD) != "1":  # one thread everywhere: re-run in a configured child
+        raise SystemExit(subprocess.call([sys.executable, os.path.abspath(__file__),
+                                          *(sys.argv[1:] if argv is None else argv)],
+                                         env=_child_env()))
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+    n = int(float(args.n))
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    for s in only:
+        if s not in SECTIONS:
+            parser.error(f"unknown section {s!r}; choose from {', '.join(SECTIONS)}")
+    print(f"bench_ecd: one thread on CPU {cpu}; N = {n:.0e}; {args.repeats} interleaved repeats")
+    for s in only:
+        if s == "small":
+            section_small(args.small_steps, args.repeats)
+        elif s == "ensembles":
+            section_ensembles()
+        elif s == "rng":
+            section_rng(n, args.repeats, tuple(args.rng_backends.split(",")))
+        else:
+            globals()[f"section_{s}"](n, args.repeats)
+    print()
+    print("| measure | measured | target | |\n|---|---|---|---|")
+    for measure, figure, target, reached in RESULTS:
+        print(f"| {measure} | {figure} | {target} | {'reached' if reached else 'missed'} |")
+
+
+if __name__ == "__main__":
+    main()
