@@ -244,7 +244,7 @@ def bbi(
         ``init`` otherwise: the energy couples all leaves). The code has no such checks.
     """
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0),
         "v0": check_real("v0", v0, symbol="ΔV", per_run=True),
         "delta_e": check_real("delta_e", delta_e, symbol="δE", low=0.0, per_run=True),
         "rescale": check_bool("rescale", rescale),

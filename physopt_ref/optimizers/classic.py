@@ -58,7 +58,7 @@ class AdamState(NamedTuple):
 
 
 def _lr(value: Any) -> Any:
-    return check_real_or_schedule("lr", value, symbol="η", low=0.0, low_open=True)
+    return check_real_or_schedule("lr", value, symbol="η", low=0.0)
 
 
 def _momentum(value: Any) -> Any:

@@ -198,7 +198,7 @@ def coolmomentum(
     """
     wd, decay = weight_decay_keyword(weight_decay)
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0),
         "rho0": check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True),
         "cool_steps": None,
         "schedule": schedule,

@@ -287,7 +287,7 @@ def dyna(
       already taken; :func:`damping_ramp` converts that to Algorithm 1's :math:`t`.
     """
     hp = {
-        "gamma": check_real_or_schedule("gamma", gamma, symbol="γ", low=0.0, low_open=True),
+        "gamma": check_real_or_schedule("gamma", gamma, symbol="γ", low=0.0),
         "beta": check_real(
             "beta", beta, symbol="β", low=0.0, high=1.0, high_open=True, per_run=True
         ),

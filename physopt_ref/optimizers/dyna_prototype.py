@@ -86,7 +86,7 @@ def dyna_prototype(
     use :func:`dyna` with :func:`dyna_restart` for that).
     """
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="α", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="α", low=0.0),
         "b1": check_real("b1", b1, symbol="β₁", low=0.0, high=1.0, high_open=True, per_run=True),
         "b2": _zeta(b2, "b2", "β₂ = ζ"),
         "eps": check_real("eps", eps, symbol="ε", low=0.0, low_open=True, per_run=True),

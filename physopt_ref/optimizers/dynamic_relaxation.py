@@ -194,7 +194,7 @@ def dynamic_relaxation(
     omega = math.sqrt(stiffness / mass)
     hp = {
         "h": 1.0 / omega if h is None else check_real(
-            "h", h, symbol="h", low=0.0, low_open=True, per_run=True
+            "h", h, symbol="h", low=0.0, per_run=True
         ),
         "mass": mass,
         "stiffness": stiffness,

@@ -237,7 +237,7 @@ def ecdsep(
         delta_e = 0.0 if s == 1.0 else 1.0
     wd, decay = weight_decay_keyword(weight_decay)
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0),
         "eta": check_real("eta", eta, symbol="η", low=0.0, low_open=True, per_run=True),
         "nu": check_real("nu", nu, symbol="ν", low=0.0, per_run=True),
         "s": s,
