@@ -178,6 +178,8 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         compiled: bool | None = None,
         **hyperparameters: Any,
     ) -> None:
+        for key, value in hyperparameters.items():
+            _check_one_value(key, value)
         if isinstance(optimizer, str):
             if optimizer not in REGISTRY:
                 raise ValueError(
@@ -211,6 +213,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         self._trees_state: dict[int, _Tree] = {}
         defaults = self._group_defaults(optimizer.hyperparameters)
         self._keys = tuple(defaults)
+        self._initial: list[Optimizer] = []  # each group's optimizer as it was added
         super().__init__(params, defaults)
 
     # -- names: the factory's and torch's ----------------------------------------------------
@@ -267,19 +270,15 @@ class PhysicsOptimizer(torch.optim.Optimizer):
                 values = tuple({**base, **given}[n] for n in names)
                 group[torch_key] = values if len(names) > 1 else values[0]
         for key, value in group.items():
-            parts = value if isinstance(value, tuple) else (value,)
-            for part in parts:
-                if isinstance(part, torch.Tensor) and part.numel() != 1:
-                    raise ValueError(
-                        f"a tensor {key} must hold one value (a 0-d tensor), got shape "
-                        f"{tuple(part.shape)}"
-                    )
+            if key != "params":
+                _check_one_value(key, value)
         super().add_param_group(group)
-        values = self._values(self.param_groups[-1])
+        values = _host_values(self._values(self.param_groups[-1]))
         changed = {k: v for k, v in values.items()
                    if not _same(v, self._optimizer.hyperparameters[k])}
-        if changed:
-            with_hyperparameters(self._optimizer, **_host_values(changed))  # raises if bad
+        # Checked now; the tree's state starts from these values (Gravity's V0 from its lr).
+        self._initial.append(with_hyperparameters(self._optimizer, **changed) if changed
+                             else self._optimizer)
         if self._one_tree and len(self.param_groups) > 1:
             self._check_same_values(self.param_groups)
 
@@ -316,15 +315,18 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         if tree.key is None or len(key) != len(tree.key) or not all(
             a[0] == b[0] and _same(a[1], b[1]) for a, b in zip(key, tree.key, strict=True)
         ):
-            for k in slots - set(tree.tensors):
-                tree.tensors[k] = torch.zeros((), dtype=like.dtype, device=like.device)
+            if tree.init_opt is None:  # the state starts with the values given at construction
+                tree.init_opt = self._initial[index]
+            checked = tree.init_opt.hyperparameters
+            for k in slots:  # the factory checks the tensors with values it accepts
+                if k not in tree.tensors:
+                    tree.tensors[k] = torch.zeros((), dtype=like.dtype, device=like.device)
+                tree.tensors[k].fill_(float(checked[k]) if _real(checked[k]) else 0.0)
                 tree.floats.pop(k, None)
-            for k in slots:
-                self._refresh(tree, k, values[k])
             built = {**values, **{k: tree.tensors[k] for k in slots}}
             tree.functional = _rebuilt(self._optimizer, built)
-            if tree.init_opt is None:  # the state starts with the values given at construction
-                tree.init_opt = _rebuilt(self._optimizer, _host_values(values))
+            for k in slots:
+                self._refresh(tree, k, values[k])
             tree.key = key
             tree.compiled = None
         else:
@@ -492,6 +494,16 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         values = _host_values(self._values(groups[0]))
         opt = _rebuilt(self._optimizer, values)
         return opt.init([torch.empty_like(p, device="meta") for p in params])
+
+
+def _check_one_value(key: str, value: Any) -> None:
+    """A tensor hyperparameter (or part of ``betas``) holds one value: ``ValueError`` if not."""
+    for part in value if isinstance(value, tuple | list) else (value,):
+        if isinstance(part, torch.Tensor) and part.numel() != 1:
+            raise ValueError(
+                f"a tensor {key} must hold one value (a 0-d tensor), got shape "
+                f"{tuple(part.shape)}"
+            )
 
 
 def _host_values(values: Mapping[str, Any]) -> dict[str, Any]:
