@@ -173,20 +173,18 @@ def test_one_cycle_and_cyclic_lr_cycle_the_momentum(name: str) -> None:
     key = "betas" if "betas" in ALIASES.get(name, {}) else "momentum"
     assert key in opt.param_groups[0]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=6)
+    slot = "b1" if key == "betas" else "momentum"
     seen = set()
     for _ in range(5):
         opt.step(_closure(opt, model, x, y))
         sched.step()
         value = opt.param_groups[0][key]
         seen.add(value[0] if key == "betas" else value)
-        tree = opt._trees_state[0]
-        slot = "b1" if key == "betas" else "momentum"
-    opt.step(_closure(opt, model, x, y))
+    opt.step(_closure(opt, model, x, y))  # the step reads the cycled value into its tensor
+    value = opt.param_groups[0][key]
     assert len(seen) > 2
-    assert float(tree.tensors[slot]) == pytest.approx(seen.pop() if False else
-                                                      (opt.param_groups[0][key][0]
-                                                       if key == "betas" else
-                                                       opt.param_groups[0][key]), rel=1e-6)
+    cycled = value[0] if key == "betas" else value
+    assert float(opt._trees_state[0].tensors[slot]) == pytest.approx(cycled, rel=1e-6)
     cyc = _make(name, model)
     cyclic = torch.optim.lr_scheduler.CyclicLR(cyc, 0.01, 0.1, step_size_up=2)
     for _ in range(3):
@@ -324,8 +322,8 @@ def _run(name: str, backend: Any, steps: int) -> list[Any]:
 COMPILE_FAST = ("heavy_ball", "ecdsep")
 
 
-@pytest.mark.parametrize("name", [n if n in COMPILE_FAST else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in NAMES])
+@pytest.mark.parametrize("name", [
+    n if n in COMPILE_FAST else pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
 def test_compiled_opt_step_equals_eager_without_recompiles_or_warnings(name: str) -> None:
     """50 steps of ``torch.compile(opt.step)`` (AOT-autograd tracing) with a cosine schedule
     that changes lr at every step: the same parameters as eager, a bounded number of graphs
