@@ -37,6 +37,7 @@ from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.registry import REGISTRY, get_optimizer
 
 __all__ = [
+    "STATIC_ARGS",
     "adam",
     "as_optax",
     "bbi",
@@ -49,7 +50,6 @@ __all__ = [
     "heavy_ball",
     "nesterov",
     "sgd",
-    "STATIC_ARGS",
     "transformation",
 ]
 
