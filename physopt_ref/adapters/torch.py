@@ -64,6 +64,18 @@ from physopt_ref.adapters.torch_state import (
     encode_groups,
     restore_exact_dtypes,
 )
+from physopt_ref.adapters.torch_values import (
+    ALIASES,
+    SCHEDULED,
+    STEP_SIZES,
+    check_one_value,
+    host_values,
+    loss_value,
+    real,
+    rebuilt,
+    same,
+    silence_dynamo_lru_warnings,
+)
 from physopt_ref.core.compile import CompiledStep
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.registry import REGISTRY, get_optimizer
@@ -74,63 +86,11 @@ __all__ = ["ALIASES", "COMPILE_ELEMENTS", "PhysicsOptimizer"]
 
 _STATE_KEY = "physopt_ref"
 
-#: torch's names for factory hyperparameters: a group key and the factory names it holds.
-ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
-    "adam": {"betas": ("b1", "b2")},
-    "dyna_prototype": {"betas": ("b1", "b2")},
-    "dyna": {"lr": ("gamma",)},
-    "dynamic_relaxation": {"lr": ("h",)},
-}
-
-#: Factory hyperparameters a torch scheduler may change: kept in 0-d tensors.
-_SCHEDULED = ("lr", "gamma", "h", "momentum", "b1", "b2")
-#: Of those, the step sizes: any finite value >= 0 is a legal change (0 stops the step).
-_STEP_SIZES = ("lr", "gamma", "h")
+silence_dynamo_lru_warnings()
 
 #: Trees with at least this many elements run the compiled step by default (``compiled=None``):
 #: below it the one-off compile time outweighs the gain.
 COMPILE_ELEMENTS = 1 << 16
-
-
-def _silence_dynamo_lru_warnings() -> None:
-    """Let Dynamo trace array-api-compat's cached type tests without its UserWarning.
-
-    Dynamo warns once for every ``functools.lru_cache`` wrapper it traces through; those of
-    array-api-compat (namespace and type lookups keyed by a type: pure) are registered as
-    safe, as torch registers einops' (``torch._dynamo.utils``; a private hook, skipped where
-    absent).
-    """
-    try:
-        from torch._dynamo.utils import allow_lru_cache_wrapper_trace_without_warning as allow
-    except ImportError:  # pragma: no cover - another torch
-        return
-    import array_api_compat.common._helpers as helpers
-
-    for value in vars(helpers).values():
-        if callable(value) and hasattr(value, "cache_info"):
-            allow(value)
-
-
-_silence_dynamo_lru_warnings()
-
-
-def _plain(value: Any) -> bool:
-    return isinstance(value, bool | int | float | str | type(None))
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Group values compared by value: numbers, strings, tuples, one-element tensors."""
-    if a is b:
-        return True
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a.cpu(), b.cpu()))
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return _plain(a) and type(a) is type(b) and a == b
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class _Tree:
@@ -179,16 +139,16 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         **hyperparameters: Any,
     ) -> None:
         for key, value in hyperparameters.items():
-            _check_one_value(key, value)
+            check_one_value(key, value)
         if isinstance(optimizer, str):
             if optimizer not in REGISTRY:
                 raise ValueError(
                     f"unknown optimizer {optimizer!r}; registered: {sorted(REGISTRY)}"
                 )
             hyperparameters = self._factory_names(optimizer, hyperparameters)
-            optimizer = get_optimizer(optimizer, **_host_values(hyperparameters))
+            optimizer = get_optimizer(optimizer, **host_values(hyperparameters))
             if any(isinstance(v, torch.Tensor) for v in hyperparameters.values()):
-                optimizer = _rebuilt(optimizer, hyperparameters)
+                optimizer = rebuilt(optimizer, hyperparameters)
         elif not isinstance(optimizer, Optimizer):
             raise TypeError(
                 "optimizer must be a registered name or a physopt_ref.Optimizer, got "
@@ -271,11 +231,11 @@ class PhysicsOptimizer(torch.optim.Optimizer):
                 group[torch_key] = values if len(names) > 1 else values[0]
         for key, value in group.items():
             if key != "params":
-                _check_one_value(key, value)
+                check_one_value(key, value)
         super().add_param_group(group)
-        values = _host_values(self._values(self.param_groups[-1]))
+        values = host_values(self._values(self.param_groups[-1]))
         changed = {k: v for k, v in values.items()
-                   if not _same(v, self._optimizer.hyperparameters[k])}
+                   if not same(v, self._optimizer.hyperparameters[k])}
         # Checked now; the tree's state starts from these values (Gravity's V0 from its lr).
         self._initial.append(with_hyperparameters(self._optimizer, **changed) if changed
                              else self._optimizer)
@@ -286,7 +246,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         first = groups[0]
         for group in groups[1:]:
             for key in self._keys:
-                if not _same(first[key], group[key]):
+                if not same(first[key], group[key]):
                     raise ValueError(
                         f"{self._optimizer.name} treats all parameters as one tree (its energy "
                         f"is global): every param group needs the same {key} (got "
@@ -309,11 +269,11 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         if self._one_tree and len(groups) > 1:
             self._check_same_values(groups)
         values = self._values(groups[0])
-        slots = {k for k in _SCHEDULED if k in values
-                 and (_real(values[k]) or isinstance(values[k], torch.Tensor))}
+        slots = {k for k in SCHEDULED if k in values
+                 and (real(values[k]) or isinstance(values[k], torch.Tensor))}
         key = tuple((k, "slot") if k in slots else (k, v) for k, v in values.items())
         if tree.key is None or len(key) != len(tree.key) or not all(
-            a[0] == b[0] and _same(a[1], b[1]) for a, b in zip(key, tree.key, strict=True)
+            a[0] == b[0] and same(a[1], b[1]) for a, b in zip(key, tree.key, strict=True)
         ):
             if tree.init_opt is None:  # the state starts with the values given at construction
                 tree.init_opt = self._initial[index]
@@ -321,10 +281,10 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             for k in slots:  # the factory checks the tensors with values it accepts
                 if k not in tree.tensors:
                     tree.tensors[k] = torch.zeros((), dtype=like.dtype, device=like.device)
-                tree.tensors[k].fill_(float(checked[k]) if _real(checked[k]) else 0.0)
+                tree.tensors[k].fill_(float(checked[k]) if real(checked[k]) else 0.0)
                 tree.floats.pop(k, None)
             built = {**values, **{k: tree.tensors[k] for k in slots}}
-            tree.functional = _rebuilt(self._optimizer, built)
+            tree.functional = rebuilt(self._optimizer, built)
             for k in slots:
                 self._refresh(tree, k, values[k])
             tree.key = key
@@ -344,7 +304,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         if tree.floats.get(name) == value:
             return
         value = float(value)
-        if name in _STEP_SIZES:
+        if name in STEP_SIZES:
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
         else:
@@ -360,7 +320,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
     @torch.compiler.disable
     def _prepare(self, loss: Any) -> list[tuple[Any, ...]]:
         """Everything before the arithmetic, outside any graph: trees, values, state."""
-        value = _loss_value(loss, self._optimizer)
+        value = loss_value(loss, self._optimizer)
         work = []
         for index, groups in enumerate(self._trees()):
             params = [p for g in groups for p in g["params"]]
@@ -379,13 +339,13 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             leaves = [p.detach() for p in active]
             grads = [p.grad.detach() for p in active]
             layout, state = self._read_state(tree, params, active)
-            loss_value = value
-            if loss_value is not None and not isinstance(loss_value, torch.Tensor):
-                loss_value = torch.tensor(loss_value, dtype=leaves[0].dtype,
-                                          device=leaves[0].device)
+            tree_loss = value
+            if tree_loss is not None and not isinstance(tree_loss, torch.Tensor):
+                tree_loss = torch.tensor(tree_loss, dtype=leaves[0].dtype,
+                                         device=leaves[0].device)
             if tree.compiled is None and self._use_compiled(params):
                 tree.compiled = CompiledStep(tree.functional)  # type: ignore[arg-type]
-            work.append((tree, params, active, leaves, grads, layout, state, loss_value))
+            work.append((tree, params, active, leaves, grads, layout, state, tree_loss))
         return work
 
     def _read_state(self, tree: _Tree, params: list[torch.Tensor], active: list[torch.Tensor]
@@ -491,46 +451,8 @@ class PhysicsOptimizer(torch.optim.Optimizer):
     def _template(self, index: int, groups: list[dict[str, Any]]) -> Any:
         """The state ``init`` makes for a tree, on the ``meta`` device (no memory)."""
         params = [p for g in groups for p in g["params"]]
-        values = _host_values(self._values(groups[0]))
-        opt = _rebuilt(self._optimizer, values)
+        values = host_values(self._values(groups[0]))
+        opt = rebuilt(self._optimizer, values)
         return opt.init([torch.empty_like(p, device="meta") for p in params])
 
 
-def _check_one_value(key: str, value: Any) -> None:
-    """A tensor hyperparameter (or part of ``betas``) holds one value: ``ValueError`` if not."""
-    for part in value if isinstance(value, tuple | list) else (value,):
-        if isinstance(part, torch.Tensor) and part.numel() != 1:
-            raise ValueError(
-                f"a tensor {key} must hold one value (a 0-d tensor), got shape "
-                f"{tuple(part.shape)}"
-            )
-
-
-def _host_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Tensor values as Python floats (read once, when a group is made or checked)."""
-    return {k: float(v.reshape(()).item()) if isinstance(v, torch.Tensor) else v
-            for k, v in values.items()}
-
-
-def _rebuilt(optimizer: Optimizer, values: Mapping[str, Any]) -> Optimizer:
-    changed = {k: v for k, v in values.items() if not _same(optimizer.hyperparameters[k], v)
-               or isinstance(v, torch.Tensor)}
-    return with_hyperparameters(optimizer, **changed) if changed else optimizer
-
-
-def _loss_value(loss: Any, optimizer: Optimizer) -> Any:
-    """The closure's loss as the step takes it: a number, or a 0-d tensor (one element)."""
-    if loss is None:
-        if optimizer.needs_loss:
-            raise RuntimeError(
-                f"{optimizer.name} needs the loss: call step(closure) with a closure that "
-                "zeroes the gradients, evaluates the model, calls backward() and returns the loss"
-            )
-        return None
-    if isinstance(loss, torch.Tensor):
-        if loss.numel() != 1:
-            raise ValueError(
-                f"the closure's loss must be a scalar (one element), got shape {tuple(loss.shape)}"
-            )
-        return loss.detach().reshape(())
-    return loss
