@@ -157,7 +157,9 @@ def bbi(
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\Delta t > 0`, required as in the code. A callable of the step count is a
+        :math:`\Delta t \ge 0`, required as in the code (which asks for > 0; 0 is accepted here
+        as a no-op: the drift :math:`\Delta t\,\pi` vanishes and nothing divides by
+        :math:`\Delta t`, so torch schedulers may reach it). A callable of the step count is a
         schedule (:mod:`physopt_ref.core.schedules`; the code reads ``group["lr"]`` each call, so
         PyTorch schedulers act on it).
     v0 : float or per-run array

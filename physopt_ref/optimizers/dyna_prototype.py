@@ -64,7 +64,8 @@ def dyna_prototype(
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\alpha > 0`; default :math:`10^{-3}`, Adam's default (Kingma & Ba, Algorithm 1),
+        :math:`\alpha \ge 0` (0: no step; :math:`\epsilon` keeps its open range, it divides);
+        default :math:`10^{-3}`, Adam's default (Kingma & Ba, Algorithm 1),
         which the prototype keeps since it only replaces Adam's loop lines. The paper's MNIST
         run uses :math:`\alpha = 0.00255 = 2/784`, i.e. :math:`2\gamma/n` with :math:`n = 784`
         (Sec. 5).

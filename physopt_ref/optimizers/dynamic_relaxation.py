@@ -170,7 +170,8 @@ def dynamic_relaxation(
     Parameters
     ----------
     h : float or per-run array, optional
-        Time step :math:`h > 0`. Default :math:`1/\omega`, half the critical step of Eq. 6 (the
+        Time step :math:`h \ge 0` (0: no move, :math:`\beta = 1` and the kick vanishes; nothing
+        divides by h). Default :math:`1/\omega`, half the critical step of Eq. 6 (the
         paper fixes none). Steps beyond :math:`2/\omega_{\max}` are accepted (they diverge; the
         tests show it).
     mass : float

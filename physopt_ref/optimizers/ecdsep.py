@@ -138,7 +138,9 @@ def ecdsep(
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\Delta t > 0`, required (``ECDSep.__init__``, line 19). A callable of the step
+        :math:`\Delta t \ge 0`, required (``ECDSep.__init__``, line 19, asks for > 0; 0 is
+        accepted here as a no-op: the kick and the move are proportional to :math:`\Delta t`
+        and nothing divides by it). A callable of the step
         count is a schedule (:mod:`physopt_ref.core.schedules`; the code reads ``self.lr``, so
         PyTorch schedulers do not act on it; here they can).
     eta : float or per-run array
