@@ -144,7 +144,8 @@ def coolmomentum(
         :math:`\mathrm{lr} = \Delta t^2 \ge 0` ("a squared timestep dt^2", README; 0 is
         accepted: from the start nothing moves, mid-run the velocity decays with :math:`\rho`).
         Default 0.01 (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable
-        of the step count is a schedule (:mod:`physopt_ref.core.schedules`; the authors use a constant).
+        of the step count is a schedule (:mod:`physopt_ref.core.schedules`; the authors use a
+        constant).
     rho0 : float
         Initial momentum coefficient :math:`\rho_0 \in [0, 1)`. Default 0.99 (TF class, README,
         all recipes, spec §a.4).
