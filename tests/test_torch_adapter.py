@@ -3,7 +3,8 @@
 * each one trains a small MLP on scikit-learn's digits (3 epochs of minibatches of 128, about
   a second each on 2 cores) and lowers the training loss below 60 % of its start (measured
   ratios 0.05-0.41 with the settings below; every one starts at 2.327);
-* its steps equal the functional steps bit for bit, with param groups, and ``state_dict()`` /
+* its steps equal the functional steps bit for bit (built, as the adapter keeps them, with lr,
+  momentum and betas as 0-d tensors), with param groups, and ``state_dict()`` /
   ``load_state_dict()`` continue a run exactly (energies, floors, counters, bounce state with
   their dtypes);
 * the step needs no data on the host (it runs on torch's ``meta`` device, which has none), works

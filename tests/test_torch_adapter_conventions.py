@@ -22,6 +22,8 @@ import physopt_ref.torch as pot  # noqa: E402
 from physopt_ref import REGISTRY  # noqa: E402
 from physopt_ref.adapters.torch import ALIASES  # noqa: E402
 
+from .test_torch_adapter import _data, _model, as_tensors  # noqa: E402
+
 NAMES = po.registered_names()
 
 # torch 2.13's inductor imports a module that uses the deprecated torch.jit.script_method.
@@ -29,7 +31,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
 )
 STEP_SIZE = {"dyna": "gamma", "dynamic_relaxation": "h"}
-SCHEDULED = ("lr", "gamma", "h", "momentum", "b1", "b2")
 
 
 def _hp(name: str) -> dict[str, Any]:
@@ -38,20 +39,7 @@ def _hp(name: str) -> dict[str, Any]:
 
 def _tensors(name: str, hp: dict[str, Any]) -> dict[str, Any]:
     """The functional twin of the adapter: scheduler-driven values as float32 0-d tensors."""
-    full = dict(po.get_optimizer(name, **hp).hyperparameters)
-    return {k: torch.tensor(v, dtype=torch.float32)
-            if k in SCHEDULED and isinstance(v, int | float) and not isinstance(v, bool) else v
-            for k, v in full.items()}
-
-
-def _data() -> tuple[Any, Any]:
-    g = torch.Generator().manual_seed(3)
-    return torch.randn(16, 3, generator=g), torch.randn(16, 2, generator=g)
-
-
-def _model() -> Any:
-    torch.manual_seed(5)
-    return torch.nn.Linear(3, 2)
+    return as_tensors(dict(po.get_optimizer(name, **hp).hyperparameters), torch.float32)
 
 
 def _closure(opt: Any, model: Any, x: Any, y: Any, shape: tuple[int, ...] = ()) -> Any:
