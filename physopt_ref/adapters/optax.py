@@ -92,7 +92,7 @@ def as_optax(
             )
         leaves, treedef = jax.tree_util.tree_flatten(params)
         grads_def = jax.tree_util.tree_structure(updates)
-        if grads_def != treedef:
+        if grads_def != treedef:  # type: ignore[operator]
             raise ValueError(
                 f"physopt_ref.optax.{optimizer.name}: the updates (gradients) have the tree "
                 f"{grads_def}, the params {treedef}"
@@ -139,7 +139,7 @@ def _from_trees(optimizer: Optimizer, state: Any, treedef: Any) -> Any:
             f"state (from its init), got {type(state).__name__}"
         )
     fields = []
-    for name, value in zip(state._fields, state, strict=True):
+    for name, value in zip(state._fields, state, strict=True):  # type: ignore[call-overload]
         if isinstance(value, jax.Array) or name == "count":
             fields.append(value)
             continue

@@ -227,8 +227,8 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             if given:
                 default = self.defaults[torch_key]
                 base = dict(zip(names, default if len(names) > 1 else (default,), strict=True))
-                values = tuple({**base, **given}[n] for n in names)
-                group[torch_key] = values if len(names) > 1 else values[0]
+                parts = tuple({**base, **given}[n] for n in names)
+                group[torch_key] = parts if len(names) > 1 else parts[0]
         for key, value in group.items():
             if key != "params":
                 check_one_value(key, value)
@@ -354,7 +354,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         first = self.state[params[0]]
         opt = tree.init_opt
         assert opt is not None
-        fields = opt.state_type._fields
+        fields = _fields(opt)
         if not tree.layout:
             template = opt.init([torch.empty_like(p, device="meta") for p in params])
             tree.layout = tuple((n, isinstance(v, tuple))
@@ -424,7 +424,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         out = super().state_dict()
         encode_groups(out["param_groups"], list(self._keys))
         out[_STATE_KEY] = {"optimizer": repr(self._optimizer), "name": self._optimizer.name,
-                           "fields": list(self._optimizer.state_type._fields)}
+                           "fields": list(_fields(self._optimizer))}
         return out
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -433,7 +433,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         Refused (``ValueError``, naming the parameter) when a field's shape or dtype does not
         fit the parameters (a model of other shapes, an ``int8`` count, a field missing).
         """
-        mine = {"name": self._optimizer.name, "fields": list(self._optimizer.state_type._fields)}
+        mine = {"name": self._optimizer.name, "fields": list(_fields(self._optimizer))}
         theirs = state_dict.get(_STATE_KEY)
         if theirs is None or any(theirs.get(k) != v for k, v in mine.items()):
             made_by = theirs["optimizer"] if theirs else "another optimizer (not physopt_ref)"
@@ -456,3 +456,6 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         return opt.init([torch.empty_like(p, device="meta") for p in params])
 
 
+def _fields(optimizer: Optimizer) -> tuple[str, ...]:
+    """The names of the optimizer's state fields (its ``NamedTuple``'s)."""
+    return tuple(optimizer.state_type._fields)  # type: ignore[attr-defined]
