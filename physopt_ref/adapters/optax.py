@@ -139,7 +139,7 @@ def _from_trees(optimizer: Optimizer, state: Any, treedef: Any) -> Any:
             f"state (from its init), got {type(state).__name__}"
         )
     fields = []
-    for name, value in zip(state._fields, state, strict=True):  # type: ignore[call-overload]
+    for name, value in zip(state._fields, state, strict=True):  # type: ignore[call-overload, attr-defined]
         if isinstance(value, jax.Array) or name == "count":
             fields.append(value)
             continue
