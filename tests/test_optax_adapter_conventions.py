@@ -126,3 +126,5 @@ def test_concrete_values_are_still_checked() -> None:
     with pytest.raises(TypeError, match=r"\(T_0\) must be an integer|ε₁\) must be a real"):
         # integers and eps1 must be static (documented): their arrays are refused by name
         optax.inject_hyperparams(pox.bbi)(lr=0.1, eps1=1e-10).init(_params())
+    with pytest.raises(ValueError, match="batch_ndim"):
+        pox.as_optax(po.sgd(), batch_ndim=-1)

@@ -367,6 +367,10 @@ def test_compiled_default_follows_the_size() -> None:
     assert pot.SGD(big)._use_compiled(big)
     with pytest.raises(TypeError, match="compiled"):
         pot.SGD(big, compiled="yes")
+    with pytest.raises(TypeError, match="one_tree"):
+        pot.SGD(big, one_tree=1)
+    with pytest.raises(ValueError, match=r"betas must be a tuple of 2"):
+        pot.Adam(big, betas=0.9)
 
 
 @pytest.mark.parametrize("name", NAMES)

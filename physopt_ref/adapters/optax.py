@@ -70,6 +70,8 @@ def as_optax(
     """
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"as_optax needs a physopt_ref.Optimizer, got {type(optimizer).__name__}")
+    if isinstance(batch_ndim, bool) or not isinstance(batch_ndim, int) or batch_ndim < 0:
+        raise ValueError(f"batch_ndim must be an integer >= 0, got {batch_ndim!r}")
 
     def init(params: Any) -> Any:
         leaves, treedef = jax.tree_util.tree_flatten(params)

@@ -159,8 +159,9 @@ class PhysicsOptimizer(torch.optim.Optimizer):
                 f"hyperparameters {sorted(hyperparameters)} given with a built optimizer; "
                 "build it with them, or pass its name"
             )
-        if compiled is not None and not isinstance(compiled, bool):
-            raise TypeError(f"compiled must be True, False or None, got {compiled!r}")
+        for flag, given in (("compiled", compiled), ("one_tree", one_tree)):
+            if given is not None and not isinstance(given, bool):
+                raise TypeError(f"{flag} must be True, False or None, got {given!r}")
         core, _ = optimizer_parts(optimizer)
         if one_tree is None:
             entry = REGISTRY.get(core.name)
