@@ -29,6 +29,15 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "cupy": ("cupy", "pip install 'physopt_ref[cupy]'  (needs an NVIDIA GPU and CUDA 12)"),
 }
 
+#: The compliant namespace module of each backend.
+_NAMESPACES = {
+    "numpy": "array_api_compat.numpy",
+    "array_api_strict": "array_api_strict",
+    "torch": "array_api_compat.torch",
+    "jax": "jax.numpy",
+    "cupy": "array_api_compat.cupy",
+}
+
 
 class BackendNotInstalledError(ImportError):
     """Raised when a backend is asked for by name but cannot be imported here."""
@@ -69,20 +78,12 @@ def get_namespace(name: str) -> ModuleType:
             f"backend {name!r} is not available here ({type(exc).__name__}: {exc}); "
             f"install it with: {how}"
         ) from exc
-    if name == "numpy":
-        import array_api_compat.numpy as xp
-    elif name == "torch":
-        import array_api_compat.torch as xp
-    elif name == "cupy":
-        import array_api_compat.cupy as xp
+    # JAX's x64 flag is the user's choice (float64 needs it); it is never changed here.
+    xp = importlib.import_module(_NAMESPACES[name])
+    if name == "cupy":
         import cupy
 
         cupy.cuda.runtime.getDeviceCount()  # raises without a usable GPU
-    elif name == "jax":
-        # JAX's x64 flag is the user's choice (float64 needs it); it is never changed here.
-        import jax.numpy as xp
-    else:
-        import array_api_strict as xp
     return xp
 
 

@@ -112,7 +112,7 @@ def _words(xp: Any) -> _Int64Words | _Uint32Words:
     if is_jax_namespace(xp):
         import jax
 
-        if not jax.config.jax_enable_x64:
+        if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]  # flags are set at run time
             return _Uint32Words(xp)
     return _Int64Words(xp)
 

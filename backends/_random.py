@@ -25,17 +25,23 @@ the same bits.
 The key and counter packing (stable: seeded results depend on it)
 -----------------------------------------------------------------
 For ensemble member ``k`` (flat C-order index over the batch axes) of a draw with seed ``s``,
-stream ``r`` and step counter ``c``, word ``i`` of the member's event (its trailing axes,
-flattened in C order) is word ``i mod 4`` of
+member offset ``m`` (default 0), stream ``r`` and step counter ``c``, word ``i`` of the member's
+event (its trailing axes, flattened in C order) is word ``i mod 4`` of
 
 .. math::
 
-    \mathrm{Philox}_{10}\big(\text{ctr} = (\lfloor i/4 \rfloor,\ c,\ r,\ 0),\
-    \text{key} = ((s + k) \bmod 2^{32},\ \lfloor (s + k)/2^{32} \rfloor)\big),
+    \mathrm{Philox}_{10}\big(\text{ctr} = (\lfloor i/4 \rfloor,\ c,\ r,\ m + k),\
+    \text{key} = (s \bmod 2^{32},\ \lfloor s/2^{32} \rfloor)\big).
 
-so member ``k`` of an ensemble draws exactly what a single run with seed ``s + k`` draws (the
-guarantee that makes ensembles, chunked and distributed runs exact). ``c`` may differ per member
-(an array of the batch shape: each run's own step count).
+The key is the seed alone and the member index is the counter's last word, so the streams are
+keyed by the pair (seed, member): two different seeds never share a member's stream (Philox is
+a bijection of the counter for each key, and different keys give independent streams), whereas
+a key ``s + k`` made seeds ``s`` and ``s + 1`` share all members but one. Member ``k`` of an
+ensemble draws exactly what a single run with the same seed and ``member = m + k`` draws (the
+guarantee that makes ensembles, chunked and distributed runs exact: a chunk whose first member
+is ``k0`` draws with member offset ``m + k0``). ``m + k < 2^32``. ``c`` may differ per member (an
+array of the batch shape: each run's own step count). Member 0 of seed ``s`` draws what the
+earlier packing (key ``s + k``, counter word 3 zero) drew for a single run with seed ``s``.
 
 Floats from words
 -----------------
@@ -46,6 +52,10 @@ Floats from words
 * normals: Box-Muller on consecutive uniform pairs :math:`(u_1, u_2)`, both outputs used,
   :math:`z_{2j} = \rho\cos\theta,\ z_{2j+1} = \rho\sin\theta` with
   :math:`\rho = \sqrt{-2\log(1-u_1)}`, :math:`\theta = 2\pi u_2`, computed in the target dtype.
+* ``float16`` and ``bfloat16``: the ``float32`` uniform or normal above, rounded once to the
+  target dtype (formed in float32: the words scaled in float16 overflow, since 2^24 > 65504).
+  Uniforms that round up to 1.0 are set to the largest value below 1; the Philox bits are
+  those of every other dtype.
 
 The integer bits are identical on every backend; uniforms are exact; normals agree to a few
 ulps (the backends' ``log``, ``cos`` and ``sin`` differ in the last bits).
@@ -94,7 +104,7 @@ __all__ = [
 ]
 
 
-def _check_key(name: str, value: int, bits: int) -> int:
+def _check_key(name: str, value: int | np.integer[Any], bits: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be a Python int, got {type(value).__name__}")
     value = int(value)
@@ -146,43 +156,48 @@ class _Draw:
 
     def __init__(
         self, xp: Any, seed: int, counter: Any, batch_shape: tuple[int, ...], n_blocks: int,
-        stream: int, dev: Any,
+        stream: int, dev: Any, member: int = 0,
     ) -> None:
         self.w = w = _words(xp)
         self.xp, self.dev = xp, dev
         self.seed = _check_key("seed", seed, 64)
         stream = _check_key("stream", stream, 32)
+        self.member = _check_key("member", member, 32)
         self.n_members = math.prod(batch_shape)
-        if self.n_members >= 2**32:
-            raise ValueError(f"at most 2**32 - 1 ensemble members per draw, got {self.n_members}")
+        if self.member + self.n_members > 2**32:
+            raise ValueError(
+                f"member indices must stay below 2**32: member offset {self.member} + "
+                f"{self.n_members} ensemble members"
+            )
         if n_blocks >= 2**32:
             raise ValueError(f"at most 2**34 words per member and draw, got {4 * n_blocks}")
         self.n_blocks = n_blocks
         self.ctr = _counter_words(w, counter, batch_shape, self.n_members)
         if isinstance(w, _Int64Words):  # Python ints broadcast against int64 words as they are
-            self.stream, self.zero = stream, 0
+            self.stream = stream
         else:
             self.stream = xp.asarray(stream, dtype=w.dtype, device=dev)
-            self.zero = xp.zeros((), dtype=w.dtype, device=dev)
 
     def lanes(self, m0: int, m1: int, b0: int, b1: int) -> tuple[Any, Any, Any, Any]:
         """The four lanes for members [m0, m1) and blocks [b0, b1): each ``(m1-m0, b1-b0)``."""
         xp, w = self.xp, self.w
-        if m1 - m0 == 1:  # one member: its key on the host
-            k0, k1 = (self.seed + m0) & _MASK, ((self.seed + m0) >> 32) & _MASK
+        k0, k1 = self.seed & _MASK, (self.seed >> 32) & _MASK  # the key: the seed, on the host
+        first = self.member + m0
+        if m1 - m0 == 1:  # one member: its counter word on the host
+            members = first if isinstance(w, _Int64Words) else xp.asarray(
+                first, dtype=w.dtype, device=self.dev)
         else:
             members = xp.reshape(
-                xp.arange(m0, m1, dtype=w.dtype, device=self.dev), (m1 - m0, 1)
+                xp.arange(first, self.member + m1, dtype=w.dtype, device=self.dev),
+                (m1 - m0, 1),
             )
-            k0, carry = w.add_carry(members, self.seed & _MASK)
-            k1 = w.add(carry, (self.seed >> 32) & _MASK)
         ctr = self.ctr
         if isinstance(ctr, int):
             ctr = xp.asarray(ctr, dtype=w.dtype, device=self.dev)
         elif ctr.ndim == 2 and ctr.shape[0] != m1 - m0:
             ctr = ctr[m0:m1, ...]
         blocks = xp.reshape(xp.arange(b0, b1, dtype=w.dtype, device=self.dev), (1, b1 - b0))
-        lanes = _rounds(w, blocks, ctr, self.stream, self.zero, k0, k1, _ROUNDS, self.dev)
+        lanes = _rounds(w, blocks, ctr, self.stream, members, k0, k1, _ROUNDS, self.dev)
         shape = (m1 - m0, b1 - b0)
         return tuple(x if tuple(x.shape) == shape else xp.broadcast_to(x, shape) for x in lanes)
 
@@ -198,7 +213,11 @@ class _Draw:
 
 
 def _unit32(xp: Any, w: Any, dtype: Any, flip: bool = False) -> Any:
-    """u = (w >> 8) 2^-24 in [0, 1), or exactly 1 - u in (0, 1] with ``flip``."""
+    """u = (w >> 8) 2^-24 in [0, 1), or exactly 1 - u in (0, 1] with ``flip``.
+
+    ``dtype`` is the dtype the value is formed in, float32 (exact: 24 bits) or wider; a
+    narrower target is cast afterwards (:func:`_form_dtype`): 2^24 itself overflows float16.
+    """
     top = w >> 8
     return xp.astype(16777216 - top if flip else top, dtype) * (2.0**-24)
 
@@ -209,8 +228,34 @@ def _unit64(xp: Any, a: Any, b: Any, dtype: Any, flip: bool = False) -> Any:
     return xp.astype(9007199254740992 - bits if flip else bits, dtype) * (2.0**-53)
 
 
+def _form_dtype(xp: Any, dtype: Any) -> Any:
+    """The dtype a draw is formed in: ``dtype``, or float32 for a narrower one.
+
+    float16 and bfloat16 draws are formed in float32 (the uniform's 24 bits, the logarithm,
+    cosine and sine of Box-Muller) and rounded once to the target at the end: the words scaled
+    in float16 overflow (2^24 > 65504), and bfloat16's 8 bits of mantissa make ``1 - u`` and
+    ``log`` too coarse for the tails.
+    """
+    return dtype if xp.finfo(dtype).bits >= 32 else xp.float32
+
+
+def _narrow(xp: Any, values: Any, dtype: Any, uniform: bool) -> Any:
+    """float32 draws rounded to a narrower ``dtype``; uniforms kept below 1 (the [0, 1) contract).
+
+    Rounding to nearest takes the uniforms above 1 - ulp/2 to 1.0; they become the largest
+    value below 1 instead, ``1 - eps/2`` (a shift within the dtype's rounding).
+    """
+    out = xp.astype(values, dtype)
+    if uniform:
+        below_one = 1.0 - float(xp.finfo(dtype).eps) / 2.0
+        out = xp.minimum(out, xp.asarray(below_one, dtype=dtype, device=device(values)))
+    return out
+
+
 def _uniforms(xp: Any, lanes: tuple[Any, ...], dtype: Any, pairs: bool = False) -> list[Any]:
     """A block's uniforms in order: four (float32, one word each) or two (float64, two each).
+
+    ``dtype`` is float32 or float64 (:func:`_form_dtype`).
 
     With ``pairs`` the first of each pair comes as ``1 - u`` (exact), what Box-Muller takes the
     logarithm of: ``log(1 - u)`` of the exact value equals ``log1p(-u)``, and NumPy's ``log``
@@ -236,22 +281,25 @@ def _box_muller(xp: Any, us: list[Any]) -> list[Any]:
 
 def _draw(
     kind: str, seed: int, counter: Any, shape: Sequence[int], like: Any, batch_ndim: int,
-    stream: int,
+    stream: int, member: int,
 ) -> Any:
     xp = array_namespace(like)
     if not xp.isdtype(like.dtype, "real floating"):
         raise TypeError(f"like must have a real floating dtype, got {like.dtype}")
     dtype, dev = like.dtype, device(like)
+    form = _form_dtype(xp, dtype)
     batch_shape, n_event = _split(shape, batch_ndim)
     per_block = 4 if xp.finfo(dtype).bits <= 32 else 2  # values per 4-word block
     n_blocks = -(-n_event // per_block)
-    draw = _Draw(xp, seed, counter, batch_shape, n_blocks, stream, dev)
+    draw = _Draw(xp, seed, counter, batch_shape, n_blocks, stream, dev, member)
     pieces = []
     for m0, m1, b0, b1 in draw.chunks(_eager_host(xp, like)):
-        values = _uniforms(xp, draw.lanes(m0, m1, b0, b1), dtype, kind == "normal")
+        values = _uniforms(xp, draw.lanes(m0, m1, b0, b1), form, kind == "normal")
         if kind == "normal":
             values = _box_muller(xp, values)
         block = xp.reshape(xp.stack(values, axis=-1), (m1 - m0, (b1 - b0) * per_block))
+        if form != dtype:
+            block = _narrow(xp, block, dtype, kind == "uniform")
         pieces.append(((m0, m1, b0 * per_block, b1 * per_block), block))
     if len(pieces) == 1:
         out = pieces[0][1]
@@ -273,14 +321,16 @@ def random_bits(
     *,
     stream: int = 0,
     device: Any = None,
+    member: int = 0,
 ) -> Any:
     """Philox words for every member: shape ``batch_shape + (n_words,)``, in the carrier dtype.
 
     See the module notes for the key and counter packing. ``counter`` is a Python int or an
-    integer array broadcastable to ``batch_shape`` (one step count per member).
+    integer array broadcastable to ``batch_shape`` (one step count per member); ``member`` is
+    the member index of the first member (members ``member + k``).
     """
     n_blocks = -(-n_words // 4)
-    draw = _Draw(xp, seed, counter, batch_shape, n_blocks, stream, device)
+    draw = _Draw(xp, seed, counter, batch_shape, n_blocks, stream, device, member)
     lanes = draw.lanes(0, draw.n_members, 0, n_blocks)
     words = xp.reshape(xp.stack(lanes, axis=-1), (*batch_shape, 4 * n_blocks))
     return words if 4 * n_blocks == n_words else words[..., :n_words]
@@ -294,13 +344,14 @@ def uniform(
     like: Any,
     batch_ndim: int = 0,
     stream: int = 0,
+    member: int = 0,
 ) -> Any:
     """Uniform [0, 1) draws as an array with the namespace, dtype and device of ``like``.
 
     Parameters
     ----------
     seed : int
-        The user's seed, in [0, 2**64). Ensemble member ``k`` draws with ``seed + k``.
+        The user's seed, in [0, 2**64): the Philox key.
     counter : int or integer array
         The step count: a Python int, or an integer array broadcastable to the batch shape
         (each member's own count).
@@ -312,8 +363,12 @@ def uniform(
         Number of leading ensemble axes.
     stream : int
         Separates the independent draws one step makes (one per parameter leaf, say).
+    member : int
+        Member index of the first ensemble member, in [0, 2**32): member ``k`` of the batch
+        draws as member ``member + k`` (counter word 3), and a single draw (``batch_ndim = 0``)
+        with ``member = k`` equals member ``k`` of an ensemble with the same seed.
     """
-    return _draw("uniform", seed, counter, shape, like, batch_ndim, stream)
+    return _draw("uniform", seed, counter, shape, like, batch_ndim, stream, member)
 
 
 def normal(
@@ -324,9 +379,10 @@ def normal(
     like: Any,
     batch_ndim: int = 0,
     stream: int = 0,
+    member: int = 0,
 ) -> Any:
     """Standard normal draws as an array like ``like`` (Box-Muller; see :func:`uniform`)."""
-    return _draw("normal", seed, counter, shape, like, batch_ndim, stream)
+    return _draw("normal", seed, counter, shape, like, batch_ndim, stream, member)
 
 
 def _host_like() -> Any:
@@ -336,18 +392,22 @@ def _host_like() -> Any:
 
 
 def host_uniform(
-    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0
+    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0,
+    member: int = 0,
 ) -> np.ndarray:
     """:func:`uniform` as a NumPy float64 array (for start points and reports, not steps)."""
     return np.asarray(
-        uniform(seed, counter, shape, like=_host_like(), batch_ndim=batch_ndim, stream=stream)
+        uniform(seed, counter, shape, like=_host_like(), batch_ndim=batch_ndim, stream=stream,
+               member=member)
     )
 
 
 def host_normal(
-    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0
+    seed: int, counter: int, shape: Sequence[int], *, batch_ndim: int = 0, stream: int = 0,
+    member: int = 0,
 ) -> np.ndarray:
     """:func:`normal` as a NumPy float64 array (for start points and reports, not steps)."""
     return np.asarray(
-        normal(seed, counter, shape, like=_host_like(), batch_ndim=batch_ndim, stream=stream)
+        normal(seed, counter, shape, like=_host_like(), batch_ndim=batch_ndim, stream=stream,
+               member=member)
     )

@@ -37,6 +37,12 @@ BBI with their compare hyperparameters) with 1e5 members for 1000 steps, float64
 every 5 steps: NumPy eager, JAX with ``run(..., compile=True)``, and a hand-written NumPy
 heavy-ball loop for reference.
 
+``--half`` adds **half-precision rows** (CPU): the ``torch compile`` step on bfloat16 and on
+float16 parameters and state, each next to its own floor, the float32 passes over N/2 elements
+(the same bytes: a half-precision step with a half-precision state moves
+``(2 written + read-only) x 2 x N`` bytes, half of a float32 step's; BBI's and ECDSep's float32
+state counts 4 bytes), with the bytes in the note.
+
 ``--chunks`` adds the scan behind ``physopt_ref.core.donate.CHUNK_ELEMENTS`` (NumPy donated steps
 at several chunk sizes). Nothing here is a test; the numbers depend on the machine.
 """
@@ -212,8 +218,9 @@ class Row:
         return self.floor / self.seconds
 
 
-def _case(kind: str, opt: Any, n: int, donate: bool, compiled: bool) -> tuple[Callable, Any]:
-    """A closure taking one step on ``kind`` arrays, and its synchroniser."""
+def _case(kind: str, opt: Any, n: int, donate: bool, compiled: bool,
+          dtype: str = "float32") -> tuple[Callable, Any]:
+    """A closure taking one step on ``kind`` arrays, and its synchroniser (``dtype``: torch)."""
     import physopt_ref as po
 
     base = np.linspace(-1.0, 1.0, n, dtype=np.float32)
@@ -231,8 +238,8 @@ def _case(kind: str, opt: Any, n: int, donate: bool, compiled: bool) -> tuple[Ca
         import torch
 
         dev = "cuda" if kind == "torch-cuda" else "cpu"
-        x = torch.asarray(base, device=dev)
-        g, loss = 0.5 * x, torch.tensor(LOSS, device=dev)
+        x = torch.asarray(base, device=dev).to(getattr(torch, dtype))
+        g, loss = 0.5 * x, torch.tensor(LOSS, device=dev, dtype=x.dtype)
     box = {"x": x, "state": opt.init(x)}
     step = po.compile(opt, donate=donate) if compiled else None
 
@@ -244,6 +251,37 @@ def _case(kind: str, opt: Any, n: int, donate: bool, compiled: bool) -> tuple[Ca
         return box["x"]
 
     return one, _syncer(kind)
+
+
+def half_rows(names: list[str], cfg: dict[str, dict[str, Any]], n: int, repeats: int
+              ) -> list[Row]:
+    """``torch compile`` on bfloat16 and float16 (CPU), each next to the floor of its bytes.
+
+    The bytes count the state at its own dtype (BBI and ECDSep keep a float32 state for half
+    parameters: ``state_dtype``); the floor is the float32 passes over as many bytes.
+    """
+    import torch
+
+    import physopt_ref as po
+
+    rows = []
+    for name in names:
+        opt = po.get_optimizer(name, **cfg[name])
+        written, read_only = traffic(opt, np.zeros(4, dtype=np.float32))
+        for dtype in ("bfloat16", "float16"):
+            x = torch.zeros(4, dtype=getattr(torch, dtype))
+            state = opt.init(x)
+            state_bytes = sum(a.element_size() for v in list(state)[1:] if isinstance(v, tuple)
+                              for a in v if tuple(a.shape) == tuple(x.shape))
+            moved = (2 * (x.element_size() + state_bytes) + x.element_size()) * n
+            floor = Floor("numpy", moved // ((2 * written + read_only) * 4), repeats)
+            one, sync = _case("cpu", opt, n, True, True, dtype)
+            row = Row(name, f"compile {dtype[:4]}", *floor.next_to(one, sync, written, read_only),
+                      note=f"{moved / 1e6:.0f} MB/step")
+            rows.append(row)
+            print(_fmt_row(row, row.note, ""), flush=True)
+            del one
+    return rows
 
 
 def torch_peers(device: str, n: int, repeats: int, floor: Floor) -> list[Row]:
@@ -464,6 +502,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=float, default=1e5)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--chunks", action="store_true", help="add the chunk-size scan")
+    parser.add_argument("--half", action="store_true",
+                        help="add torch-compile rows in bfloat16 and float16 (CPU)")
     args = parser.parse_args(argv)
     # Dynamo's notes on array-api-compat's lru_cache wrappers, once per compiled function
     warnings.filterwarnings("ignore", "Dynamo detected a call to a `functools.lru_cache`")
@@ -533,6 +573,12 @@ def main(argv: list[str] | None = None) -> None:
     for line in (gpu_report(rows + peers) if gpu else cpu_report(rows, peers)):
         print(line)
     print(f"floor bandwidth (3 written + 1 read-only arrays): {floor.bandwidth(3, 1):.1f} GB/s")
+    if args.half and not gpu:
+        print()
+        print("Half precision, torch compile (floor: float32 passes over the same bytes, N/2):")
+        print(HEADER)
+        print("-" * len(HEADER))
+        half_rows(names, cfg, n, args.repeats)
     if args.chunks and not gpu:
         print()
         print("\n".join(chunk_scan(n, args.repeats, floor)))

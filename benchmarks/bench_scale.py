@@ -2,7 +2,7 @@
 
 Usage::
 
-    flock /work/cpu.lock python benchmarks/bench_scale.py            # the README's workload
+    flock /work/cpu.lock python benchmarks/bench_scale.py    # the workload of docs/benchmarks.md
     python benchmarks/bench_scale.py --members 100000 --steps 100    # a quick look
 
 The workload (the issue's): a ``--members`` (default 1e6) ensemble of 2-D Ackley (b = 0.02)

@@ -2,7 +2,7 @@
 
 Every optimizer is a factory returning an :class:`Optimizer` with pure ``init`` and ``step``
 functions, written once against the Python Array API (NumPy, CuPy, array-api-strict, PyTorch,
-JAX). See ``DESIGN`` in the README for the contract.
+JAX). The contract (v2) is described in the docs site's "The contract" page (``docs/contract.md``).
 
 The public names are imported explicitly below (so that IDEs and type checkers see them) and
 listed in ``__all__``. Heavy optional imports stay lazy: SciPy's optimizer module loads only when
@@ -97,6 +97,7 @@ from physopt_ref.runner.checkpoint import (
 from physopt_ref.runner.chunk_plan import ChunkPlan, plan_chunks
 from physopt_ref.runner.chunked import ChunkedRunError, run_chunked
 from physopt_ref.runner.loop import STATUS_MESSAGES, StepInfo, Trace, run
+from physopt_ref.runner.search import SearchResult, search
 from physopt_ref.runner.stats import evaluations_ecdf, wilson_interval
 from physopt_ref.transforms.chain import Chain, chain
 from physopt_ref.transforms.gradient import (
@@ -143,6 +144,7 @@ __all__ = [
     "RegistryEntry",
     "SGDState",
     "Schedule",
+    "SearchResult",
     "StepInfo",
     "Trace",
     "__version__",
@@ -206,6 +208,7 @@ __all__ = [
     "run_chunked",
     "save_state",
     "scipy_method",
+    "search",
     "set_debug_checks",
     "sgd",
     "tree_flatten",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ..backends import device_of
+from ..backends import device_of, get_namespace
 
 __all__ = ["KnownMinimum", "Problem"]
 
@@ -105,7 +105,7 @@ class Problem:
             dtype, dev = like.dtype, device_of(like)
         else:
             if xp is None:
-                import array_api_compat.numpy as xp
+                xp = get_namespace("numpy")
             dtype = xp.float64 if dtype is None else dtype
             dev = None
         x = xp.asarray(self.x0, dtype=dtype, device=dev)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import asarray_like
+from ..backends import asarray_like, host_uniform
 from ._base import KnownMinimum, Problem
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Cluster",
     "lennard_jones",
     "morse",
+    "random_packing",
     "regenerate_cluster_minima",
     "relax",
     "seed_structure",
@@ -112,10 +113,9 @@ class Cluster(Problem):
         self.pair_distance = _LJ_PAIR_R if kind == "lj" else 1.0
         self._offdiag = 1.0 - np.eye(self.n_atoms)
         self._eye = np.eye(self.n_atoms)
-        # suggested start: a random cloud at about liquid density (seeded, reproducible)
-        rng = np.random.default_rng(seed)
-        radius = self.pair_distance * (0.5 * self.n_atoms) ** (1.0 / 3.0)
-        self.x0 = _random_cloud(rng, self.n_atoms, radius, 0.8 * self.pair_distance).ravel()
+        # suggested start: a random packing (seeded, reproducible; see random_packing)
+        self.seed = int(seed)
+        self.x0 = self.random_starts(1, self.seed)[0]
         self.bounds = None
         table = LJ_MINIMA if kind == "lj" else (MORSE6_MINIMA if self.rho == 6.0 else {})
         if self.n_atoms <= 4 and self.n_atoms not in table:  # any ρ: all pairs at r = 1
@@ -137,6 +137,14 @@ class Cluster(Problem):
         else:
             self.minima = ()
 
+    def random_starts(self, n: int, seed: int, *, member: int = 0) -> np.ndarray:
+        """``n`` random starts, shape ``(n, 3N)``: :func:`random_packing` at this pair distance.
+
+        Start ``k`` is member ``member + k`` of ``seed`` (independent across seeds).
+        """
+        return random_packing(self.n_atoms, n, seed, pair_distance=self.pair_distance,
+                              member=member).reshape(n, self.dim)
+
     def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
         n = self.n_atoms
         batch = tuple(x.shape[:-1])
@@ -151,6 +159,7 @@ class Cluster(Problem):
             coef = (24.0 * inv2 * (inv6 - 2.0 * inv6 * inv6)) * mask
         else:
             rho = self.rho
+            assert rho is not None  # a Morse cluster has its ρ
             r = xp.sqrt(r2)
             ex = xp.exp(rho * (1.0 - r))
             e = (ex * (ex - 2.0)) * mask
@@ -173,17 +182,70 @@ def morse(n_atoms: int = 13, rho: float = 6.0, *, seed: int = 0) -> Cluster:
 # --------------------------------------------------------------------------------------------
 # structures
 # --------------------------------------------------------------------------------------------
-def _random_cloud(
-    rng: np.random.Generator, n: int, radius: float, min_dist: float
+#: Stream of the start draws (apart from the CLI's box / jitter starts, stream 101).
+_PACKING_STREAM = 202
+
+
+def random_packing(
+    n_atoms: int,
+    n: int,
+    seed: int,
+    *,
+    pair_distance: float = 1.0,
+    min_distance: float = 0.9,
+    density: float = 3.0 / (2.0 * math.pi),
+    member: int = 0,
 ) -> np.ndarray:
-    pts: list[np.ndarray] = []
-    while len(pts) < n:
-        p = rng.uniform(-radius, radius, 3)
-        if np.linalg.norm(p) <= radius and all(np.linalg.norm(p - q) >= min_dist for q in pts):
-            pts.append(p)
-        else:
-            radius *= 1.0005  # loosen slowly if it gets crowded
-    return np.array(pts)
+    r"""``n`` random cluster starts, shape ``(n, N, 3)``: no two atoms closer than a set distance.
+
+    Random sequential addition in a sphere: candidate positions uniform in a ball of radius
+    :math:`R = a\,(3N/(4\pi
+ho))^{1/3}` (``a`` = ``pair_distance``, ``ρ`` = ``density``
+    atoms per :math:`a^3`; the default :math:`3/(2\pi) pprox 0.48` is a third of the
+    close-packed :math:`\sqrt 2`, :math:`R = a (N/2)^{1/3}`) are taken in order and kept when
+    they lie at least ``min_distance · a`` from every atom kept so far, until there are ``N``.
+    At the default 0.9a every pair of a Lennard-Jones start has :math:`r \ge 1.01\sigma`, so
+    every pair energy is below 0 and the start's energy is finite and negative (a Morse pair
+    at :math:`r \ge 0.9 r_e` is at most :math:`e^{0.6}(e^{0.6}-2) < 0` too); uniform points in a
+    box or jitter around one cloud overlap atoms (issue 23: LJ38 start energies up to 2.5e5).
+    The excluded volume is :math:`
+ho\pi(0.9a)^3/6 pprox 0.18` of the ball, below random
+    sequential addition's jamming fraction 0.38, so the addition always completes.
+
+    The candidates of start ``k`` are Philox draws keyed by (``seed``, member ``member + k``)
+    (:func:`physopt_ref.backends.host_uniform`, stream 202, counter = batch of candidates),
+    so the starts are the same on every machine and different seeds share none. Each start is
+    centred at its centroid.
+    """
+    if int(n_atoms) != n_atoms or n_atoms < 1:
+        raise ValueError(f"n_atoms must be an integer >= 1, got {n_atoms}")
+    if not (0.0 < min_distance and 0.0 < density and 0.0 < pair_distance):
+        raise ValueError("pair_distance, min_distance and density must be > 0")
+    fraction = density * math.pi * min_distance**3 / 6.0
+    if fraction > 0.3:
+        raise ValueError(
+            f"min_distance {min_distance} at density {density} excludes {fraction:.2f} of the "
+            "volume; random sequential addition jams near 0.38: lower one of them"
+        )
+    radius = pair_distance * (3.0 * n_atoms / (4.0 * math.pi * density)) ** (1.0 / 3.0)
+    d2 = (min_distance * pair_distance) ** 2
+    batch = 8 * n_atoms
+    out = np.empty((n, n_atoms, 3))
+    for k in range(n):
+        pts: list[np.ndarray] = []
+        counter = 0
+        while len(pts) < n_atoms:
+            cand = radius * (2.0 * host_uniform(seed, counter, (batch, 3), stream=_PACKING_STREAM,
+                                                member=member + k) - 1.0)
+            counter += 1
+            for c in cand[np.sum(cand * cand, axis=1) <= radius * radius]:
+                if not pts or np.min(np.sum((np.asarray(pts) - c) ** 2, axis=1)) >= d2:
+                    pts.append(c)
+                    if len(pts) == n_atoms:
+                        break
+        x = np.asarray(pts)
+        out[k] = x - x.mean(axis=0)
+    return out
 
 
 def _icosahedron_vertices() -> np.ndarray:
@@ -330,7 +392,7 @@ def regenerate_cluster_minima(
     from scipy.optimize import basinhopping
 
     rng = np.random.default_rng(seed)
-    found: dict[str, np.ndarray] = {}
+    found: dict[str, Any] = {}  # savez(**found): numpy's stub types the keywords as bool
     report: dict[str, float] = {}
     for kind in ("lj", "morse"):
         table = LJ_MINIMA if kind == "lj" else MORSE6_MINIMA

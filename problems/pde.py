@@ -14,9 +14,12 @@ All are discretised by second-order central differences on a uniform grid with `
 The radial problems use the nodes ``r_i = i h, i = 0..n−1`` (``u_n`` is the boundary value),
 the Laplacian ``u'' + u'/r`` with central first differences and, at ``r = 0``, the symmetric
 ghost point ``u_{−1} = u_1`` with ``Δu(0) = 2u''(0)`` (so row 0 reads ``4(u_1 − u_0)/h²``).
-The discrete solutions are computed at construction by Newton's method on the grid, started
-from the exact (continuum) solutions; :meth:`PDEResidual.newton` regenerates them from any
-start. They converge to the exact solutions at O(h²) (tested).
+The discrete solutions are computed at construction by :meth:`PDEResidual.solve`: shooting on
+the grid (every discrete solution is fixed by its first unknown) from the continuum solutions'
+first values, polished by damped Newton, so that which solution is found does not depend on
+the BLAS kernel or SIMD path (on a coarse grid plain Newton from the continuum profile wanders
+and lands by rounding). :meth:`PDEResidual.newton` (damped Newton) refines any start. They
+converge to the exact solutions at O(h²) (tested).
 
 Note: F is not scaled by h; with ``R ~ 1/h²`` differences its values and curvature are large
 (``‖J‖ ~ 4/h²``). Give ``scale`` to use ``F = ½ scale² ‖R‖²`` instead.
@@ -29,11 +32,11 @@ from typing import Any
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy.linalg import solve_banded
 from scipy.optimize import brentq
 
 from ..backends import asarray_like, device_of
 from ._base import KnownMinimum, Problem
+from ._pde_solve import Tridiagonal, damped_newton, shooting_roots
 
 __all__ = [
     "BRATU_LAMBDA_C",
@@ -72,12 +75,20 @@ class PDEResidual(Problem):
     n : int
         Number of intervals.
     solutions : tuple of numpy.ndarray
-        The discrete solutions (zero residual) found by :meth:`newton` at construction.
+        The discrete solutions (zero residual) found by :meth:`solve` at construction.
     exact_solutions : tuple of numpy.ndarray
         The continuum solutions sampled at :attr:`grid` (same order as ``solutions``).
     labels : tuple of str
         Names of the solutions (``"lower"``, ``"upper"``, ...).
     """
+
+    # Set by the factories that define them (documented there): bratu_1d (lam, theta),
+    # gelfand_disk (lam, beta), ecd_pde (boundary_value, u0_continuum).
+    lam: float
+    theta: tuple[float, float]
+    beta: tuple[float, float]
+    boundary_value: float
+    u0_continuum: tuple[float, float]
 
     def __init__(
         self,
@@ -111,53 +122,61 @@ class PDEResidual(Problem):
         self.x0 = np.zeros(self.dim)
 
     # -- host helpers (NumPy float64) ---------------------------------------------------------
+    @property
+    def _system(self) -> Tridiagonal:
+        return Tridiagonal(self._lower, self._diag, self._upper, self._c, self._nonlin,
+                           self._lam)
+
     def residual(self, u: Any) -> np.ndarray:
         """R(u) for one point on the host (NumPy float64, unscaled)."""
-        u = np.asarray(u, dtype=np.float64)
-        au = self._diag * u
-        au[1:] += self._lower[1:] * u[:-1]
-        au[:-1] += self._upper[:-1] * u[1:]
-        return au + self._c + self._n_host(u)[0]
-
-    def _n_host(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._nonlin == "exp":
-            e = self._lam * np.exp(u)
-            return e, e
-        return self._lam * u * u, 2.0 * self._lam * u
+        return self._system.residual(np.array(u, dtype=np.float64).reshape(self.dim))
 
     def newton(self, u_init: Any, *, tol: float = 1e-13, maxiter: int = 100) -> np.ndarray:
-        """Solve R(u) = 0 by Newton's method from ``u_init`` (host, banded LU).
+        """Solve R(u) = 0 from ``u_init`` by damped Newton (host, banded LU, line search).
 
-        This is how the stored :attr:`solutions` are made (regenerate them with it). Raises
-        ``RuntimeError`` when it does not converge (e.g. λ beyond the discrete fold).
+        Newton steps with a backtracking (Armijo) line search on ``½‖R‖²``
+        (:func:`physopt_ref.problems._pde_solve.damped_newton`). Raises ``RuntimeError`` when
+        it does not converge (e.g. λ beyond the discrete fold, or a start in no solution's
+        basin). The stored :attr:`solutions` are made by :meth:`solve`, which does not depend
+        on the start's basin.
         """
-        u = np.array(u_init, dtype=np.float64).reshape(self.dim)
-        ab = np.zeros((3, self.dim))
-        last = math.inf
-        for _ in range(maxiter):
-            r = self.residual(u)
-            ab[0, 1:] = self._upper[:-1]
-            ab[1] = self._diag + self._n_host(u)[1]
-            ab[2, :-1] = self._lower[1:]
-            step = solve_banded((1, 1), ab, -r)
-            u = u + step
-            if not np.all(np.isfinite(u)):
-                break
-            size = np.max(np.abs(step)) / (1.0 + np.max(np.abs(u)))
-            # converged, or stalled at the rounding level of an ill-conditioned J
-            if size <= tol or (size < 1e-9 and size >= 0.5 * last):
-                return u
-            last = size
-        raise RuntimeError(f"{self.name}: Newton did not converge from the given start")
+        u = damped_newton(self._system, np.array(u_init, dtype=np.float64).reshape(self.dim),
+                          tol=tol, maxiter=maxiter)
+        if u is None:
+            raise RuntimeError(f"{self.name}: Newton did not converge from the given start")
+        return u
+
+    def solve(self, starts: Any) -> tuple[np.ndarray, ...]:
+        """The discrete solutions that correspond to the profiles ``starts``, in their order.
+
+        Shooting on the grid (every discrete solution is fixed by its first unknown ``u_0``)
+        finds the discrete solutions near the starts' first values, damped Newton polishes
+        them, and they are paired with the starts in increasing order of ``u_0``
+        (:mod:`physopt_ref.problems._pde_solve`). Only elementwise operations decide which
+        solution is found, so the result is the same on every BLAS kernel and SIMD path, and
+        starts perturbed by a few ulps or by the continuum profile's discretisation error give
+        the same solutions (tested). Raises ``ValueError`` when the discrete problem has fewer
+        solutions than starts near them (a grid too coarse for the problem, or λ beyond the
+        discrete fold).
+        """
+        starts = tuple(np.asarray(s, dtype=np.float64).reshape(self.dim) for s in starts)
+        found = shooting_roots(self._system, starts)
+        if found is None:
+            raise ValueError(
+                f"{self.name}: the discrete problem on n = {self.n} intervals has fewer than "
+                f"{len(starts)} solutions near the continuum ones (a grid too coarse for the "
+                "problem, or a parameter beyond the discrete fold)"
+            )
+        return tuple(found)
 
     def _set_minima(
         self, exact: tuple[np.ndarray, ...], labels: tuple[str, ...], source: str
     ) -> None:
         self.exact_solutions = tuple(np.asarray(e, dtype=np.float64) for e in exact)
         self.labels = labels
-        self.solutions = tuple(self.newton(e) for e in self.exact_solutions)
+        self.solutions = self.solve(self.exact_solutions)
         self.minima = tuple(
-            KnownMinimum(s.copy(), 0.0, f"{source}; discrete {lab} solution by Newton on this grid")
+            KnownMinimum(s.copy(), 0.0, f"{source}; discrete {lab} solution on this grid")
             for s, lab in zip(self.solutions, labels, strict=True)
         )
 
@@ -225,11 +244,12 @@ def bratu_1d(n: int = 100, lam: float = 1.0, *, scale: float = 1.0) -> PDEResidu
     ``∇F = Jᵀ R``, ``J = A_h + λ diag(eᵘ)`` (source: spec ``problems.md`` §2.1, formulation
     (a); closed form as in RUSSELL ``test_bratu_1d_lmm.rs``; Bolstad & Keller 1986).
 
-    Known minima (both ``F = 0``): the discrete lower and upper branches, computed by Newton
-    from the closed-form solutions (``.exact_solutions``, θ in ``.theta``). For 0 < λ < λc(h)
-    both exist (λc = 3.51383071912516, RUSSELL / Buckmire; λc(h) < λc, e.g. 3.513647903969 at
-    n = 100). Reference (spec §2.1 table [C]): at n = 100, λ = 1 the discrete solutions have
-    ``u(½) = 0.1405406375`` and ``4.0914326800``. Suggested start: ``u = 0``.
+    Known minima (both ``F = 0``): the discrete lower and upper branches, computed by
+    :meth:`~PDEResidual.solve` from the closed-form solutions (``.exact_solutions``, θ in
+    ``.theta``). For 0 < λ < λc(h) both exist (λc = 3.51383071912516, RUSSELL / Buckmire;
+    λc(h) < λc, e.g. 3.513647903969 at n = 100). Reference (spec §2.1 table [C]): at
+    n = 100, λ = 1 the discrete solutions have ``u(½) = 0.1405406375`` and ``4.0914326800``.
+    Suggested start: ``u = 0``.
     """
     n = _check_n("bratu_1d", n, 2)
     lam = float(lam)
@@ -307,8 +327,9 @@ def gelfand_disk(n: int = 100, lam: float = 1.5, *, scale: float = 1.0) -> PDERe
     "Liouville–Bratu–Gelfand equation"). At the default λ = 3/2: β = 1/3 and 3,
     ``u(0) = 2 ln(4/3) = 0.5753641449035618`` and ``4 ln 2 = 2.772588722239781``.
 
-    Known minima (both ``F = 0``): the discrete lower and upper solutions, by Newton from the
-    exact ones (``.exact_solutions``, β in ``.beta``). Suggested start: ``u = 0``.
+    Known minima (both ``F = 0``): the discrete lower and upper solutions, by
+    :meth:`~PDEResidual.solve` from the exact ones (``.exact_solutions``, β in ``.beta``).
+    Suggested start: ``u = 0``.
     """
     n = _check_n("gelfand_disk", n, 2)
     lam = float(lam)
@@ -390,13 +411,14 @@ def ecd_pde(
     the authors solve on the 2-D disk with a network; the two solutions below are radial and
     non-radial solutions were not searched for (spec ``problems.md`` §4.1).
 
-    Known minima (both ``F = 0``), computed by Newton on this grid:
+    Known minima (both ``F = 0``), computed by :meth:`~PDEResidual.solve` on this grid:
 
-    - ``"exact"``: the discrete counterpart of ``u* = sin²(20r²)`` (Newton from u*);
+    - ``"exact"``: the discrete counterpart of ``u* = sin²(20r²)`` (the larger ``u_0``);
     - ``"negative"``: the second radial solution, ``u(0) = −10.225767116367`` in the continuum
       (spec ``problems.md`` §4.1, radial shooting; −10.225767056288 with the code's rounded
-      boundary value 0.833469), Newton from :func:`ecd_radial_profile` (shooting from that
-      u(0)), which is also stored as its continuum profile in ``.exact_solutions[1]``.
+      boundary value 0.833469; the smaller ``u_0``), solved from :func:`ecd_radial_profile`
+      (shooting from that u(0)), which is also stored as its continuum profile in
+      ``.exact_solutions[1]``.
 
     ``.u0_continuum`` holds the continuum u(0) of both. For a ``boundary_value`` other than
     sin²20 both continuum solutions are re-shot (secant on u(0)), since u* is then not exact.
@@ -406,6 +428,12 @@ def ecd_pde(
     default 400 gives max |u_h − u*| = 2.6e-3, and u_h(0) = −10.2235 for the negative one).
     Suggested start: ``u = 0``.
     ``boundary_value=0.833469`` reproduces the authors' rounded constant.
+
+    On a coarse grid the discrete problem is far from the continuum one: it has two solutions
+    for n = 4, 6, 8 and every n >= 11 (u_h(0) = 9.68 and −55.98 at n = 6, 6.34 and −37.47 at
+    n = 12, −1.01 and −8.02 at n = 20), and none at n = 5, 7, 9, 10 (the shooting function of
+    :meth:`~PDEResidual.solve` stays above 3.8e3 there: no real solution from any start);
+    those sizes raise ``ValueError``.
     """
     n = _check_n("ecd_pde", n, 4)
     g = float(boundary_value)

@@ -91,7 +91,7 @@ class TwoBasin(Problem):
         self.minima = (m[g], KnownMinimum(m[1 - g].location, m[1 - g].value, src, False))
 
     # -- host (NumPy float64) helpers, used for the minima and the Hessians ------------------
-    def _parts(self, x: np.ndarray) -> tuple[float, ...]:
+    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
         d1, d2 = x - self.centers[0], x - self.centers[1]
         a1, a2 = float(d1 @ d1), float(d2 @ d2)
         e1 = math.exp(-self.alpha1 * a1)

@@ -142,12 +142,13 @@ def test_float32():
     assert_same_trace(merged, run(opt, ACKLEY, x0, 80, grad_noise=0.05))
 
 
-def test_seeds_wrap_modulo_2_64_like_the_draws():
-    """Members past 2**64 - 1 wrap in the unsplit run's keys; the chunks' seeds wrap too."""
+def test_the_largest_seed_and_member_offsets_chunk_exactly():
+    """Seeds up to 2**64 - 1 and member offsets up to 2**32 - 8: the chunks keep the seed and
+    shift the member offsets, as the unsplit run's members are numbered."""
     x0 = np.random.default_rng(7).normal(size=(8, 2))
     top = 2**64 - 3
-    opt = po.gravity(lr=0.05, alpha=0.05, seed=top)
-    kw = {"grad_noise": 0.1, "noise_seed": top}
+    opt = po.gravity(lr=0.05, alpha=0.05, seed=top, member=2**32 - 8)
+    kw = {"grad_noise": 0.1, "noise_seed": top, "noise_member": 2**32 - 8}
     assert_same_trace(run_chunked(opt, ACKLEY, x0, 20, chunk_size=3, **kw),
                       run(opt, ACKLEY, x0, 20, **kw))
 
@@ -243,6 +244,7 @@ def test_completed_chunks_must_match_the_plan():
         ({"memory_budget": 1000}, "memory_budget = 1000 bytes is too small"),
         ({"record_every": 0}, "record_every must be an int >= 1"),
         ({"noise_seed": -1}, "noise_seed"),
+        ({"noise_member": 2**32}, "noise_member"),
         ({"executor": 3}, "executor must be None, a dask.distributed.Client"),
         ({"callback": print}, "does not take callback=.*progress="),
         ({"checkpoint": "c.npz"}, "does not take checkpoint=.*completed=err.traces"),

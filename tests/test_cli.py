@@ -78,6 +78,47 @@ def test_compare_json_rows(capsys):
     assert doc["settings"]["ensemble"] == 2 and doc["settings"]["evals"] == 41
     untuned = {r["optimizer"] for r in doc["rows"] if not r["tuned"]}
     assert untuned == {"dynamic_relaxation"}
+    # the numerical fingerprint: NumPy's SIMD dispatch and the BLAS kernels (issue 23)
+    fp = doc["fingerprint"]
+    assert fp["numpy"] == np.__version__
+    assert fp["simd"]["dispatch"]["exp/float64"] and fp["simd"]["dispatch"]["sin/float32"]
+    assert fp["blas"] and all(b["internal_api"] and b["version"] for b in fp["blas"])
+
+
+def test_compare_report_names_the_fingerprint(capsys):
+    assert main(["compare", "--problems", "quadratic", "--optimizers", "sgd", *QUICK]) == 0
+    out = capsys.readouterr().out
+    head = out.splitlines()[1:4]
+    assert head[0].startswith("numerical fingerprint: NumPy ") and "dispatch" in head[0]
+    assert head[1].startswith("BLAS: ") and "kernel" in head[1]
+    assert "docs/reproducibility.md" in out
+
+
+def test_ratio_verdict_says_when_it_cannot_tell():
+    """The quick two-basin headline of the README (29/14) cannot tell the paper's 1.7248 from
+    the prediction 1.9259; 2000 counted runs near 2 can (issue 23)."""
+    from physopt_ref.cli.headlines import ratio_verdict
+
+    text, conclusive, needed = ratio_verdict(29, 14, 1266 / 734, 1.9259, ("paper's", "prediction"))
+    assert not conclusive and text.startswith("inconclusive at this size")
+    assert 3000 < needed < 10000 and str(needed) in text
+    text, conclusive, _ = ratio_verdict(2000, 1000, 1266 / 734, 1.9259, ("paper's", "prediction"))
+    assert conclusive and text == "agrees with the prediction 1.93, not the paper's 1.72"
+    text, conclusive, _ = ratio_verdict(1266, 734, 1266 / 734, 1.9259, ("paper's", "prediction"))
+    assert conclusive and text.startswith("agrees with the paper's")
+
+
+def test_median_interval_is_distribution_free():
+    from math import comb
+
+    from physopt_ref.cli.headlines import median_interval
+
+    x = np.arange(16.0)[::-1]
+    lo, hi = median_interval(x)
+    assert (lo, hi) == (3.0, 12.0)  # j = 4: coverage 1 - 2 P(B(16, 1/2) < 4) = 0.979
+    assert 1 - 2 * sum(comb(16, i) for i in range(4)) / 2**16 >= 0.95
+    assert 1 - 2 * sum(comb(16, i) for i in range(5)) / 2**16 < 0.95
+    assert median_interval(np.arange(8.0)) == (0.0, 7.0)
 
 
 def test_compare_counts_evaluations():
@@ -100,6 +141,9 @@ def test_compare_headlines_have_intervals(capsys):
     low, high = two["ratio_ci95"]
     if two["ratio"] is not None and high is not None:
         assert low <= two["ratio"] <= high
+    # quick mode: 2000 runs, an interval of at most ±0.3 (issue 23), and a verdict
+    assert two["runs"] == 2000 and (high - low) / 2 <= 0.3
+    assert ("inconclusive at this size" in two["measured"]) != two["conclusive"]
     assert "95% CI" in two["measured"] and "95% CI" in two["paper"]
     assert INTERVAL.search(by_title["CoolMomentum"]["measured"])
     assert "evaluations per run" in by_title["CoolMomentum"]["measured"]

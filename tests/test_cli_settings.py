@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+import numpy as np
 import pytest
 from physopt_ref.backends import get_namespace
 
@@ -126,3 +127,35 @@ def test_the_recorded_gravity_search_reproduces_its_entry():
     assert len(result.rows) == 48 and result.seed == 1000
     assert result.agrees, (result.best, result.recorded)
     assert result.rows[0].successes == 0  # Gravity does not solve this quadratic at any point
+
+
+def test_random_starts_are_independent_across_seeds():
+    """Seeds 0..9 x 64 starts: 640 distinct starts (member k was seed + k, so seeds 0 and 1
+    shared 63 of 64; issue 23), and starts_for(seed)[k] is member k of that seed."""
+    from physopt_ref.backends import host_uniform
+
+    from physopt_ref.cli.settings import build_problem, starts_for
+
+    setting = SETTINGS["ackley_b0.02"]
+    problem = build_problem(setting)
+    rows = np.concatenate([starts_for(problem, setting, 64, s) for s in range(10)])
+    assert len({r.tobytes() for r in rows}) == 640
+    u = host_uniform(3, 0, (2,), stream=101, member=5)
+    np.testing.assert_array_equal(starts_for(problem, setting, 6, 3)[5], -4.0 + 8.0 * u)
+
+
+def test_cluster_starts_keep_atoms_apart():
+    """LJ38 through the command line's settings (the generic one and lennard_jones13's with
+    n_atoms=38): random packings, every pair >= 0.9 pair distances, finite negative energies
+    (the jittered starts reached 2.5e5; issue 23)."""
+    from physopt_ref.cli.settings import build_problem, starts_for
+
+    for setting in (setting_for("lennard_jones"), SETTINGS["lennard_jones13"]):
+        problem = build_problem(setting, n_atoms=38)
+        assert problem.n_atoms == 38
+        x = starts_for(problem, setting, 16, 0)
+        pos = x.reshape(16, 38, 3)
+        d = np.linalg.norm(pos[:, :, None] - pos[:, None], axis=-1)
+        assert np.min(np.where(np.eye(38, dtype=bool), np.inf, d)) >= 0.9 * 2 ** (1 / 6) - 1e-12
+        energies = np.asarray(problem.value(x))
+        assert np.all(np.isfinite(energies)) and np.all(energies < 0)

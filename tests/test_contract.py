@@ -80,7 +80,8 @@ def test_same_seed_same_run(name: str) -> None:
 @pytest.mark.parametrize("batch_shape", [(3,), (2, 2)])
 @pytest.mark.parametrize("name", NAMES)
 def test_ensemble_equals_single_runs(name: str, batch_shape: tuple[int, ...]) -> None:
-    """K runs stacked on leading axes == K separate runs (member k uses seed + k)."""
+    """K runs stacked on leading axes == K separate runs (member k: the same seed and member
+    index k)."""
     kit.check_ensemble_equals_single_runs(subject(name), batch_shape=batch_shape).raise_if_failed()
 
 

@@ -91,7 +91,7 @@ def test_values(name: str, backend: str, dtype: str, shape: tuple[int, ...], gra
     state = opt.init(params)
     bad_grad = not math.isfinite(g_val) and math.prod(shape) > 0
     # BBI and ECDSep form |g|² unscaled: the debug checks refuse a gradient whose squared norm
-    # overflows the dtype (README "Reliability"; clipping in front: test_reliability).
+    # overflows the dtype (docs/reliability.md; clipping in front: test_reliability).
     square_overflow = (name in ECD_FAMILY and not bad_grad and g_val != 0.0
                        and math.prod(shape) > 0 and 2.0 * math.log(abs(g_val))
                        + math.log(math.prod(shape)) > math.log(float(np.finfo(np_dt).max)))

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "physopt_ref"
 
 #: Modules whose ``__all__`` the package re-exports in full.
-REEXPORTED = ("core.compile", "runner.loop", "runner.chunked", "runner.stats", "optimizers.bbi",
+REEXPORTED = ("core.compile", "runner.loop", "runner.chunked", "runner.stats", "runner.search",
+              "optimizers.bbi",
               "runner.checkpoint", "optimizers.classic", "optimizers.coolmomentum",
               "optimizers.dyna", "optimizers.dyna_prototype",
               "optimizers.dynamic_relaxation", "optimizers.ecdsep",
@@ -167,7 +168,7 @@ FLOORS = (
     ("physopt_ref.cli", "physopt_ref.__main__"),
     ("physopt_ref.testing",),
     ("physopt_ref",),  # the public surface (its __init__): below the kit and the application
-    ("physopt_ref.adapters", "physopt_ref.torch", "physopt_ref.optax"),
+    ("physopt_ref.adapters", "physopt_ref.torch", "physopt_ref.optax", "physopt_ref.bbob"),
     ("physopt_ref.runner",),
     ("physopt_ref.optimizers",),
     ("physopt_ref.transforms",),

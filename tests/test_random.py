@@ -106,9 +106,10 @@ def test_known_answer_vectors_jax_without_x64() -> None:
 def test_words_match_the_host_reference(
     seed: int, counter: int, stream: int, n_words: int, xp: Any
 ) -> None:
-    """Same integer bits on every backend, for any key (the seed + member carry included)."""
-    words = random_bits(xp, seed, counter, (2, 2), n_words, stream=stream)
-    host = [ref.member_words(seed, k, counter, stream, n_words) for k in range(4)]
+    """Same integer bits on every backend, for any key, member offset and counter."""
+    member = (seed * 7919) % (2**32 - 4)
+    words = random_bits(xp, seed, counter, (2, 2), n_words, stream=stream, member=member)
+    host = [ref.member_words(seed, member + k, counter, stream, n_words) for k in range(4)]
     got = to_numpy(words).astype(np.int64).reshape(4, n_words)
     np.testing.assert_array_equal(got, np.asarray(host, dtype=np.int64))
 
@@ -143,7 +144,8 @@ def test_per_member_counters(xp: Any) -> None:
     counts = xp.asarray([3, 0, 9], dtype=xp.int32)
     ens = to_numpy(normal(5, counts, (3, 4), like=like, batch_ndim=1, stream=1))
     for k, c in enumerate([3, 0, 9]):
-        np.testing.assert_allclose(ens[k], host_normal(5 + k, c, (4,), stream=1), rtol=1e-13)
+        np.testing.assert_allclose(ens[k], host_normal(5, c, (4,), stream=1, member=k),
+                                   rtol=1e-13)
 
 
 def test_draws_depend_on_every_key() -> None:
@@ -157,10 +159,30 @@ def test_draws_depend_on_every_key() -> None:
     np.testing.assert_array_equal(base, host_normal(1, 2, (50,), stream=3))
 
 
-def test_ensemble_member_k_is_seed_plus_k() -> None:
+def test_ensemble_member_k_is_the_single_draw_with_member_k() -> None:
     ens = host_normal(10, 5, (2, 3, 4), batch_ndim=2, stream=1)
     for k, index in enumerate(np.ndindex(2, 3)):
-        np.testing.assert_array_equal(ens[index], host_normal(10 + k, 5, (4,), stream=1))
+        np.testing.assert_array_equal(ens[index], host_normal(10, 5, (4,), stream=1, member=k))
+    # a member offset shifts the indices: members 2.. of the ensemble
+    tail = host_normal(10, 5, (4, 4), batch_ndim=1, stream=1, member=2)
+    np.testing.assert_array_equal(tail, ens.reshape(6, 4)[2:])
+
+
+def test_seeds_never_share_a_member_stream() -> None:
+    """Seeds 0..9 x 64 members: 640 distinct streams (the key s + k made seeds s and s + 1
+    share 63 of 64 members; issue 23). Both the words and the float64 normals differ."""
+    words = {tuple(ref.member_words(s, k, 0, 0, 8)) for s in range(10) for k in range(64)}
+    assert len(words) == 640
+    for draw in (host_normal, host_uniform):
+        rows = np.concatenate([draw(s, 0, (64, 6), batch_ndim=1) for s in range(10)])
+        assert len({r.tobytes() for r in rows}) == 640
+    # and the member's words are those of the reference packing (key = seed, ctr[3] = member)
+    got = random_bits(np, 3, 0, (64,), 8).astype(np.int64)
+    np.testing.assert_array_equal(got[17], ref.member_words(3, 17, 0, 0, 8))
+    with pytest.raises(ValueError, match="member"):
+        host_normal(0, 0, (3, 2), batch_ndim=1, member=2**32 - 2)
+    with pytest.raises(ValueError, match="member"):
+        host_normal(0, 0, (2,), member=-1)
 
 
 def test_float32_is_float64_rounded_for_uniforms(xp: Any) -> None:

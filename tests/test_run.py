@@ -139,12 +139,17 @@ def test_state_history_records_per_run_fields():
 
 
 def test_grad_noise_follows_the_ensemble_rule():
-    """Member k of a noisy ensemble with seed s equals a single run with seed s + k."""
+    """Member k of a noisy ensemble with seed s equals a single run with seed s and member
+    index k; another seed shares no run's noise."""
     opt = physopt_ref.heavy_ball(lr=0.05, momentum=0.9)
     ens = run(opt, Quad(), starts(3), 30, grad_noise=0.3, noise_seed=5)
     for k in range(3):
-        one = run(opt, Quad(), starts(3)[k], 30, grad_noise=0.3, noise_seed=5 + k)
+        one = run(opt, Quad(), starts(3)[k], 30, grad_noise=0.3, noise_seed=5, noise_member=k)
         np.testing.assert_allclose(np.asarray(ens.x)[k], np.asarray(one.x), rtol=1e-13)
+    other = run(opt, Quad(), starts(3), 30, grad_noise=0.3, noise_seed=6)
+    for j in range(3):
+        for k in range(3):
+            assert not np.allclose(np.asarray(other.x)[j], np.asarray(ens.x)[k])
     quiet = run(opt, Quad(), starts(3), 30)
     assert not np.allclose(np.asarray(quiet.x), np.asarray(ens.x))
 

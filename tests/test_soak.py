@@ -2,8 +2,8 @@
 float64, as one compiled ``jax.lax.scan`` loop per chunk of 10⁵ steps (an ensemble of 4 runs at
 the registry's test settings, with :data:`SOAK_OVERRIDES`). No NaN or inf may appear; the end
 state (stops, hovers, limit cycle) is classified from the last 1000 steps and printed
-(``-s``), and written as JSON lines to ``$PHYSOPT_SOAK_REPORT`` when set. The README's
-reliability table holds the figures.
+(``-s``), and written as JSON lines to ``$PHYSOPT_SOAK_REPORT`` when set. The table in
+docs/reliability.md holds the figures.
 
 Run: ``python -m pytest -m slow tests/test_soak.py -s`` (needs jax).
 """

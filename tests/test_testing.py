@@ -357,7 +357,7 @@ def test_cli_verify_a_registered_optimizer_by_module(capsys: Any) -> None:
         (["verify", "physopt_ref:no_such_factory"], "no attribute"),
         (["verify", "physopt_ref:__version__"], "not callable"),
         (["verify", f"{EXAMPLE}:ema_heavy_ball", "--hp", "momentum=1.5"], "momentum"),
-        (["verify", f"{EXAMPLE}:ema_heavy_ball", "--no-contract"], "nothing to check"),
+        (["verify", f"{EXAMPLE}:ema_heavy_ball", "--hp", "lr"], "NAME=VALUE"),
         (["verify", f"{EXAMPLE}:ema_heavy_ball", "--examples", "0"], "--examples"),
     ],
 )

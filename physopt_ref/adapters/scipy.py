@@ -200,7 +200,7 @@ def scipy_method(
         g = grad_of(x, f)
         state = opt.init(x, batch_ndim=0)
         best = (x, f, g)
-        allvecs = [x.copy()] if return_all else None
+        allvecs = [x.copy()] if return_all else []
         intermediate = callback is not None and _wants_intermediate_result(callback)
 
         def converged(f_now: float, g_now: np.ndarray) -> bool:

@@ -379,7 +379,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         return tree.layout, opt.state_type(*values)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step of every tree; ``closure`` re-evaluates the model and returns the loss.
 
         Required for the optimizers that need the loss (BBI, ECDSep): without it a

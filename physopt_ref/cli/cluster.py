@@ -96,6 +96,7 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
         with client:
             yield client
         return
+    assert workers is not None  # check_cluster_options: workers or a scheduler
     with local_cluster(workers) as cluster, Client(cluster) as client:
         yield client
 

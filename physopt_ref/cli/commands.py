@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TextIO
 
@@ -67,7 +68,8 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     progress = _progress(args)
     try:
         with cluster_client(args) as client:
-            runner, cells = run, progress
+            runner = run
+            cells: Callable[[int, int, str], None] = progress
             if client is not None:
                 chunks = ChunkProgress(progress)
                 runner, cells = partial(run_chunked, executor=client, progress=chunks), \
@@ -299,7 +301,7 @@ def cmd_digits(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
     """The registered optimizers with their hyperparameters, and the problems."""
-    opts = {}
+    opts: dict[str, dict[str, Any]] = {}
     for name in registered_names():
         entry = REGISTRY[name]
         hps = {k: (None if p.default is inspect.Parameter.empty else p.default)

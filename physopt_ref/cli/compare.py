@@ -4,7 +4,9 @@ One row per (problem, optimizer): the best value over the ensemble, the median o
 best values, the success count with its 95% Wilson interval (value ``<= f_min + target_tol``),
 the median evaluations to the target among the successful runs, the wall time of the ensemble
 run, and whether the hyperparameters were tuned (with the number of settings tried). The
-papers' headline experiments are in :mod:`physopt_ref.cli.headlines`.
+papers' headline experiments are in :mod:`physopt_ref.cli.headlines`. The result carries the
+machine's numerical fingerprint (:mod:`physopt_ref.cli.fingerprint`): the rows of chaotic runs
+match another machine's digit for digit only where the fingerprints match.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from physopt_ref.cli.fingerprint import numerical_fingerprint
 from physopt_ref.cli.problem_settings import SETTINGS
 from physopt_ref.cli.settings import ProblemSetting, build_problem, hyperparameters_for, starts_for
 from physopt_ref.core.registry import REGISTRY, get_optimizer, registered_names
@@ -89,6 +92,7 @@ class CompareResult:
     headlines: list[Any] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     wall_time: float = 0.0
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
     def row(self, problem: str, optimizer: str) -> Row | None:
         """The row of ``optimizer`` on ``problem`` that ran without error, if any."""
@@ -98,9 +102,10 @@ class CompareResult:
         return None
 
     def as_dict(self) -> dict[str, Any]:
-        """Settings, rows, headlines and timings as plain data."""
+        """Settings, the numerical fingerprint, rows, headlines and timings as plain data."""
         return {
             "settings": self.settings,
+            "fingerprint": self.fingerprint,
             "rows": [r.as_dict() for r in self.rows],
             "headlines": [h.as_dict() for h in self.headlines],
             "skipped": self.skipped,
@@ -225,6 +230,7 @@ def compare(
         rows=[], traces={}, problems=built,
         settings={"full": full, "seed": seed, "ensemble": ensemble, "evals": evals,
                   "optimizers": names, "problems": keys},
+        fingerprint=numerical_fingerprint(),
     )
     total, done = len(keys) * len(names), 0
     for key, problem in built.items():
@@ -272,7 +278,7 @@ def tuning_budgets(result: CompareResult) -> dict[str, tuple[int, int, int]]:
         total, n_known, n_unknown = out.get(r.optimizer, (0, 0, 0))
         if r.tuned and r.tried is None:
             n_unknown += 1
-        elif r.tuned:
+        elif r.tuned and r.tried is not None:
             total, n_known = total + r.tried, n_known + 1
         out[r.optimizer] = (total, n_known, n_unknown)
     return out

@@ -15,9 +15,15 @@ Subcommands:
     The Dyna paper's Table 1 in small (logistic regression on scikit-learn's digits).
 ``list``
     The registered optimizers (with their hyperparameters) and the problems.
+``search OPTIMIZER PROBLEM``
+    The global-search driver (:func:`physopt_ref.search`) on a cluster problem.
+``bbob``
+    The COCO bbob suite (needs ``cocoex``), with L-BFGS-B and CMA-ES as peers.
 ``verify MODULE:FACTORY``
-    The property checks of :mod:`physopt_ref.testing` on a user's optimizer: a pass/fail table,
-    one row per property, with the measured margin (exit status 1 when a property fails).
+    The property checks of :mod:`physopt_ref.testing` on a user's optimizer (a factory, a
+    ``torch.optim.Optimizer`` class or an optax transformation factory): a pass/fail table, one
+    row per property, with the measured margin (exit status 1 when a property fails; 2 when the
+    module cannot be imported or the factory raises, with one line on stderr).
 
 Exit status: 0 on success, 1 when ``verify`` finds a failing property, 2 for a bad option, a bad
 hyperparameter, or a backend / optional package that is not installed.
@@ -32,12 +38,14 @@ from collections.abc import Sequence
 from physopt_ref.cli.args import UsageError
 from physopt_ref.cli.commands import cmd_compare, cmd_digits, cmd_list, cmd_run, cmd_tune
 from physopt_ref.cli.parser import PROG, build_parser
+from physopt_ref.cli.science import cmd_bbob, cmd_search
 from physopt_ref.cli.verify import cmd_verify
 
 __all__ = ["main"]
 
 _HANDLERS = {"compare": cmd_compare, "run": cmd_run, "tune": cmd_tune, "digits": cmd_digits,
-             "list": cmd_list, "verify": cmd_verify}
+             "list": cmd_list, "verify": cmd_verify, "bbob": cmd_bbob,
+             "search": cmd_search}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

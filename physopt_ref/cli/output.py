@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from physopt_ref.cli.compare import CompareResult, tuning_budgets
+from physopt_ref.cli.fingerprint import fingerprint_text
 
 __all__ = [
     "Progress",
@@ -127,6 +128,12 @@ _FOOTNOTE = (
 )
 
 
+_CHAOTIC = (
+    "Rows of chaotic runs (bounces, jitter, noise, rough landscapes) match another machine's "
+    "digit for digit only where these match; docs/reproducibility.md lists them."
+)
+
+
 def _tuned_cell(tuned: bool, tried: int | None) -> str:
     if not tuned:
         return "no"
@@ -162,8 +169,12 @@ def _budget_text(result: CompareResult) -> str:
 
 
 def compare_report(result: CompareResult, title: str) -> str:
-    """The text of ``compare``: title, table, footnote, tuning budgets, headlines, skipped."""
-    lines = [title, "", _table(result), "", textwrap.fill(_FOOTNOTE, 100), "",
+    """The text of ``compare``: title, numerical fingerprint, table, footnote, tuning budgets,
+    headlines, skipped."""
+    head = [title]
+    if result.fingerprint:
+        head += [fingerprint_text(result.fingerprint), textwrap.fill(_CHAOTIC, 100)]
+    lines = [*head, "", _table(result), "", textwrap.fill(_FOOTNOTE, 100), "",
              _budget_text(result)]
     if result.headlines:
         lines += ["", "Headline comparisons (ours vs the paper; intervals are 95% Wilson):"]

@@ -24,6 +24,7 @@ from physopt_ref.cli.args import (
     nonneg_int,
     pos_int,
 )
+from physopt_ref.cli.science import add_parsers as _science_parsers
 from physopt_ref.cli.verify import add_parser as _verify_parser
 
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _tune_parser(sub)
     _verify_parser(sub)
+    _science_parsers(sub)
 
     p = sub.add_parser("digits", help="the Dyna paper's Table 1 on scikit-learn's digits",
                        description="Logistic regression on scikit-learn's 8x8 digits: Dyna with "

@@ -126,7 +126,9 @@ class ProblemSetting:
     starts : str
         ``"box"``: uniform in ``box``; ``"jitter"``: ``x0`` plus uniform noise of half-width
         ``jitter``; ``"line"``: on the line through the first two known minima; ``"x0"``: every
-        member at the suggested start.
+        member at the suggested start; ``"packing"``: a cluster's random packings
+        (:func:`physopt_ref.problems.random_packing`; a cluster's ``"jitter"`` starts are
+        packings too, since jitter around one cloud overlaps atoms).
     target_tol : float
         A run succeeds when its value is ``<= f_min + target_tol``.
     lr : float
@@ -221,8 +223,15 @@ def hyperparameters_for(
 
 
 def starts_for(problem: Any, setting: ProblemSetting, n: int, seed: int) -> np.ndarray:
-    """``n`` starting points (float64, shape ``(n, dim)``); member ``k`` depends on seed + k."""
+    """``n`` starting points (float64, shape ``(n, dim)``).
+
+    Start ``k`` is drawn with the key (``seed``, member ``k``), so different seeds share no
+    start. Clusters (problems with ``random_starts``) get random packings with a minimum pair
+    distance for ``"packing"`` and ``"jitter"`` starts.
+    """
     x0 = np.asarray(problem.x0, dtype=np.float64)
+    if setting.starts in ("packing", "jitter") and hasattr(problem, "random_starts"):
+        return np.asarray(problem.random_starts(n, seed), dtype=np.float64)
     u = host_uniform(seed, 0, (n, problem.dim), batch_ndim=1, stream=101)
     if setting.starts == "box" and setting.box is not None:
         low, high = setting.box

@@ -107,18 +107,18 @@ def tune(
         if entry is None or entry.grid is None:
             raise ValueError(f"no recorded grid for {optimizer} on {problem}: give --grid")
         grid = entry.grid
-    grid = {k: tuple(v) for k, v in grid.items()}
+    axes = {k: tuple(v) for k, v in grid.items()}
     base = dict(entry.hp) if entry is not None else {}
-    base = {k: v for k, v in base.items() if k not in grid}
+    base = {k: v for k, v in base.items() if k not in axes}
     base.update(fixed or {})
-    check_names(optimizer, {**base, **grid}, "the grid")
+    check_names(optimizer, {**base, **axes}, "the grid")
     built = build_problem(setting)
     dtype = xp.float64 if dtype is None else dtype
     n_runs = ensemble or (setting.full_ensemble if full else setting.ensemble)
     budget = evals or setting.budget(full)
     x0 = ensemble_start(xp, dtype, built, setting, n_runs, seed)
     target = built.f_min + setting.target_tol if built.minima else None
-    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    points = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
     rows = []
     for i, point in enumerate(points):
         hp, _ = hyperparameters_for(optimizer, setting, seed, {**base, **point})
@@ -126,5 +126,5 @@ def tune(
         if progress is not None:
             progress(i + 1, len(points), f"{optimizer} {point}")
     rows.sort(key=rank_key)
-    return TuneResult(optimizer, problem, grid, base, rows,
+    return TuneResult(optimizer, problem, axes, base, rows,
                       dict(entry.hp) if entry is not None else None, seed)

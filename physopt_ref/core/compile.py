@@ -230,7 +230,7 @@ class _TorchDonated:
         return write_into(params, state, new_params, new_state)
 
 
-def _inductor_key_error(exc: BaseException) -> bool:
+def _inductor_key_error(exc: BaseException | None) -> bool:
     """The compile-time failure of :data:`TORCH_ISSUE` (nothing has run yet)."""
     from torch._inductor.exc import InductorError
 

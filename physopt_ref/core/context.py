@@ -15,6 +15,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from physopt_ref.core.checks import _has_array_type, check_float_leaves, checks_enabled
+from physopt_ref.core.numerics import compute_dtype
 from physopt_ref.core.schedules import Schedule
 from physopt_ref.core.tracing import _torch_compiling, is_tracing
 from physopt_ref.core.tree import (
@@ -112,7 +113,13 @@ class StepContext:
     count : array
         Steps taken by each run, ``int32`` of the batch shape.
     like : array
-        The first parameter leaf: per-run arrays take its dtype and device.
+        The first parameter leaf: its dtype and device are the parameters'.
+    dtype : dtype
+        The parameters' dtype (of ``like``).
+    compute_dtype : dtype
+        ``result_type(dtype, float32)`` (:func:`physopt_ref.core.numerics.compute_dtype`): the
+        dtype of :attr:`t`, of per-run hyperparameters and of schedule values; :meth:`leaf`
+        casts them to a leaf's dtype where they touch it.
     treedef : TreeDef or None
         The structure of the parameter tree (for per-leaf settings given as trees).
     leaf_ids : tuple of int or None
@@ -131,6 +138,7 @@ class StepContext:
         "_tensor",
         "batch_ndim",
         "batch_shape",
+        "compute_dtype",
         "count",
         "dtype",
         "leaf_ids",
@@ -149,6 +157,7 @@ class StepContext:
         self.count = count
         self.like = like
         self.dtype = like.dtype
+        self.compute_dtype = compute_dtype(xp, like.dtype)
         self.batch_shape = tuple(count.shape)
         self.batch_ndim = len(self.batch_shape)
         self._t = None
@@ -161,23 +170,28 @@ class StepContext:
 
     @property
     def t(self) -> Any:
-        """The count as a float array of the parameters' dtype (what schedules receive)."""
+        """The count as a float array of the compute dtype (what schedules receive).
+
+        Never in a half-precision parameters' dtype: float16 is infinite past 65504 and
+        bfloat16 exact only up to 256.
+        """
         if self._t is None:
-            self._t = self.xp.astype(self.count, self.dtype)
+            self._t = self.xp.astype(self.count, self.compute_dtype)
         return self._t
 
     def hp(self, value: Any) -> Any:
         """A hyperparameter's value at this step: a Python float, or a per-run array.
 
         Constants stay Python floats (no promotion, no kernel); per-run arrays are cast to the
-        parameters' dtype; schedules are evaluated at :attr:`t`.
+        compute dtype; schedules are evaluated at :attr:`t` and their values cast to the
+        compute dtype. :meth:`leaf` casts either to a leaf's dtype.
         """
         if type(value) is float or isinstance(value, float | int):
             return value
         if isinstance(value, Schedule):
             return self._schedule(value)
-        xp = self.xp
-        return value if value.dtype == self.dtype else xp.astype(value, self.dtype)
+        xp, cdtype = self.xp, self.compute_dtype
+        return value if value.dtype == cdtype else xp.astype(value, cdtype)
 
     def _schedule(self, schedule: Schedule) -> Any:
         xp = self.xp
@@ -191,8 +205,8 @@ class StepContext:
                 f"the schedule for {name} returned {type(out).__name__}; "
                 "expected a number or an array"
             )
-        if _has_array_type(out) and out.dtype != self.dtype:
-            out = xp.astype(xp.asarray(out), self.dtype)
+        if _has_array_type(out) and out.dtype != self.compute_dtype:
+            out = xp.astype(xp.asarray(out), self.compute_dtype)
         if isinstance(out, int):
             out = float(out)
         if checks_enabled() and schedule.bounds is not None and not is_tracing(self.like):
@@ -210,9 +224,14 @@ class StepContext:
         produced it (``b1**t``, divisions) into the element loop and repeats it for every vector
         of the leaf, which made a compiled Adam step several times slower than torch's fused
         one (``benchmarks/bench_floor.py``).
+
+        An array value is cast to the leaf's dtype (the precision rule: scalars formed in the
+        compute dtype are rounded once, where they touch a leaf).
         """
         if type(value) is float or isinstance(value, float | int):
             return value
+        if hasattr(value, "dtype") and value.dtype != leaf.dtype:
+            value = self.xp.astype(value, leaf.dtype)
         if self._realize:
             value = _materialise(self.xp, value)
         if self.batch_ndim == 0:
@@ -256,7 +275,10 @@ class StepContext:
         return tuple(self.xp.zeros_like(p) for p in leaves)
 
     def full(self, value: Any, dtype: Any = None) -> Any:
-        """A per-run array of the batch shape filled with ``value`` (a float or per-run array)."""
+        """A per-run array of the batch shape filled with ``value`` (a float or per-run array).
+
+        Its dtype is ``dtype``, by default the parameters'.
+        """
         xp = self.xp
         dtype = self.dtype if dtype is None else dtype
         if isinstance(value, float | int):
@@ -288,7 +310,7 @@ def _host_schedule_values(schedule: Schedule, ctx: StepContext) -> Any:
         )
     counts = to_numpy(ctx.count)
     unique, inverse = np.unique(counts, return_inverse=True)
-    values = np.asarray([float(schedule.fn(int(c))) for c in unique], dtype=np.float64)
+    values = np.asarray([float(schedule(int(c))) for c in unique], dtype=np.float64)
     if counts.ndim == 0:
         return float(values[0])
     return asarray_like(values[inverse].reshape(counts.shape), ctx.like)

@@ -46,6 +46,7 @@ from physopt_ref.core.checks import (
 )
 from physopt_ref.core.context import StepContext, as_per_run, increment_count, prepare_init
 from physopt_ref.core.donate import donated_update
+from physopt_ref.core.precision import state_dtype_of
 from physopt_ref.core.tracing import _torch_step_without_autograd, is_tracing, namespace_of_leaves
 from physopt_ref.core.tree import (
     batch_shape_of,
@@ -120,7 +121,7 @@ class Optimizer:
         *,
         init: InitRule,
         update: UpdateRule,
-        state_type: type,
+        state_type: type[Any],
         needs_loss: bool = False,
         derived: Mapping[str, Any] | None = None,
         elementwise: bool = False,
@@ -138,6 +139,12 @@ class Optimizer:
         # The rule forms |g|² unscaled (BBI, ECDSep): the debug checks refuse a gradient
         # whose squared norm overflows the dtype.
         self.squares_gradient = bool(squares_gradient)
+
+    def _state_dtype(self, xp: Any, dtype: Any) -> Any:
+        """The dtype of the leaf-shaped state for parameters of ``dtype`` (``state_dtype``)."""
+        if "state_dtype" not in self._hp:
+            return dtype
+        return state_dtype_of(xp, self._hp["state_dtype"], dtype)
 
     @property
     def hyperparameters(self) -> Mapping[str, Any]:
@@ -253,7 +260,7 @@ class Optimizer:
         if loss is None or isinstance(loss, bool):
             return
         if isinstance(loss, int | float | np.generic):
-            finite = np.all(np.isfinite(np.asarray(loss, dtype=np.float64)))
+            finite = bool(np.all(np.isfinite(np.asarray(loss, dtype=np.float64))))
         elif is_array(loss) and not is_tracing(loss):
             try:
                 array_namespace(loss, grads[0])
@@ -272,7 +279,7 @@ class Optimizer:
             )
 
     def _check_gradient_square(self, xp: Any, grads: list[Any]) -> None:
-        r"""Refuse a gradient whose squared norm :math:`|g|^2` overflows its dtype.
+        r"""Refuse a gradient whose squared norm :math:`|g|^2` overflows the state dtype.
 
         Computed without overflowing: :math:`|g|^2 = m^2 \sum (g/m)^2` with
         :math:`m = \max|g|`, compared in logarithms on the host (a debug check).
@@ -290,7 +297,7 @@ class Optimizer:
         if not scaled:
             return
         total = sum((m / peak) ** 2 * s for m, s in scaled)
-        limit = float(xp.finfo(grads[0].dtype).max)
+        limit = float(xp.finfo(self._state_dtype(xp, grads[0].dtype)).max)
         if 2.0 * math.log(peak) + math.log(total) > math.log(limit):
             raise FloatingPointError(
                 f"{self.name}: the squared norm of the gradient overflows "
@@ -329,7 +336,7 @@ class Optimizer:
                     )
                 for a, p in zip(value, leaves, strict=True):
                     per_leaf = tuple(a.shape) in (tuple(p.shape), batch_shape)
-                    if not per_leaf or a.dtype != p.dtype:
+                    if not per_leaf or a.dtype != self._state_dtype(xp, p.dtype):
                         raise ValueError(
                             f"{self.name}: state.{name} holds {a.dtype}{tuple(a.shape)} for a "
                             f"parameter {p.dtype}{tuple(p.shape)}"

@@ -396,6 +396,7 @@ class CoolingSchedule(Schedule):
             return self.rho0
         if _is_number(t):
             return _run_scalar(self, t)
+        assert self.cool_steps is not None  # only the constant schedule has no S
         return COOLING_SCHEDULES[self.name](t, self.rho0, self.cool_steps)
 
     def __repr__(self) -> str:

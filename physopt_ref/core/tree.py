@@ -1,14 +1,66 @@
 """Parameter trees and per-run (ensemble) reductions.
 
-A parameter *tree* is one array, or a list / tuple / dict of trees. Its *leaves* are the arrays
+A parameter *tree* is one array, or a container of trees; its *leaves* are the arrays
 ("layers"). An *ensemble* keeps independent runs along the leading ``batch_ndim`` axes of every
 leaf; all leaves share that batch shape. Every reduction here is per run: it sums or maximises
 over the trailing (event) axes only and returns an array of the batch shape.
+
+Trees keep their types
+----------------------
+The conventions are those of ``jax.tree_util`` and optax, so a tree survives a step (and
+``jax.jit``) as it does there:
+
+- **Containers** are ``dict`` and its subclasses, ``list``, ``tuple``, NamedTuples and other
+  list / tuple subclasses; anything else is a leaf (a ``str`` or ``bytes`` leaf is refused).
+- **Leaf order**: a dict's entries by sorted key (JAX's order: ``jax.jit`` and
+  ``jax.lax.scan`` hand dicts back with sorted keys, so insertion order is no stable leaf
+  order; keys of mixed types sort by ``repr``), an ``OrderedDict``'s in its own key order (part
+  of its structure: two OrderedDicts with other orders are different trees), sequences by
+  position.
+- **Rebuilt as given**: a NamedTuple as its class, an ``OrderedDict`` with its key order, a
+  ``defaultdict`` with its ``default_factory``, another container subclass as its class. A plain
+  ``dict`` comes back with its keys **sorted**, as ``jax.tree_util.tree_unflatten`` and
+  ``jax.jit`` return it (optree instead keeps the insertion order); two dicts with the same keys
+  in another insertion order are the same tree.
+- **None** is an empty subtree (no leaves), passed through a step untouched; ``grads`` must have
+  ``None`` at the same places (as in optax, where a frozen parameter's update is ``None``). A
+  tree without any array is refused.
+
+Why this walk and not optree or jax.tree_util
+---------------------------------------------
+Every step flattens ``params`` and ``grads`` and unflattens the result. Measured with
+``python benchmarks/bench_tree.py`` (flatten + unflatten, median µs of interleaved rounds; a
+2-core machine shared with other jobs, so only ratios within one run mean something; optree
+0.20, jax 0.10.2, CPython 3.11; "share" is this module's flatten + unflatten over one eager
+NumPy ``sgd`` step on the same tree of 1- to 16-element float32 leaves)::
+
+    tree              leaves  physopt_ref   optree  ratio  jax.tree_util  ratio  share
+    1 array                1         0.41     5.34  13.05           0.68   1.66   0.01
+    10-leaf dict          10        19.18    18.83   0.98           8.53   0.45   0.14
+    100-leaf dicts       100       492.82   292.41   0.59         118.80   0.24   0.31
+    100-leaf mixed       100       677.93   306.51   0.45         351.16   0.52   0.37
+
+- one array, the common case: returned without a walk, 1.6 to 6x faster than jax.tree_util
+  and 3 to 21x faster than optree (over four runs);
+- 10 to 100 leaves: optree is 1.0 to 2.2x and jax.tree_util 1.9 to 4.2x faster than this walk
+  (over three runs; the per-type dispatch table here is 1.35x faster than the ``isinstance``
+  chain it replaced, measured in one run);
+- with leaves of a few elements the walks are a seventh to two fifths of an eager step (a step
+  flattens twice and unflattens once); with layers of realistic size the arithmetic dominates,
+  and under ``jax.jit`` or ``torch.compile`` the walk runs once, at trace time.
+
+The hand-written walk stays: the gain of optree (a compiled dependency) is a fraction of a
+step's time only for trees of tiny leaves, it would add its import to every ``import
+physopt_ref`` that steps (measured 110 to 290 ms against 650 to 980 ms for ``physopt_ref``),
+and its dicts come back in insertion order, unlike JAX's. jax.tree_util would tie trees to an
+optional backend and give JAX arrays other tree semantics (registered pytree classes) than the
+other backends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from physopt_ref.core.control import uniform_value
@@ -37,57 +89,104 @@ __all__ = [
 class TreeDef:
     """The structure of a tree, without its leaves (compare with ``==``)."""
 
-    __slots__ = ("_spec",)
+    __slots__ = ("_n", "_spec")
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: Any, num_leaves: int) -> None:
         self._spec = spec
+        self._n = num_leaves
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TreeDef) and self._spec == other._spec
 
     def __hash__(self) -> int:
-        return hash(repr(self._spec))
+        return hash(self._spec)
 
     def __repr__(self) -> str:
-        return f"TreeDef({self._spec!r})"
+        return f"TreeDef({_show(self._spec)})"
 
     @property
     def num_leaves(self) -> int:
-        return _count(self._spec)
+        return self._n
 
 
-def _count(spec: Any) -> int:
-    if spec is None:
-        return 1
-    kind, children = spec
-    if kind == "dict":
-        return sum(_count(c) for _, c in children)
-    return sum(_count(c) for c in children)
+# A spec is ``None`` for a leaf, else ``(kind, aux, children)``: ``aux`` is what rebuilding the
+# node needs besides its children (keys, the container's class, a default factory).
+_NONE_SPEC = ("none", None, ())
 
 
 def _flatten(tree: Any, out: list[Any]) -> Any:
-    if isinstance(tree, dict):
-        return ("dict", tuple((k, _flatten(tree[k], out)) for k in _sorted_keys(tree)))
-    if isinstance(tree, list | tuple):
-        return (
-            "list" if isinstance(tree, list) else "tuple",
-            tuple(_flatten(t, out) for t in tree),
-        )
-    if tree is None or isinstance(tree, str | bytes):
-        raise TypeError(f"a parameter tree leaf must be an array, got {type(tree).__name__}")
-    out.append(tree)
-    return None
+    cls = type(tree)
+    kind = _KINDS.get(cls) or _classify(cls)
+    if kind == "leaf":
+        out.append(tree)
+        return None
+    if kind == "dict":
+        keys = _sorted_keys(tree)
+        return ("dict", keys, tuple([_flatten(tree[k], out) for k in keys]))
+    if kind == "list" or kind == "tuple":
+        return (kind, None, tuple([_flatten(t, out) for t in tree]))
+    if kind == "none":
+        return _NONE_SPEC
+    if kind == "namedtuple" or kind == "sequence":
+        return (kind, cls, tuple([_flatten(t, out) for t in tree]))
+    if kind == "odict":  # insertion order is part of the structure
+        keys = tuple(tree)
+        return ("mapping", (cls, keys), tuple([_flatten(tree[k], out) for k in keys]))
+    keys = _sorted_keys(tree)  # another dict type: sorted keys, rebuilt as its own class
+    aux = (cls, keys, tree.default_factory) if kind == "ddict" else (cls, keys)
+    return ("mapping", aux, tuple([_flatten(tree[k], out) for k in keys]))
 
 
-def _sorted_keys(tree: dict[Any, Any]) -> list[Any]:
+#: How each type flattens, filled on first sight of a type (a leaf is anything else).
+_KINDS: dict[type, str] = {dict: "dict", list: "list", tuple: "tuple", type(None): "none"}
+
+
+def _classify(cls: type) -> str:
+    if issubclass(cls, str | bytes):
+        raise TypeError(f"a parameter tree leaf must be an array, got {cls.__name__}")
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        kind = "namedtuple"
+    elif issubclass(cls, list | tuple):
+        kind = "sequence"
+    elif issubclass(cls, OrderedDict):
+        kind = "odict"
+    elif issubclass(cls, defaultdict):
+        kind = "ddict"
+    elif issubclass(cls, dict):
+        kind = "mapping"
+    else:
+        kind = "leaf"
+    _KINDS[cls] = kind
+    return kind
+
+
+def _sorted_keys(tree: dict[Any, Any]) -> tuple[Any, ...]:
     """Dict keys in sorted order, as JAX's pytrees order them (insertion order can change)."""
     try:
-        return sorted(tree)
+        return tuple(sorted(tree))
     except TypeError:  # keys of mixed types
-        return sorted(tree, key=repr)
+        return tuple(sorted(tree, key=repr))
 
 
-_LEAF = TreeDef(None)  #: the structure of a tree that is one array
+def _show(spec: Any) -> str:
+    """A readable structure: ``*`` for a leaf, as optree and jax.tree_util print it."""
+    if spec is None:
+        return "*"
+    kind, aux, children = spec
+    items = [_show(c) for c in children]
+    if kind == "none":
+        return "None"
+    if kind == "dict" or kind == "mapping":
+        keys = aux if kind == "dict" else aux[1]
+        body = "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(keys, items, strict=True)) + "}"
+        return body if kind == "dict" else f"{aux[0].__name__}({body})"
+    if kind == "list":
+        return "[" + ", ".join(items) + "]"
+    body = "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    return body if kind == "tuple" else f"{aux.__name__}{body}"
+
+
+_LEAF = TreeDef(None, 1)  #: the structure of a tree that is one array
 _CONTAINERS = (dict, list, tuple)
 
 
@@ -95,8 +194,10 @@ def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     """Leaves in a fixed order and the structure.
 
     Dict entries come in sorted key order (JAX's convention: ``jax.jit`` and ``jax.lax.scan``
-    hand dicts back with sorted keys, so insertion order is not a stable leaf order), lists and
-    tuples by position. :func:`tree_unflatten` rebuilds dicts in that order.
+    hand dicts back with sorted keys, so insertion order is not a stable leaf order), an
+    ``OrderedDict``'s in its own key order, lists, tuples and NamedTuples by position. ``None``
+    is an empty subtree (no leaves), as in ``jax.tree_util`` and optax. :func:`tree_unflatten`
+    rebuilds every container as its own type (dicts with sorted keys).
     """
     if not isinstance(tree, _CONTAINERS) and hasattr(tree, "shape"):
         return [tree], _LEAF  # the common one-array tree, without the walk
@@ -104,7 +205,7 @@ def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     spec = _flatten(tree, leaves)
     if not leaves:
         raise ValueError("the parameter tree has no arrays")
-    return leaves, TreeDef(spec)
+    return leaves, TreeDef(spec, len(leaves))
 
 
 def tree_leaves(tree: Any) -> list[Any]:
@@ -112,22 +213,36 @@ def tree_leaves(tree: Any) -> list[Any]:
     return tree_flatten(tree)[0]
 
 
-def _unflatten(spec: Any, it: Any) -> Any:
+def _unflatten(spec: Any, it: Iterator[Any]) -> Any:
     if spec is None:
         return next(it)
-    kind, children = spec
+    kind, aux, children = spec
     if kind == "dict":
-        return {k: _unflatten(c, it) for k, c in children}
-    items = [_unflatten(c, it) for c in children]
-    return items if kind == "list" else tuple(items)
+        return {
+            k: next(it) if c is None else _unflatten(c, it)
+            for k, c in zip(aux, children, strict=True)
+        }
+    items = [next(it) if c is None else _unflatten(c, it) for c in children]
+    if kind == "list":
+        return items
+    if kind == "tuple":
+        return tuple(items)
+    if kind == "none":
+        return None
+    if kind == "namedtuple":
+        return aux(*items)
+    if kind == "sequence":
+        return aux(items)
+    pairs = zip(aux[1], items, strict=True)  # a mapping: (class, keys[, default factory])
+    return aux[0](aux[2], pairs) if len(aux) == 3 else aux[0](pairs)
 
 
 def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
     """Rebuild a tree of ``treedef``'s structure from ``leaves``."""
     if treedef._spec is None and len(leaves) == 1:
         return leaves[0]
-    if len(leaves) != treedef.num_leaves:
-        raise ValueError(f"expected {treedef.num_leaves} leaves, got {len(leaves)}")
+    if len(leaves) != treedef._n:
+        raise ValueError(f"expected {treedef._n} leaves, got {len(leaves)}")
     return _unflatten(treedef._spec, iter(leaves))
 
 

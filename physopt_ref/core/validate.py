@@ -61,7 +61,7 @@ class Bounds:
     def interval(self) -> str:
         return _fmt_range(self.low, self.high, self.low_open, self.high_open)
 
-    def outside(self, v: np.ndarray) -> np.ndarray:
+    def outside(self, v: np.ndarray | np.floating[Any]) -> Any:
         """Boolean mask of the values outside the interval (NaN counts as outside)."""
         bad = ~np.isfinite(v)
         if self.low is not None:

@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.control import if_any
+from physopt_ref.core.numerics import tree_norm
+from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
@@ -31,6 +33,7 @@ from physopt_ref.core.validate import check_bool, check_int, check_real
 from physopt_ref.optimizers.ecd_common import (
     check_direction,
     check_eps2,
+    check_member,
     check_one_dtype,
     check_seed,
     energy_shell_phase,
@@ -109,8 +112,10 @@ def bbi(
     eps1: float = 1e-10,
     eps2: float | None = None,
     seed: int = 0,
+    member: int = 0,
     bounce_direction: str = "cube",
     v0_tuning: bool = False,
+    state_dtype: str | None = None,
 ) -> Optimizer:
     r"""BBI (Born-Infeld energy-conserving descent with bounces), the official step order.
 
@@ -186,14 +191,26 @@ def bbi(
         number (float32: 9.9e-32; float64 keeps 1e-40). An explicit value below that floor is
         refused at ``init``.
     seed : int
-        Seed of the counter-based bounce stream (:mod:`physopt_ref.backends`); ensemble member
-        ``k`` behaves as a single run with ``seed + k``. Default 0.
+        Seed of the counter-based bounce stream (:mod:`physopt_ref.backends`); keyed by
+        (``seed``, ``member``). Default 0.
+    member : int
+        Member index of this run, in [0, 2**32) (default 0): the draws are keyed by
+        (``seed``, member), and ensemble member ``k`` draws as member ``member + k``, so a
+        single run with ``member=k`` equals member ``k`` of an ensemble with the same seed, and
+        different seeds never share a member's draws.
     bounce_direction : {"cube", "isotropic"}
         ``"cube"`` (default, the code's ``torch.rand(...) - .5`` per component, line 142) or
         ``"isotropic"`` (a standard normal vector: a uniform direction on the sphere).
     v0_tuning : bool
         Automatic ΔV tuning (``BBI_v0tuning``, "still in development" per the README); default
         False.
+
+    state_dtype : {None, "params", "float32", "float64"}
+        The dtype of the state (momentum, energy, :math:`|\pi|^2`) and of the step's
+        arithmetic; the new parameters are rounded once to their own dtype. ``None`` (default):
+        the compute dtype ``result_type(param dtype, float32)``, i.e. float32 state for float16
+        and bfloat16 parameters (:mod:`physopt_ref.core.precision`: the energy shell needs
+        it, ``docs/precision.md``); ``"params"``: the parameters' dtype.
 
     Returns
     -------
@@ -206,14 +223,18 @@ def bbi(
     Differences from the authors' code (``gbdl/BBI`` ``inflation.py``), each deliberate:
 
     1. The initial momentum is normalised over the **whole parameter tree**; the code normalises
-       each tensor separately, so k tensors start with :math:`|\pi|^2 = k(E^2/V_0 - V_0)` (the
-       first rescale then corrects it when ``consEn``; without it the energy is wrong).
+       each tensor separately, so k tensors start with :math:`|\pi|^2 = k(E^2/V_0 - V_0)`.
+       With ``consEn`` the first rescale corrects the size of that momentum but not its
+       direction: each tensor's part has the same length in the code, whatever its share of
+       the gradient, so the runs differ (measured for issue 23: parameters 5.2e-3 apart after
+       one call on a tree split 3 + 2); without ``consEn`` the energy is wrong too.
     2. **No NaN when δE = 0**: :math:`E^2/V - V` is computed as :math:`(E-V)(E+V)/V` and clipped
        at 0 (the code's ``sqrt(E**2/V0 - V0)`` can be ``sqrt`` of a tiny negative number when
        ``v0 != 0``); a zero gradient gives a zero initial momentum (the code divides by
        :math:`|g| = 0`); a zero :math:`|\pi|^2` skips the rescale (the code divides by it).
-    3. Bounces are **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, the call
-       count and the leaf index); the code seeds a private generator non-deterministically.
+    3. Bounces are **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, the
+       run's ``member`` index, the call count and the leaf index); the code seeds a private
+       generator non-deterministically.
        ``"isotropic"`` is an added option.
     4. ``n_fixed_bounces=0`` gives no fixed bounce; the code still performs one.
     5. Everything is **per run** of an ensemble (E, counters, best V, triggers, stops, floor);
@@ -239,7 +260,8 @@ def bbi(
         the shift before every first update, so the floor test fails again on each call);
         here the floor moves and the run starts on the next call.
     11. The code keeps its :math:`|\pi|^2` accumulators in float32 under torch's default
-        dtype, also for float64 parameters; here they take the parameters' dtype. This
+        dtype, also for float64 parameters; here they take the state dtype (``state_dtype``: the
+        parameters' dtype, float32 for float16 and bfloat16 parameters). This
         explains differences of about 1e-5 when comparing against the code.
     12. ε₂ (``eps2``) is never below the parameters' dtype can resolve (see ``eps2``); a
         non-finite V is a no-op, and the parameter tree must have one dtype (refused at
@@ -256,8 +278,10 @@ def bbi(
         "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
         "eps2": None if eps2 is None else check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
         "seed": check_seed(seed),
+        "member": check_member(member),
         "bounce_direction": check_direction(bounce_direction),
         "v0_tuning": check_bool("v0_tuning", v0_tuning),
+        "state_dtype": check_state_dtype(state_dtype),
     }
     derived = {
         "fixed_on": hp["t0"] is not None and hp["n_fixed_bounces"] > 0,
@@ -266,8 +290,8 @@ def bbi(
     return Optimizer(
         "bbi",
         hp,
-        init=_bbi_init,
-        update=_bbi_update,
+        init=_BBI_RULES[0],
+        update=_BBI_RULES[1],
         state_type=BBIState,
         needs_loss=True,
         squares_gradient=True,
@@ -347,12 +371,13 @@ def _bbi_update(
             xp,
             momentum,
             seed=hp["seed"],
+            member=hp["member"],
             counter=ctx.count,
             batch_ndim=bn,
             law=hp["bounce_direction"],
         )
-        d2 = tree_sq_norm(xp, dirs, bn)
-        fac = xp.sqrt(safe_divide(xp, p2, d2, d2 > 0.0, one, zero))
+        dnorm = xp.astype(tree_norm(xp, dirs, bn), ctx.dtype)
+        fac = safe_divide(xp, xp.sqrt(p2), dnorm, dnorm > 0.0, one, zero)
         return select_tree(xp, bounce, scale_tree(xp, dirs, fac, bn), momentum, bn)
 
     pi_b = if_any(xp, bounce, bounced, list, pi) if hit is not None else pi
@@ -395,6 +420,9 @@ def _bbi_update(
     }
     return theta_new, fields
 
+
+# The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
+_BBI_RULES = widened(_bbi_init, _bbi_update)
 
 register(
     "bbi",

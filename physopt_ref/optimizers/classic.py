@@ -209,7 +209,8 @@ def _adam_update(
     xp = ctx.xp
     eta, b1, b2, eps = (ctx.hp(hp[k]) for k in ("lr", "b1", "b2", "eps"))
     t = ctx.t + 1.0
-    # Bias corrections per run, in the parameters' dtype (traceable; no host round trip).
+    # Bias corrections per run, in the compute dtype (float32 for half-precision parameters:
+    # in bfloat16 0.999 rounds to 1 and 1 - b2**t is 0); cast where they meet a leaf.
     c1 = 1.0 - b1**t
     c2 = 1.0 - b2**t
     # sqrt(v_t) = hypot(sqrt(β₂) sqrt(v_{t-1}), sqrt(1-β₂) |g|): no g² (no overflow).
@@ -240,7 +241,8 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
     the square root, as in the paper's Algorithm 1 (PyTorch's and optax's placement; TF1 differs).
     Under a constant gradient the bias-corrected moments equal :math:`g` and :math:`g^2` from the
     first step (the reason for the correction, Kingma & Ba Sec. 3). The corrections
-    :math:`1-\beta^t` are computed per run in the parameters' dtype from the count array.
+    :math:`1-\beta^t` are computed per run from the count array in the compute dtype
+    (``result_type(param dtype, float32)``, ``docs/precision.md``), then cast.
 
     The state keeps :math:`\sqrt{v_t}` (``rms``), updated as
     :math:`\sqrt{v_t} = \operatorname{hypot}(\sqrt{\beta_2}\sqrt{v_{t-1}},

@@ -146,7 +146,9 @@ def _check_fan_in(fan_in: Any) -> Any:
     )
 
 
-def _fan_ins(fan_in: Any, shapes: Sequence[tuple[int, ...]], treedef: TreeDef) -> list[int]:
+def _fan_ins(
+    fan_in: Any, shapes: Sequence[tuple[int, ...]], treedef: TreeDef | None
+) -> list[int]:
     """One :math:`n` per leaf of the tree, in leaf order, from the leaves' event shapes."""
     if fan_in is None:
         return [default_fan_in(s) for s in shapes]

@@ -116,7 +116,7 @@ def _prototype_update(
 ) -> tuple[list[Any], dict[str, Any]]:
     xp = ctx.xp
     alpha, b1, zeta, eps = (ctx.hp(hp[k]) for k in ("lr", "b1", "b2", "eps"))
-    correction = 1.0 - b1 ** (ctx.t + 1.0)  # per run, in the parameters' dtype
+    correction = 1.0 - b1 ** (ctx.t + 1.0)  # per run, in the compute dtype
     kick = (1.0 - b1) / (2.0 * zeta)
     new_p, new_v, new_m = [], [], []
     for p, g, v, m in zip(params, grads, state.v, state.m, strict=True):

@@ -23,6 +23,7 @@ from typing import Any
 from physopt_ref.backends import normal, uniform
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.control import if_any
+from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.tree import scale_tree, select_tree, tree_dot, tree_sq_norm
 from physopt_ref.core.validate import check_choice, check_int
 
@@ -35,6 +36,7 @@ __all__ = [
     "EVENT_UPDATE",
     "check_direction",
     "check_eps2",
+    "check_member",
     "check_one_dtype",
     "check_seed",
     "energy_shell_phase",
@@ -115,6 +117,11 @@ def check_seed(seed: Any) -> int:
     return check_int("seed", seed, symbol="seed", low=0, high=2**64 - 1)
 
 
+def check_member(member: Any) -> int:
+    """Validate a run's member index (a Python int in [0, 2**32): the draws' counter word)."""
+    return check_int("member", member, symbol="member index", low=0, high=2**32 - 1)
+
+
 def check_direction(direction: Any) -> str:
     """Validate a bounce-direction law name."""
     return check_choice("bounce_direction", direction, DIRECTIONS)
@@ -181,17 +188,18 @@ def initial_momentum(
 ) -> tuple[list[Any], Any]:
     """The momentum and its squared norm, started as ``-magnitude · g/|g|`` where ``init_now``.
 
-    The norm is taken over the whole tree, per run; a zero gradient gives a zero momentum (no
-    0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept. Only calls where
-    some run starts pay for it (:func:`physopt_ref.core.control.if_any`).
+    The norm is taken over the whole tree, per run, scaled (:func:`physopt_ref.core.numerics.
+    tree_norm`: no :math:`|g|^2` that overflows or underflows); a zero gradient gives a zero
+    momentum (no 0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept.
+    Only calls where some run starts pay for it (:func:`physopt_ref.core.control.if_any`).
     """
     xp, bn = ctx.xp, ctx.batch_ndim
     one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
 
     def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
-        g2 = tree_sq_norm(xp, grads, bn)
-        moving = g2 > 0.0
-        coef = -safe_divide(xp, magnitude, xp.sqrt(g2), moving, one, zero)
+        gnorm = xp.astype(tree_norm(xp, grads, bn), ctx.dtype)  # a finite norm is representable
+        moving = gnorm > 0.0
+        coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
         new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
         started_p2 = xp.where(moving, magnitude * magnitude, zero)
         return new, xp.where(init_now, started_p2, p2)
@@ -257,17 +265,19 @@ def random_directions(
     batch_ndim: int,
     law: str,
     stream_offset: int = 0,
+    member: int = 0,
 ) -> list[Any]:
     """One random vector per leaf from the counter-based streams of :mod:`physopt_ref.backends`.
 
     ``law="cube"``: i.i.d. U(-1/2, 1/2) components (the authors' ``torch.rand(...) - .5``);
     ``law="isotropic"``: i.i.d. standard normals. Leaf ``i`` uses stream ``stream_offset + i``;
     ``counter`` is each run's step count; ensemble member ``k`` gets the numbers of a single
-    run with seed ``seed + k``. Computed on the device (Philox-4x32-10).
+    run with the same seed and member index ``member + k``. Computed on the device
+    (Philox-4x32-10).
     """
     out = []
     for i, leaf in enumerate(leaves):
-        kw = dict(like=leaf, batch_ndim=batch_ndim, stream=stream_offset + i)
+        kw = dict(like=leaf, batch_ndim=batch_ndim, stream=stream_offset + i, member=member)
         if law == "cube":
             out.append(uniform(seed, counter, tuple(leaf.shape), **kw) - 0.5)
         else:

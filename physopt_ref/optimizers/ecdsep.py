@@ -29,12 +29,14 @@ from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
 from physopt_ref.core.validate import check_bool, check_real, is_array
 from physopt_ref.optimizers.ecd_common import (
     check_eps2,
+    check_member,
     check_one_dtype,
     check_seed,
     energy_shell_phase,
@@ -102,7 +104,9 @@ def ecdsep(
     eps1: float = 1e-10,
     eps2: float | None = None,
     seed: int = 0,
+    member: int = 0,
     f0_tuning: bool = False,
+    state_dtype: str | None = None,
 ) -> Optimizer:
     r"""ECDSep, the official update (rescale, kick, drift, ν-jitter with exact norm restore).
 
@@ -174,10 +178,18 @@ def ecdsep(
         (float32: 9.9e-32, so that :math:`e^E/V` cannot overflow for :math:`e^E` up to 3.4e7;
         float64 keeps 1e-40). An explicit value below that floor is refused at ``init``.
     seed : int
-        Seed of the counter-based jitter stream (:mod:`physopt_ref.backends`); ensemble member
-        ``k`` behaves as a single run with ``seed + k``. Default 0.
+        Seed of the counter-based jitter stream (:mod:`physopt_ref.backends`); keyed by
+        (``seed``, ``member``). Default 0.
+    member : int
+        Member index of this run, in [0, 2**32), default 0: the jitter is keyed by (``seed``,
+        member) as BBI's bounces are (:func:`physopt_ref.bbi`, ``member``).
     f0_tuning : bool
         Automatic :math:`F_0` tuning (``ECDSep_F0tuning``); default False.
+
+    state_dtype : {None, "params", "float32", "float64"}
+        The dtype of the state and of the step's arithmetic, as for :func:`physopt_ref.bbi`:
+        by default float32 for float16 and bfloat16 parameters (the measured need is in
+        ``docs/precision.md``), the parameters' dtype otherwise.
 
     Returns
     -------
@@ -196,11 +208,11 @@ def ecdsep(
        gap :math:`\tilde F - F_0`, not 5 times :math:`V = (\tilde F - F_0)^\eta`.
     2. An explicit ``delta_e`` is respected for every ``s``; only the default follows the code's
        ``s != 1 -> deltaEn = 1`` override.
-    3. The jitter is **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, call
-       count and leaf); the code seeds a private generator non-deterministically. It is
-       computed as :math:`p \leftarrow a\,p + b\,z` with :math:`|u|^2` from the inner products
-       :math:`p\cdot z` and :math:`|z|^2` (the same vector as normalising
-       :math:`u = p/|p| + \nu z`, up to rounding, without forming it).
+    3. The jitter is **seeded and reproducible** (Philox-4x32-10 stream keyed by ``seed``, the
+       run's ``member`` index, call count and leaf); the code seeds a private generator
+       non-deterministically. It is computed as :math:`p \leftarrow a\,p + b\,z` with
+       :math:`|u|^2` from the inner products :math:`p\cdot z` and :math:`|z|^2` (the same
+       vector as normalising :math:`u = p/|p| + \nu z`, up to rounding, without forming it).
     4. **Per run** of an ensemble: :math:`e^E`, :math:`|p|^2`, norms, jitter normalisation, stops
        and floors; the code keeps one set for all parameter groups.
     5. No NaN: a zero initial gradient gives :math:`p_0 = 0` (the code divides 0/0); a zero
@@ -215,12 +227,16 @@ def ecdsep(
        direction of :math:`-\nabla F`, read from ``p.grad`` before it adds :math:`w q`): weight
        decay is the coupled-L2 transform in front of the step, which hands on one consistent
        pair :math:`(\tilde F, \nabla\tilde F)`.
-    8. F0 tuning with a start at or below the floor: the code never leaves call 0 (it resets
-       the shift before every first update, so the floor test fails again on each call); here
-       the floor moves and the run starts on the next call.
+    8. F0 tuning with a start at or below the floor is **not** a difference: neither the code
+       nor this step resets the shift, so in both the floor moves at call 0 and the run
+       proceeds once :math:`\tilde F` is above it (the moves differ as in item 1: 5 times the
+       gap here, 5 V there). (An earlier version of this note said the code never leaves call
+       0; it does, issue 23.)
     9. The code keeps its :math:`|p|^2` accumulator in float32 under torch's default dtype,
-       also for float64 parameters; here it takes the parameters' dtype. This explains
-       differences of about 1e-5 when comparing against the code.
+       also for float64 parameters; here it takes the state dtype (``state_dtype``: the
+       parameters' dtype, float32 for float16 and bfloat16 parameters). This explains
+       differences of 4.5e-9 to 8.8e-9 when comparing float64 runs against the code (the
+       figures measured for issue 23; the 1e-5 quoted here before is BBI's figure).
     10. ε₂ (``eps2``) is never below what the parameters' dtype resolves (the code's 1e-40
         turned converged float32 runs into NaN: :math:`e^E/V` overflowed at
         :math:`F \approx 8\cdot10^{-38}`, step 2953 of 16 runs on the 10-D quadratic with
@@ -228,6 +244,13 @@ def ecdsep(
         infinite loss, or :math:`(\tilde F - F_0)^\eta` overflowing the dtype) makes no update
         and moves no floor (``event`` 0). The parameter tree must have one dtype (refused at
         ``init``: the energy couples all leaves).
+    11. Below the floor without F0 tuning (:math:`\tilde F \le F_0`) a call is a no-op for every
+        η (:math:`V = 0`, as item 5 says for a non-integer η). With an **even integer η** the
+        code's :math:`V = (\tilde F - F_0)^\eta` is positive there, so it keeps updating and
+        climbs up to the :math:`F_0` level: measured for issue 23 on a 5-D quadratic with
+        η = 2, F0 = 20, f went from 9.5 to 19.99999 in 1000 calls, where this step stays at
+        9.5. The floor is a level the run must stay above; the code's climb is an artefact of
+        the sign of an even power.
     """
     s = check_real("s", s, symbol="s", low=0.0, per_run=True)
     if delta_e is None:
@@ -250,13 +273,15 @@ def ecdsep(
         "eps1": check_real("eps1", eps1, symbol="ε₁", low=0.0),
         "eps2": None if eps2 is None else check_real("eps2", eps2, symbol="ε₂ (ε)", low=0.0),
         "seed": check_seed(seed),
+        "member": check_member(member),
         "f0_tuning": check_bool("f0_tuning", f0_tuning),
+        "state_dtype": check_state_dtype(state_dtype),
     }
     optimizer = Optimizer(
         "ecdsep",
         hp,
-        init=_ecdsep_init,
-        update=_ecdsep_update,
+        init=_ECDSEP_RULES[0],
+        update=_ECDSEP_RULES[1],
         state_type=ECDSepState,
         needs_loss=True,
         squares_gradient=True,
@@ -316,6 +341,9 @@ def _ecdsep_update(
     kick = dt * eta / gap_s
     p_k = [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, grads, strict=True)]
     p2k = tree_sq_norm(xp, p_k, bn)
+    # |p| from the |p|² the step carries anyway (one pass fewer than the scaled tree_norm):
+    # |p|² overflows only past finfo.max, the documented limit the debug checks refuse; for
+    # half-precision parameters it is formed in the float32 state (state_dtype).
     norm = xp.sqrt(p2k)
     move = safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero)
     q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, p_k, strict=True)]
@@ -325,7 +353,8 @@ def _ecdsep_update(
     # u). A zero p stays zero (a = b = 0).
     if is_array(nu) or nu > 0.0:
         z = random_directions(
-            xp, p_k, seed=hp["seed"], counter=ctx.count, batch_ndim=bn, law="isotropic"
+            xp, p_k, seed=hp["seed"], member=hp["member"], counter=ctx.count, batch_ndim=bn,
+            law="isotropic",
         )
         moving = norm > 0.0
         inv = safe_divide(xp, 1.0, norm, moving, one, zero)
@@ -357,6 +386,9 @@ def _ecdsep_update(
     }
     return q_out, fields
 
+
+# The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
+_ECDSEP_RULES = widened(_ecdsep_init, _ecdsep_update)
 
 register(
     "ecdsep",

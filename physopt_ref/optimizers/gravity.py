@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from physopt_ref.backends import normal
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.numerics import compute_dtype
 from physopt_ref.core.registry import register
 from physopt_ref.core.tree import expand_to_leaf, per_run_max
 from physopt_ref.core.validate import check_int, check_real
@@ -76,14 +77,24 @@ def gravity_zeta(xp: Any, g: Any, batch_ndim: int = 0) -> Any:
     r""":math:`\zeta = g/(1 + (g/m)^2)` with :math:`m = 1/\max|G|` over the leaf, per run.
 
     ``g`` is one leaf; the maximum is over its trailing (event) axes, one per ensemble member.
-    Computed as :math:`g/(1+(g\max|G|)^2)`, which is finite for an all-zero gradient. A leaf
+    Computed as :math:`(g r)\,r/(r^2 + (u r)^2)` with :math:`u = g\max|G|` and
+    :math:`r = 1/\max(|u|, 1)`, which is finite for an all-zero gradient and forms no
+    :math:`u^2` that could overflow (right for gradients up to ``finfo.max``), in the compute dtype
+    (:func:`physopt_ref.core.numerics.compute_dtype`) and cast back to ``g``'s. A leaf
     with no elements (an event axis of length 0) gives its empty ζ (no maximum to take).
     """
     if any(n == 0 for n in g.shape[batch_ndim:]):
         return g
-    gmax = expand_to_leaf(xp, per_run_max(xp, xp.abs(g), batch_ndim), g, batch_ndim)
-    u = g * gmax
-    return g / (1.0 + u * u)
+    cd = compute_dtype(xp, g.dtype)
+    gc = g if cd == g.dtype else xp.astype(g, cd)  # in the compute dtype, cast back at the end
+    gmax = expand_to_leaf(xp, per_run_max(xp, xp.abs(gc), batch_ndim), gc, batch_ndim)
+    u = gc * gmax
+    # g/(1 + u²) = (g r) r / (r² + (u r)²) with r = 1/max(|u|, 1): no u² to overflow, no
+    # subnormal r² in the numerator, and no branch.
+    r = 1.0 / xp.maximum(xp.abs(u), xp.ones_like(u))
+    ur = u * r
+    zeta = (gc * r) * r / (r * r + ur * ur)
+    return zeta if cd == g.dtype else xp.astype(zeta, g.dtype)
 
 
 def _gravity_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
@@ -91,7 +102,8 @@ def _gravity_init(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, A
     sigma = ctx.hp(hp["alpha"]) / ctx.hp(hp["lr"])
     v0 = tuple(
         ctx.leaf(sigma, p)
-        * normal(hp["seed"], 0, tuple(p.shape), like=p, batch_ndim=ctx.batch_ndim, stream=i)
+        * normal(hp["seed"], 0, tuple(p.shape), like=p, batch_ndim=ctx.batch_ndim, stream=i,
+                 member=hp["member"])
         for i, p in enumerate(leaves)
     )
     return {"velocity": v0}
@@ -121,6 +133,7 @@ def gravity(
     beta: Any = 0.9,
     seed: int = 0,
     t_start: int = 0,
+    member: int = 0,
 ) -> Optimizer:
     r"""The Gravity optimizer (Bahrami & Pouriyan Zadeh 2021, Algorithm 1).
 
@@ -150,12 +163,16 @@ def gravity(
         :math:`\beta \in [0, 1]` (Algorithm 1's range). Default 0.9 (paper, official code).
     seed : int
         Seed of the :math:`V_0` draw (``physopt_ref.backends.normal``, counter 0, one stream per
-        leaf). Ensemble member ``k`` gets the :math:`V_0` of a single run with ``seed + k``.
+        leaf), keyed by (``seed``, member): see ``member``.
     t_start : int
         ``t`` on the first step: 0 (default; the paper's text, Table 2 and Eq. 28, "At t = 0 the
         value of β̂ is 0.5", and the Keras class behind all reported results) or 1 (Algorithm 1's
         ``t ← t + 1`` before use, the official PyTorch class and kozistr's port: first
         :math:`\hat\beta = (\beta+1)/3`).
+    member : int
+        Member index of this run, in [0, 2**32), default 0: :math:`V_0` is keyed by
+        (``seed``, member), and ensemble member ``k`` draws as member ``member + k``
+        (:func:`physopt_ref.bbi`, ``member``).
 
     Returns
     -------
@@ -187,6 +204,7 @@ def gravity(
         "beta": check_real("beta", beta, symbol="β", low=0.0, high=1.0, per_run=True),
         "seed": check_int("seed", seed, symbol="seed", low=0, high=2**64 - 1),
         "t_start": check_int("t_start", t_start, symbol="t₀", low=0, high=1),
+        "member": check_int("member", member, symbol="member index", low=0, high=2**32 - 1),
     }
     return Optimizer(
         "gravity", hp, init=_gravity_init, update=_gravity_update, state_type=GravityState

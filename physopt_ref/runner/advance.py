@@ -84,6 +84,7 @@ class _Config:
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int | None = None
     compile: bool = False
+    noise_member: int = 0
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,8 @@ def _noisy(ens: _Ensemble, cfg: _Config, g: list[Any], k: int) -> list[Any]:
         return g
     return [
         gi + cfg.grad_noise * normal(cfg.noise_seed, k, tuple(gi.shape), like=gi,
-                                     batch_ndim=ens.batch_ndim, stream=_NOISE_STREAM + i)
+                                     batch_ndim=ens.batch_ndim, stream=_NOISE_STREAM + i,
+                                     member=cfg.noise_member)
         for i, gi in enumerate(g)
     ]
 

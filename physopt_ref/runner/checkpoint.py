@@ -74,7 +74,7 @@ def _library_version() -> str:
 def write_checkpoint(path: str | os.PathLike, meta: Mapping[str, Any],
                      arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``meta`` (JSON) and ``arrays`` to ``path`` atomically (temporary file, then move)."""
-    full = {
+    full: dict[str, Any] = {  # savez(**full): numpy's stub types the keywords as bool
         _META: np.asarray(json.dumps({"format": _FORMAT, "format_version": FORMAT_VERSION,
                                       "library_version": _library_version(), **meta})),
         **arrays,
@@ -170,7 +170,7 @@ def pack_state(state: Any, arrays: dict[str, np.ndarray], prefix: str) -> dict[s
 
 
 def unpack_state(layout: Mapping[str, Any], arrays: Mapping[str, np.ndarray], prefix: str,
-                 state_type: type, like: Any) -> Any:
+                 state_type: type[Any], like: Any) -> Any:
     """The state of ``layout`` as ``state_type``, its arrays on ``like``'s backend."""
     names = tuple(f["name"] for f in layout["fields"])
     if names != state_type._fields:

@@ -14,7 +14,7 @@ keeps unless it falls on the record grid.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -94,7 +94,8 @@ def merge_traces(
     }
     xs = None
     if longest.xs is not None:
-        xs = np.concatenate([t.xs[i] for t, i in zip(traces, index, strict=True)], axis=1)
+        xs = np.concatenate([cast(np.ndarray, t.xs)[i] for t, i in zip(traces, index, strict=True)],
+                            axis=1)  # every chunk records x when one does (same settings)
 
     def joined(name: str) -> np.ndarray:
         return np.concatenate([getattr(t, name) for t in traces], axis=0)

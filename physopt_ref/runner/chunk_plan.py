@@ -1,13 +1,13 @@
-r"""How :func:`physopt_ref.run_chunked` splits an ensemble: chunk bounds, seeds, memory estimate.
+r"""How :func:`physopt_ref.run_chunked` splits an ensemble: chunk bounds, members, memory estimate.
 
 An ensemble is split along its first ensemble axis into *chunks* of consecutive rows; each chunk
-is an ordinary :func:`physopt_ref.run` on its slice of ``x0``. Ensemble member ``k`` (flat C-order
-index over the ensemble axes) of a seeded draw equals a single run with seed ``seed + k``
-(:mod:`physopt_ref.backends`), so a chunk whose first member has flat index ``m0`` runs with
-every seed shifted by ``m0``: the optimizer's ``seed`` hyperparameter and the run loop's
-``noise_seed``, both modulo :math:`2^{64}` as the draws' keys are. Per-run hyperparameter arrays
-are sliced like ``x0``. Each chunk then computes exactly what its members compute in the
-unsplit run.
+is an ordinary :func:`physopt_ref.run` on its slice of ``x0``. The draws are keyed by (seed,
+member) (:mod:`physopt_ref.backends`): ensemble member ``k`` (flat C-order index over the
+ensemble axes) of a seeded draw equals a single run with the same seed and member index ``k``.
+So a chunk whose first member has flat index ``m0`` keeps every seed and shifts the member
+offsets by ``m0``: the optimizer's ``member`` hyperparameter and the run loop's
+``noise_member``. Per-run hyperparameter arrays are sliced like ``x0``. Each chunk then
+computes exactly what its members compute in the unsplit run.
 
 The memory estimate
 -------------------
@@ -77,7 +77,7 @@ __all__ = [
     "member_bytes",
     "plan_chunks",
     "record_count",
-    "shift_seed",
+    "shift_member",
     "slice_rows",
 ]
 
@@ -87,12 +87,15 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 #: Bytes a chunk holds whatever its size: Philox blocks, Python objects (1 MiB).
 CHUNK_OVERHEAD_BYTES = 2**20
 
-_SEED_MOD = 2**64
+def shift_member(member: int, offset: int) -> int:
+    """``member + offset``: the member index of the draws of the chunk member ``offset``.
 
-
-def shift_seed(seed: int, offset: int) -> int:
-    """``seed + offset`` modulo :math:`2^{64}`: the key of the draws of member ``offset``."""
-    return (int(seed) + int(offset)) % _SEED_MOD
+    Raises ``ValueError`` past the last member index, :math:`2^{32} - 1`.
+    """
+    shifted = int(member) + int(offset)
+    if shifted >= 2**32:
+        raise ValueError(f"member index {member} + {offset} is past the last one, 2**32 - 1")
+    return shifted
 
 
 def default_batch_ndim(problem: Any, leaves: list[Any]) -> int:
@@ -117,7 +120,7 @@ def _chunk_core(optimizer: Optimizer, start: int, stop: int, members_per_row: in
     hp = dict(optimizer.hyperparameters)
     changes = _sliced(hp, start, stop)
     if "seed" in hp and start:
-        changes["seed"] = shift_seed(hp["seed"], start * members_per_row)
+        changes["member"] = shift_member(hp.get("member", 0), start * members_per_row)
     if not changes:
         return optimizer
     entry = REGISTRY.get(optimizer.name)
@@ -153,7 +156,8 @@ def _chunk_transform(transform: GradientTransform, start: int, stop: int) -> Gra
 def chunk_optimizer(optimizer: Optimizer, start: int, stop: int, members_per_row: int) -> Optimizer:
     """The optimizer of the chunk of rows ``[start, stop)``.
 
-    Its ``seed`` (when it has one) is shifted by the chunk's first member index and its per-run
+    Its ``member`` offset (when it has a ``seed``) is shifted by the chunk's first member index
+    and its per-run
     hyperparameter arrays (and those of the transforms of a :func:`physopt_ref.chain`) are
     sliced to the chunk's rows; an optimizer with neither is returned as it is. The new
     optimizer is built by the registered factory of ``optimizer.name`` (so it is validated, and

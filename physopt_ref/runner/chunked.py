@@ -5,10 +5,10 @@ r"""Chunked runs: one ensemble split into ordinary runs on the workers of any ex
 each chunk as an ordinary :func:`physopt_ref.run` on a NumPy (or CuPy, torch, JAX) slice of the
 start, wherever the executor puts it, and merges the chunks' traces into the trace of the unsplit
 run, bit for bit. The chunks are exact because member ``k`` of an ensemble draws what a single
-run with seed ``seed + k`` draws: a chunk starting at member ``m0`` runs with the optimizer's
-``seed`` and the gradient-noise seed shifted by ``m0`` (:mod:`physopt_ref.runner.chunk_plan`), and
-the
-merge reproduces the unsplit loop's stop and records (:mod:`physopt_ref.runner.chunk_merge`).
+run with the same seed and member index ``k`` draws: a chunk starting at member ``m0`` runs
+with the optimizer's ``member`` and the gradient noise's ``noise_member`` shifted by ``m0``
+(:mod:`physopt_ref.runner.chunk_plan`), and the merge reproduces the unsplit loop's stop and
+records (:mod:`physopt_ref.runner.chunk_merge`).
 
 Engines
 -------
@@ -45,7 +45,7 @@ from physopt_ref.runner.chunk_plan import (
     ChunkPlan,
     chunk_optimizer,
     plan_chunks,
-    shift_seed,
+    shift_member,
     slice_rows,
 )
 from physopt_ref.runner.loop import _check_counts, run
@@ -237,6 +237,7 @@ def run_chunked(
     batch_ndim: int | None = None,
     grad_noise: float = 0.0,
     noise_seed: int = 0,
+    noise_member: int = 0,
     record_x: bool = False,
     stop_when_done: bool = True,
     callback: Any = None,
@@ -277,8 +278,8 @@ def run_chunked(
     completed : mapping of int to Trace, optional
         Chunks already run (``ChunkedRunError.traces`` of an earlier call with the same
         plan): they are not run again.
-    target, gtol, record_every, check_every, batch_ndim, grad_noise, noise_seed, record_x, \
-stop_when_done :
+    target, gtol, record_every, check_every, batch_ndim, grad_noise, noise_seed, noise_member, \
+record_x, stop_when_done :
         As for :func:`physopt_ref.run`.
     callback, checkpoint, checkpoint_every, resume :
         Not available (a ``TypeError`` says so when one is given): a callback would see one
@@ -302,6 +303,8 @@ stop_when_done :
     _check_counts(steps, record_every, check_every, grad_noise)
     noise_seed = check_int("noise_seed", noise_seed, symbol="seed of the gradient noise", low=0,
                            high=2**64 - 1)
+    noise_member = check_int("noise_member", noise_member, symbol="member index of the noise",
+                             low=0, high=2**32 - 1)
     if x0 is None:
         if not hasattr(problem, "start"):
             raise ValueError("x0 is required when the problem has no start()")
@@ -325,7 +328,8 @@ stop_when_done :
             problem=problem,
             x0=slice_rows(x0, start, stop),
             steps=steps,
-            options={**options, "noise_seed": shift_seed(noise_seed, first)},
+            options={**options, "noise_seed": noise_seed,
+                     "noise_member": shift_member(noise_member, first)},
         ))
     errors: dict[int, BaseException] = {}
     finished = len(done)
@@ -335,6 +339,7 @@ stop_when_done :
         if exc is not None:
             errors[index] = exc
         else:
+            assert trace is not None  # an outcome holds a trace or an error
             done[index] = trace
         finished += 1
         if progress is not None:

@@ -31,6 +31,7 @@ from physopt_ref.core.tree import (
     tree_flatten,
     tree_unflatten,
 )
+from physopt_ref.core.validate import check_int
 from physopt_ref.runner.run_checkpoint import load_run, save_run
 from physopt_ref.runner.trace import STATUS_MESSAGES, Trace
 
@@ -53,6 +54,8 @@ from physopt_ref.runner.advance import (
 class _Recorder:
     """The records: step numbers, losses, points (optional) and per-run state fields."""
 
+    fields: dict[str, list[Any]]
+
     def __init__(self, ens: _Ensemble, record_x: bool, runs: _Runs | None,
                  restored: dict[str, Any] | None = None) -> None:
         self.ens = ens
@@ -61,10 +64,11 @@ class _Recorder:
             self.steps, self.losses = restored["steps"], restored["losses"]
             self.xs, self.fields = restored["xs"], restored["fields"]
             return
+        assert runs is not None  # a fresh recorder starts from the runs
         self.steps = [0]
         self.losses = [runs.f]
         self.xs = [runs.x[0]] if record_x else []
-        self.fields: dict[str, list[Any]] = {}
+        self.fields = {}
 
     def add(self, k: int, runs: _Runs) -> None:
         self.steps.append(k)
@@ -158,7 +162,8 @@ def _loop(
             if k % cfg.record_every == 0 or k == cfg.steps or done:
                 rec.add(k, runs)
                 stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
-            if every is not None and k % every == 0 and k < cfg.steps:
+            if every is not None and cfg.checkpoint is not None and k % every == 0 \
+                    and k < cfg.steps:
                 save_run(cfg.checkpoint, optimizer, ens, cfg, runs, rec, k, done=done,
                          stopped=stopped, elapsed=before + time.perf_counter() - t0)
     except Exception as exc:
@@ -217,6 +222,7 @@ def run(
     batch_ndim: int | None = None,
     grad_noise: float = 0.0,
     noise_seed: int = 0,
+    noise_member: int = 0,
     record_x: bool = False,
     stop_when_done: bool = True,
     checkpoint: str | os.PathLike | None = None,
@@ -263,10 +269,14 @@ def run(
     grad_noise : float
         Standard deviation :math:`\sigma` of Gaussian noise added to every gradient component
         (a model of minibatch noise; the loss passed to the optimizer stays exact). Drawn with
-        :func:`physopt_ref.backends.normal` from ``noise_seed`` and the step count, so member
-        ``k`` of an ensemble sees the noise of a single run with seed ``noise_seed + k``.
+        :func:`physopt_ref.backends.normal` keyed by (``noise_seed``, member) and the step
+        count, so member ``k`` of an ensemble sees the noise of a single run with the same
+        seed and ``noise_member = k``, and different seeds never share a run's noise.
     noise_seed : int
         Seed of the gradient noise.
+    noise_member : int
+        Member index of the first run of ``x0`` for the gradient noise (default 0; members
+        ``noise_member + k``): what :func:`physopt_ref.run_chunked` gives a chunk.
     record_x : bool
         Also record the points (an array ``x0`` only), e.g. to plot trajectories.
     stop_when_done : bool
@@ -284,7 +294,8 @@ def run(
         the uninterrupted run's bit for bit (the wall time excepted). ``x0`` (or the problem's
         start) gives the backend, device, dtype and shapes; ``optimizer`` and the settings that
         shape the trace (``target``, ``gtol``, ``record_every``, ``check_every``,
-        ``grad_noise``, ``noise_seed``, ``record_x``, ``stop_when_done``) must be those of the
+        ``grad_noise``, ``noise_seed``, ``noise_member``, ``record_x``, ``stop_when_done``) must
+        be those of the
         saved run, else :class:`~physopt_ref.runner.checkpoint.CheckpointError` names the
         difference.
         ``resume`` and ``checkpoint`` may be the same file.
@@ -345,6 +356,8 @@ def run(
         )
     cfg = _Config(steps, target, gtol, callback, record_every, check_every, grad_noise,
                   noise_seed, record_x and len(leaves) == 1, stop_when_done, checkpoint,
-                  checkpoint_every, bool(compile))
+                  checkpoint_every, bool(compile),
+                  check_int("noise_member", noise_member, symbol="member index of the noise",
+                            low=0, high=2**32 - 1))
     with np.errstate(all="ignore"):
         return _loop(optimizer, fun, leaves, ens, cfg, resume)

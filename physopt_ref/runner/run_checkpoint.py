@@ -38,7 +38,9 @@ __all__ = ["load_run", "save_run"]
 
 #: The settings of ``run`` that shape the trace: a resumed call must pass the same ones.
 SETTINGS = ("target", "gtol", "record_every", "check_every", "grad_noise", "noise_seed",
-            "record_x", "stop_when_done")
+            "noise_member", "record_x", "stop_when_done")
+#: Settings added later, with the value a checkpoint written before them implies.
+_IMPLIED = {"noise_member": 0}
 #: The per-run arrays of the loop (fields of ``_run._Runs``); the tree-valued ones hold leaves.
 _ARRAYS = ("f", "active", "status", "steps_taken", "steps_to_target", "best_f")
 _TREES = ("x", "g", "best_x")
@@ -98,7 +100,7 @@ def load_run(path: str | os.PathLike, optimizer: Optimizer, ens: Any, cfg: Any,
     where = os.fspath(path)
     info = meta["run"]
     for name in SETTINGS:
-        recorded, given = info["settings"][name], getattr(cfg, name)
+        recorded, given = info["settings"].get(name, _IMPLIED.get(name)), getattr(cfg, name)
         if recorded != given:
             raise CheckpointError(
                 f"{where} was written by a run with {name}={recorded!r}; resume it with the "

@@ -206,7 +206,7 @@ class Trace:
             f"    evaluations     {_quantile_text(self.run_evaluations.ravel(), '.0f')}",
         ]
         if self.target is not None:
-            low, high = self.success_interval
+            low, high = wilson_interval(self.successes, self.n_runs)
             hit = self.evaluations_to_target[self.reached_target]
             lines.append(f"    evals to target {_quantile_text(hit.astype(float), '.0f')}")
             lines.append(f"  target {self.target:g} reached by {self.successes}/{n} runs "
@@ -263,7 +263,7 @@ class Trace:
         success = None
         if self.target is not None:
             success = {"successes": self.successes, "runs": n, "rate": self.success_rate,
-                       "wilson95": list(self.success_interval)}
+                       "wilson95": list(wilson_interval(self.successes, self.n_runs))}
         out = {
             "optimizer": self.optimizer,
             "batch_shape": list(self.batch_shape),

@@ -9,7 +9,15 @@ array libraries::
     print(report.table())          # one row per property: pass / FAIL, measured vs allowed
     report.raise_if_failed()
 
-or from the shell: ``physopt-ref verify my_module:my_factory --hp lr=0.1``.
+or from the shell: ``physopt-ref verify my_module:my_factory --hp lr=0.1``. A
+``torch.optim.Optimizer`` subclass (``physopt-ref verify torch.optim:Adam --hp lr=0.01``) and
+an optax transformation factory (``optax:adam``) are subjects too
+(:func:`~physopt_ref.testing.frameworks.framework_subject`).
+
+The kit adapts to the subject: it probes which parameter trees (one array, lists, tuples,
+dicts), ensembles and loss keyword the optimizer takes and draws only those
+(:mod:`.probe`); without ``physics`` it proposes physics checks from the hyperparameter names
+and the first steps and says why (:mod:`.suggest`). The report's notes say both.
 
 Layers
 ------
@@ -63,7 +71,9 @@ from physopt_ref.testing.energy import (
     max_energy_drift,
     one_step_energy_errors,
 )
+from physopt_ref.testing.frameworks import framework_subject
 from physopt_ref.testing.hyperparameters import RANGES, hyperparameter_space
+from physopt_ref.testing.probe import Accepts, probe
 from physopt_ref.testing.properties import (
     PHYSICS_PRESETS,
     REGISTERED_PHYSICS,
@@ -104,6 +114,7 @@ from physopt_ref.testing.structure import (
     state_signature,
 )
 from physopt_ref.testing.subject import Subject, as_subject
+from physopt_ref.testing.suggest import suggest_physics
 from physopt_ref.testing.verify import DEFAULT_EXAMPLES, search, verify
 from physopt_ref.testing.workloads import (
     CONTRACT_WORKLOAD,
@@ -121,6 +132,7 @@ __all__ = [
     "RANGES",
     "REGISTERED_PHYSICS",
     "STABILITY_METHODS",
+    "Accepts",
     "BornInfeld",
     "CheckResult",
     "Condition",
@@ -171,6 +183,7 @@ __all__ = [
     "energy_conservation",
     "envelope_rate",
     "final_amplitude",
+    "framework_subject",
     "hyperparameter_space",
     "leaf_paths",
     "max_energy_drift",
@@ -179,11 +192,13 @@ __all__ = [
     "on_backend",
     "one_step_energy_errors",
     "physics_preset",
+    "probe",
     "search",
     "stability_bound",
     "stability_threshold",
     "state_signature",
     "step_sizes",
+    "suggest_physics",
     "trajectory",
     "verify",
 ]

@@ -10,6 +10,7 @@ conditions reports the tightest one (a failing one first).
 
 from __future__ import annotations
 
+import builtins
 import math
 import unittest
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,23 +113,23 @@ class CheckResult:
         """A check that could not run, with the reason."""
         return cls(prop, None, example or {}, skip_reason=reason, examples_run=0)
 
-    @property
+    @builtins.property
     def status(self) -> str:
         """``"pass"``, ``"FAIL"`` or ``"skip"``."""
         if self.condition is None:
             return "skip"
         return "pass" if self.condition.passed else "FAIL"
 
-    @property
+    @builtins.property
     def passed(self) -> bool:
         """True when the property holds (a skipped check has not passed)."""
         return self.condition is not None and self.condition.passed
 
-    @property
+    @builtins.property
     def failed(self) -> bool:
         return self.condition is not None and not self.condition.passed
 
-    @property
+    @builtins.property
     def margin(self) -> float | None:
         return None if self.condition is None else self.condition.margin
 
@@ -214,17 +215,22 @@ def _fmt(v: float) -> str:
 
 @dataclass(frozen=True)
 class Report:
-    """The results of :func:`~physopt_ref.testing.verify`: one row per property."""
+    """The results of :func:`~physopt_ref.testing.verify`: one row per property.
+
+    ``notes`` say how the run was set up: what was probed about the subject, which physics
+    checks were chosen and why, which properties do not apply to it.
+    """
 
     subject: str
     results: Sequence[CheckResult]
+    notes: Sequence[str] = ()
 
-    @property
+    @builtins.property
     def passed(self) -> bool:
         """No property failed (skipped ones do not count as failures)."""
         return not any(r.failed for r in self.results)
 
-    @property
+    @builtins.property
     def failures(self) -> list[CheckResult]:
         return [r for r in self.results if r.failed]
 
@@ -254,6 +260,7 @@ class Report:
         n_fail = len(self.failures)
         n_skip = sum(r.status == "skip" for r in self.results)
         lines.append("")
+        lines += [f"* {note}" for note in self.notes]
         lines.append(f"{self.subject}: {len(self.results) - n_fail - n_skip} passed, {n_fail} "
                      f"failed, {n_skip} skipped")
         for r in self.failures:

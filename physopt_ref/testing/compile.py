@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from physopt_ref.core.tree import tree_flatten
 from physopt_ref.testing._compare import close_condition, x64_scope
 from physopt_ref.testing._result import CheckResult, Condition, combine
-from physopt_ref.testing.contract import NP
+from physopt_ref.testing.contract import NP, count_of
 from physopt_ref.testing.subject import Subject, as_subject
 from physopt_ref.testing.workloads import (
     CONTRACT_WORKLOAD,
@@ -51,7 +51,14 @@ TORCH_COMPILE_WARNINGS = (
 )
 
 
-def compile_tolerances(dtype: Any, steps: int) -> dict[str, float]:
+class _Tolerances(TypedDict):
+    """``rtol`` and ``atol`` for :func:`~physopt_ref.testing._compare.close_condition`."""
+
+    rtol: float
+    atol: float
+
+
+def compile_tolerances(dtype: Any, steps: int) -> _Tolerances:
     """Rounding-level agreement, for a problem of scale 1; float32 errors grow over 200 steps."""
     if np.dtype(dtype) == np.float64:
         return {"rtol": 1e-9, "atol": 1e-12}
@@ -68,11 +75,17 @@ def _example(subject: Subject, workload: QuadraticWorkload, **extra: Any) -> dic
     return {"optimizer": subject.name, **extra, "workload": workload.describe()}
 
 
-def _count_condition(counts: np.ndarray, steps: int, batch_shape: tuple[int, ...],
-                     dtype_ok: bool) -> Condition:
+def _count_condition(state: Any, steps: int, batch_shape: tuple[int, ...],
+                     int32: Any) -> list[Condition]:
+    """The count counts the steps (as ``int32``), for a state with a top-level ``count``."""
+    count = count_of(state)
+    if count is None:
+        return []
+    counts = np.asarray(count)
+    dtype_ok = count.dtype == int32
     ok = dtype_ok and np.array_equal(counts, np.full(batch_shape, steps))
-    return Condition("count violations", int(not ok), 0, "<=",
-                     f"count {counts.tolist()} after {steps} steps (int32: {dtype_ok})")
+    return [Condition("count violations", int(not ok), 0, "<=",
+                      f"count {counts.tolist()} after {steps} steps (int32: {dtype_ok})")]
 
 
 def check_jax_jit(
@@ -117,8 +130,7 @@ def check_jax_jit(
             close_condition(((f"jit step {t + 1}, leaf {n}", g, w) for t, (gs, ws)
                              in enumerate(zip(got, reference, strict=True))
                              for n, g, w in zip(names, gs, ws, strict=True)), **tol),
-            _count_condition(np.asarray(state.count), steps, batch_shape,
-                             state.count.dtype == jnp.int32),
+            *_count_condition(state, steps, batch_shape, jnp.int32),
         ]
     if problems:
         conditions.insert(0, Condition("dtype violations", len(problems), 0, "<=", problems[0]))
@@ -170,7 +182,7 @@ def check_jax_scan(
         close_condition(((f"leaf {n} after {steps} steps", g, w)
                          for n, g, w in zip(names, got, reference, strict=True)),
                         **compile_tolerances(dtype, steps)),
-        _count_condition(np.asarray(state.count), steps, batch_shape, True),
+        *_count_condition(state, steps, batch_shape, jnp.int32),
     ], example)
 
 
@@ -220,8 +232,7 @@ def check_torch_compile(
                   f"{frames} compilations in {steps} steps"),
         close_condition(((f"leaf {n}", c.numpy(), e.numpy())
                          for n, c, e in zip(names, compiled, eager, strict=True)), rtol, atol),
-        _count_condition(state.count.numpy(), steps, batch_shape,
-                         state.count.dtype == torch.int32),
+        *_count_condition(state, steps, batch_shape, torch.int32),
         Condition("dtype violations", len(dtype_bad), 0, "<=",
                   f"leaves not float32: {dtype_bad}" if dtype_bad else "all float32"),
     ]

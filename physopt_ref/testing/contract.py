@@ -138,13 +138,32 @@ def check_purity(
     return _violations("purity", problems, example, "inputs modified")
 
 
+def state_leaves(state: Any, path: str = "state") -> list[tuple[str, Any]]:
+    """Every leaf of a state tree with its path (``state.mu['w']``, ``state[0].count``).
+
+    NamedTuples (by field), dicts (by key), tuples and lists (by index) are walked; anything
+    else is a leaf, arrays or not (:func:`~physopt_ref.testing.check_state_structure` says
+    which leaves are not arrays).
+    """
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return [leaf for name, value in zip(state._fields, state, strict=True)
+                for leaf in state_leaves(value, f"{path}.{name}")]
+    if isinstance(state, dict):
+        return [leaf for k, v in state.items() for leaf in state_leaves(v, f"{path}[{k!r}]")]
+    if isinstance(state, list | tuple):
+        return [leaf for i, v in enumerate(state) for leaf in state_leaves(v, f"{path}[{i}]")]
+    return [(path, state)]
+
+
+def count_of(state: Any) -> Any:
+    """The state's top-level ``count`` field, or None when it has none."""
+    fields = getattr(state, "_fields", ())
+    return state.count if "count" in fields else None
+
+
 def _floating_state_arrays(state: Any) -> list[tuple[str, Any]]:
-    out = []
-    for name, value in zip(state._fields, state, strict=True):
-        for a in (value if isinstance(value, tuple) else (value,)):
-            if hasattr(a, "dtype"):
-                out.append((name, a))
-    return out
+    return [(path.removeprefix("state."), a) for path, a in state_leaves(state)
+            if hasattr(a, "dtype") and hasattr(a, "shape")]
 
 
 def check_dtype_kept(
@@ -266,11 +285,12 @@ def check_ensemble_equals_single_runs(
     rtol: float = ENSEMBLE_TOL["rtol"],
     atol: float = ENSEMBLE_TOL["atol"],
 ) -> CheckResult:
-    """K runs stacked on leading axes == K separate runs (member k with seed + k)."""
+    """K runs stacked on leading axes == K separate runs (member k: the same seed, member
+    index k)."""
     subject = as_subject(opt)
     example = _example(subject, workload, batch_shape=batch_shape, steps=steps)
     return _members_match("ensemble = single runs", subject.build(),
-                          lambda k, index: subject.build(**subject.seeded(k)),
+                          lambda k, index: subject.build(**subject.as_member(k)),
                           lambda k, index: f"member {index}, ", NP, batch_shape, workload,
                           steps, rtol, atol, example)
 

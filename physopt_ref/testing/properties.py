@@ -38,6 +38,7 @@ from physopt_ref.testing.energy import (
     check_energy_error_order,
     check_energy_shell,
 )
+from physopt_ref.testing.probe import workload_for
 from physopt_ref.testing.stability import check_stability_threshold, stability_threshold
 from physopt_ref.testing.steps import (
     check_bias_correction,
@@ -102,10 +103,26 @@ def _pst() -> Any:
     return strategies
 
 
+def _kinds(subject: Subject) -> Any:
+    accepts = subject.accepts
+    return None if accepts is None else accepts.trees
+
+
+def _max_batch(subject: Subject, max_dims: int) -> int:
+    """No ensembles for a subject whose ``init`` takes no ``batch_ndim``."""
+    accepts = subject.accepts
+    return max_dims if accepts is None or accepts.ensembles else 0
+
+
+def _workloads(subject: Subject) -> Any:
+    return _pst().workloads(kinds=_kinds(subject))
+
+
 def _workload_and_shape(min_dims: int = 0, max_dims: int = 1) -> Callable[[Subject], Any]:
     def strategy(subject: Subject) -> Any:
         st, pst = _st(), _pst()
-        return st.tuples(pst.workloads(), pst.ensemble_shapes(max_dims, min_dims=min_dims))
+        return st.tuples(_workloads(subject),
+                         pst.ensemble_shapes(_max_batch(subject, max_dims), min_dims=min_dims))
 
     return strategy
 
@@ -114,44 +131,70 @@ def _other_backends() -> list[str]:
     return [b for b in available_backends() if b != "numpy"]
 
 
-def contract_properties(compile: bool = True) -> list[Property]:
-    """The contract's properties; ``compile=False`` leaves out jit / scan / torch.compile."""
+def _fixed_input(check: Callable[..., CheckResult]) -> Check:
+    """A check run once, on the contract workload in a kind the subject accepts (an ensemble
+    of 2 where it takes ensembles)."""
+    def run(subject: Subject, ex: Any) -> CheckResult:
+        batch = (2,) if _max_batch(subject, 1) else ()
+        return check(subject, workload=workload_for(subject.accepts), batch_shape=batch)
+
+    return run
+
+
+def _no_ensembles(name: str) -> Check:
+    return lambda s, ex: CheckResult.skipped(name, "init takes no batch_ndim: no ensembles")
+
+
+def contract_properties(compile: bool = True, accepts: Any = None) -> list[Property]:
+    """The contract's properties; ``compile=False`` leaves out jit / scan / torch.compile.
+
+    ``accepts`` (:class:`~physopt_ref.testing.probe.Accepts`): a subject without ensembles
+    gets "ensemble = single runs" as a skip with the reason.
+    """
     def parity_strategy(subject: Subject) -> Any:
-        st, pst = _st(), _pst()
-        return st.tuples(st.sampled_from(_other_backends()), pst.workloads())
+        st = _st()
+        return st.tuples(st.sampled_from(_other_backends()), _workloads(subject))
 
     def parity(subject: Subject, ex: Any) -> CheckResult:
         if not _other_backends():
             return CheckResult.skipped("backend parity", "no backend besides numpy is installed")
         backend, workload = ex
-        return check_backend_parity(subject, get_namespace(backend), workload=workload)
+        return check_backend_parity(subject, get_namespace(backend), workload=workload,
+                                    batch_shape=(2,) if _max_batch(subject, 1) else ())
 
     def dtype_strategy(subject: Subject) -> Any:
         st, pst = _st(), _pst()
-        return st.tuples(pst.backends(), pst.workloads(), pst.ensemble_shapes(1))
+        return st.tuples(pst.backends(), _workloads(subject),
+                         pst.ensemble_shapes(_max_batch(subject, 1)))
 
+    def device(subject: Subject, ex: Any) -> CheckResult:
+        return check_device_kept(subject, workload=ex[0],
+                                 batch_shape=(2,) if _max_batch(subject, 1) else ())
+
+    ensembles = accepts is None or accepts.ensembles
     props = [
         Property("purity", lambda s, ex: check_purity(s, workload=ex[0], batch_shape=ex[1]),
                  _workload_and_shape()),
         Property("dtype kept", lambda s, ex: check_dtype_kept(
             s, get_namespace(ex[0]), workload=ex[1], batch_shape=ex[2]), dtype_strategy),
-        Property("device kept", lambda s, ex: check_device_kept(s, workload=ex[0]),
-                 lambda s: _st().tuples(_pst().workloads())),
+        Property("device kept", device, lambda s: _st().tuples(_workloads(s))),
         Property("determinism", lambda s, ex: check_determinism(s, workload=ex[0],
                                                                 batch_shape=ex[1]),
                  _workload_and_shape()),
         Property("ensemble = single runs", lambda s, ex: check_ensemble_equals_single_runs(
-            s, workload=ex[0], batch_shape=ex[1]), _workload_and_shape(1, 2)),
+            s, workload=ex[0], batch_shape=ex[1]), _workload_and_shape(1, 2))
+        if ensembles else Property("ensemble = single runs",
+                                   _no_ensembles("ensemble = single runs")),
         Property("backend parity", parity,
                  parity_strategy if _other_backends() else None),
-        Property("state of arrays", lambda s, ex: check_state_structure(s)),
+        Property("state of arrays", _fixed_input(check_state_structure)),
     ]
     if compile:
         props += [
-            Property("jax.jit = eager", lambda s, ex: check_jax_jit(s)),
-            Property("jax.lax.scan = eager", lambda s, ex: check_jax_scan(s)),
+            Property("jax.jit = eager", _fixed_input(check_jax_jit)),
+            Property("jax.lax.scan = eager", _fixed_input(check_jax_scan)),
             Property("torch.compile = eager, one compilation",
-                     lambda s, ex: check_torch_compile(s)),
+                     _fixed_input(check_torch_compile)),
         ]
     return props
 

@@ -73,7 +73,10 @@ def check_bias_correction(
         ``estimates(state, t)`` yields ``(name, actual, expected, rtol, atol)`` for quantities
         read from the state after step ``t`` (Adam's :math:`\hat m_t = g`, say).
 
-    ``values["params"]`` holds the final parameters.
+    Returns
+    -------
+    CheckResult
+        The verdict; ``values["params"]`` holds the final parameters.
     """
     grad = np.asarray(grad)
     x = np.zeros_like(grad)
@@ -141,7 +144,7 @@ def step_sizes(
             return None, next(seq)
 
     state = opt.init(params)
-    out = []
+    out: list[Any] = []
     for t in range(1, steps + 1):
         if before_step is not None:
             state = before_step(t, state)

@@ -79,12 +79,16 @@ def ensemble_shapes(max_dims: int = 2, max_side: int = 3,
 
 
 @st.composite
-def tree_structures(draw: Any, max_leaves: int = 3) -> Any:
-    """A tree of event shapes: one shape, or a list / tuple / dict of 1 to ``max_leaves``.
+def tree_structures(draw: Any, max_leaves: int = 3,
+                    kinds: Sequence[str] = ("array", "list", "tuple", "dict")) -> Any:
+    """A tree of event shapes: one shape, or a list / tuple / dict of 1 to ``max_leaves``,
+    of the ``kinds`` given (what the optimizer accepts).
 
     The leaves are tuples of ints: :func:`workloads` fills them with arrays.
     """
-    kind = draw(st.sampled_from(["array", "list", "tuple", "dict"]))
+    if not kinds:
+        raise ValueError("tree_structures needs at least one kind")
+    kind = draw(st.sampled_from(list(kinds)))
     if kind == "array":
         return draw(shapes())
     leaves = draw(st.lists(shapes(), min_size=1, max_size=max_leaves))
@@ -118,10 +122,14 @@ def workloads(
     curvature: tuple[float, float] = (0.1, 2.0),
     start: tuple[float, float] = (-2.0, 2.0),
     offset: float = 0.5,
+    kinds: Sequence[str] | None = None,
 ) -> QuadraticWorkload:
-    """A :class:`~physopt_ref.testing.QuadraticWorkload` on a drawn tree: curvatures in
-    ``curvature``, starts in ``start``, loss offset ``offset`` (positive losses)."""
-    structure = draw(tree_structures() if structures is None else structures)
+    """A :class:`~physopt_ref.testing.QuadraticWorkload` on a drawn tree (of ``kinds`` when
+    given): curvatures in ``curvature``, starts in ``start``, loss offset ``offset`` (positive
+    losses)."""
+    if structures is None:
+        structures = tree_structures() if kinds is None else tree_structures(kinds=kinds)
+    structure = draw(structures)
     c_el = st.floats(*curvature, allow_nan=False)
     x_el = st.floats(*start, allow_nan=False)
     c = _map_shapes(structure, lambda s: _arrays(draw, s, c_el))

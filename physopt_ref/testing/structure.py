@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,8 @@ from physopt_ref.testing.contract import (
     _pairs,
     _started,
     _violations,
+    count_of,
+    state_leaves,
 )
 from physopt_ref.testing.subject import Subject, as_subject
 from physopt_ref.testing.workloads import (
@@ -129,7 +131,7 @@ def check_mismatched_inputs_refused(
     fewer = {k: grads[k] for k in rest}
     short = {**grads, first: grads[first][..., :-1] if grads[first].ndim else grads[first][None]}
     integer = {k: np.arange(np.size(v)).reshape(np.shape(v)) for k, v in params.items()}
-    cases = {
+    cases: dict[str, tuple[Callable[[], Any], tuple[type[Exception], ...], str | None]] = {
         "grads missing a leaf": (lambda: opt.step(params, fewer, state, loss=loss),
                                  (ValueError,), None),
         "grads of another shape": (lambda: opt.step(params, short, state, loss=loss),
@@ -184,18 +186,25 @@ def check_tree_kinds(
     return combine("single array and list trees", conditions, _example(subject, workload))
 
 
-def state_signature(state: Any) -> tuple[list[tuple[str, int, tuple[int, ...], str]], list[str]]:
-    """``(field, leaf index, shape, dtype)`` of every array of a state, and the problems found
-    (a field that is not an array, a Python number)."""
+def state_signature(state: Any) -> tuple[list[tuple[str, tuple[int, ...], str]], list[str]]:
+    """``(path, shape, dtype)`` of every array of a state tree, and the problems found.
+
+    A state is a tree: NamedTuples, dicts, tuples and lists (nested as deep as needed) whose
+    leaves are arrays, the way ``jax.jit``, ``jax.lax.scan`` and ``torch.compile`` carry it (and
+    optax's states are built). A leaf that is a Python number, ``None``, a NumPy scalar or any
+    other host object is a problem: it cannot be traced, and it changes the compiled program
+    when it changes.
+    """
     out, problems = [], []
-    for name, value in zip(state._fields, state, strict=True):
-        leaves = value if isinstance(value, tuple) else (value,)
-        for i, a in enumerate(leaves):
-            if isinstance(a, bool | int | float) or not (hasattr(a, "shape")
-                                                         and hasattr(a, "dtype")):
-                problems.append(f"state.{name} is a {type(a).__name__}, not an array")
-                continue
-            out.append((name, i, tuple(a.shape), str(a.dtype)))
+    for path, a in state_leaves(state):
+        if isinstance(a, bool | int | float | complex | np.generic) or a is None or not (
+                hasattr(a, "shape") and hasattr(a, "dtype")):
+            name = type(a).__name__
+            kind = "a NumPy scalar" if isinstance(a, np.generic) else (
+                f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}")
+            problems.append(f"{path} is {kind}, not an array")
+            continue
+        out.append((path, tuple(a.shape), str(a.dtype)))
     return out, problems
 
 
@@ -207,8 +216,9 @@ def check_state_structure(
     batch_shape: tuple[int, ...] = (2,),
     steps: int = 6,
 ) -> CheckResult:
-    """The state is a NamedTuple of arrays only, led by an ``int32`` count of the batch shape;
-    its type, structure, shapes and dtypes never change; the count counts the steps."""
+    """Every leaf of the state is an array (:func:`state_signature`); the state's type,
+    structure, shapes and dtypes never change; a top-level ``count`` field, where there is one,
+    is ``int32`` of the batch shape and counts the steps."""
     subject = as_subject(opt)
     opt = subject.build()
     bn = len(batch_shape)
@@ -217,16 +227,15 @@ def check_state_structure(
     state = opt.init(params, batch_ndim=bn)
     kind = type(state)
     problems = []
-    if not hasattr(state, "_fields") or state._fields[:1] != ("count",):
-        problems.append(f"the state ({kind.__name__}) is not a NamedTuple led by 'count'")
-        return _violations("state of arrays", problems, example)
     declared = getattr(opt, "state_type", None)
     if declared is not None and kind is not declared:
         problems.append(f"init returned a {kind.__name__}, the optimizer declares "
                         f"{declared.__name__}")
-    if state.count.dtype != xp.int32 or tuple(state.count.shape) != batch_shape:
-        problems.append(f"count is {state.count.dtype}{tuple(state.count.shape)}, not "
-                        f"int32{batch_shape}")
+    count = count_of(state)
+    if count is not None and (getattr(count, "dtype", None) != xp.int32
+                              or tuple(getattr(count, "shape", ())) != batch_shape):
+        problems.append(f"count is {getattr(count, 'dtype', type(count).__name__)}"
+                        f"{tuple(getattr(count, 'shape', ()))}, not int32{batch_shape}")
     first, bad = state_signature(state)
     problems += bad
     for t in range(steps):
@@ -235,14 +244,16 @@ def check_state_structure(
         if type(state) is not kind:
             problems.append(f"step {t + 1} returned a {type(state).__name__}")
         sig, bad = state_signature(state)
-        problems += bad
+        problems += [b for b in bad if b not in problems]
         if sig != first:
             diff = next((f"{a} -> {b}" for a, b in zip(first, sig, strict=False) if a != b),
                         f"{len(first)} -> {len(sig)} arrays")
             problems.append(f"the state changed at step {t + 1}: {diff}")
-    counts = to_numpy(state.count)
-    if not np.array_equal(counts, np.full(batch_shape, steps)):
-        problems.append(f"count is {counts.tolist()} after {steps} steps")
+    count = count_of(state)
+    if count is not None and hasattr(count, "shape"):
+        counts = to_numpy(count)
+        if not np.array_equal(counts, np.full(batch_shape, steps)):
+            problems.append(f"count is {counts.tolist()} after {steps} steps")
     return _violations("state of arrays", problems, example)
 
 
@@ -277,7 +288,7 @@ def check_per_run_hyperparameter(
     array = xp.asarray(np.asarray(values), dtype=xp.float64)
     example = _example(subject, workload, backend=namespace_name(xp), per_run={hp: values})
     return _members_match("per-run hyperparameter = separate runs", subject.build(**{hp: array}),
-                          lambda k, index: subject.build(**{hp: values[k], **subject.seeded(k)}),
+                          lambda k, index: subject.build(**{hp: values[k], **subject.as_member(k)}),
                           lambda k, index: f"{hp}={values[k]}, ", xp, (len(values),), workload,
                           steps, rtol, atol, example)
 

@@ -1,7 +1,8 @@
 """What the checks run: an optimizer, or a factory and its hyperparameters (:class:`Subject`).
 
 Most checks need only one object with ``init`` and ``step`` (the contract). Some need to build
-variants: a different seed (determinism of a stochastic step, ensemble member k = seed + k), a
+variants: a different seed (determinism of a stochastic step), a member index (ensemble member
+k = the single run with member index k), a
 hyperparameter given as a per-run array, a varied step size (stability thresholds). Those take a
 :class:`Subject`: the factory, the hyperparameters, and whether the step draws random numbers.
 :func:`as_subject` accepts either.
@@ -10,8 +11,8 @@ hyperparameter given as a per-run array, a varied step size (stability threshold
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -33,10 +34,13 @@ class Subject:
     hyperparameters : mapping
         The settings checked; :meth:`build` overrides some of them.
     stochastic : bool
-        The step draws random numbers from the hyperparameter ``seed_name``: another seed must
-        change the run, and ensemble member ``k`` must equal a single run with ``seed + k``.
+        The step draws random numbers keyed by the hyperparameters ``seed_name`` and
+        ``member_name``: another seed must change the run, and ensemble member ``k`` must equal
+        a single run with the same seed and member index ``k``.
     seed_name : str
         Name of the seed hyperparameter (default ``"seed"``).
+    member_name : str
+        Name of the member-index hyperparameter (default ``"member"``).
     smooth : bool
         False for steps with discontinuous decisions (bounces, max-normalisation): backend
         parity is then compared over fewer steps.
@@ -45,6 +49,17 @@ class Subject:
     long_run : mapping
         Overrides for the long (200-step) compiled comparisons (settings whose trajectory stays
         reproducible to rounding).
+    accepts : Accepts or None
+        What the optimizer takes (tree kinds, ensembles, the loss keyword), found by
+        :func:`~physopt_ref.testing.probe.probe`; None until probed. The drawn inputs keep to
+        it.
+    framework : str
+        ``"physopt"`` (an object with ``init`` and ``step``), ``"torch"`` (a
+        ``torch.optim.Optimizer`` class) or ``"optax"`` (a factory of an optax
+        ``GradientTransformation``); see :mod:`physopt_ref.testing.frameworks`.
+    native : object or None
+        For ``"torch"`` and ``"optax"``: the class or the factory itself (``factory`` then
+        builds the step-function view the physics checks run on).
     """
 
     name: str
@@ -52,9 +67,13 @@ class Subject:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     stochastic: bool = False
     seed_name: str = "seed"
+    member_name: str = "member"
     smooth: bool = True
     sweep: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     long_run: Mapping[str, Any] = field(default_factory=dict)
+    accepts: Any = None
+    framework: str = "physopt"
+    native: Any = None
 
     def __post_init__(self) -> None:
         for attr in ("hyperparameters", "sweep", "long_run"):
@@ -83,6 +102,13 @@ class Subject:
         """The override giving the seed ``seed + offset`` (empty for a deterministic step)."""
         return {self.seed_name: self.seed + offset} if self.stochastic else {}
 
+    def as_member(self, k: int) -> dict[str, int]:
+        """The override making a single run member ``k`` of the ensemble of the same seed:
+        member index ``member + k`` (empty for a deterministic step)."""
+        if not self.stochastic:
+            return {}
+        return {self.member_name: int(self.hyperparameters.get(self.member_name, 0)) + k}
+
     def resolved_hyperparameters(self, **overrides: Any) -> dict[str, Any]:
         """The settings the factory really uses: its defaults under the given ones.
 
@@ -93,8 +119,10 @@ class Subject:
         hp = getattr(self.build(**overrides), "hyperparameters", None)
         if isinstance(hp, Mapping):
             return dict(hp)
+        params: Iterable[inspect.Parameter]
         try:
-            params = inspect.signature(self.factory).parameters.values()
+            target = self.factory if self.native is None else self.native
+            params = inspect.signature(target).parameters.values()
         except (TypeError, ValueError):  # no signature (a builtin, say)
             params = []
         defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
@@ -102,8 +130,7 @@ class Subject:
 
     def with_hyperparameters(self, **overrides: Any) -> Subject:
         """The same subject with some hyperparameters replaced."""
-        return Subject(self.name, self.factory, {**self.hyperparameters, **overrides},
-                       self.stochastic, self.seed_name, self.smooth, self.sweep, self.long_run)
+        return replace(self, hyperparameters={**self.hyperparameters, **overrides})
 
 
 def _fixed(opt: Any) -> Callable[..., Any]:

@@ -13,12 +13,16 @@ property being checked, with the exception as the detail.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from physopt_ref.core.registry import REGISTRY
+from physopt_ref.testing._compare import x64_scope
 from physopt_ref.testing._result import CheckResult, Condition, Report
+from physopt_ref.testing.frameworks import not_applicable, optax_properties, physics_view
+from physopt_ref.testing.probe import accommodate, probe
 from physopt_ref.testing.properties import (
     REGISTERED_PHYSICS,
     Property,
@@ -26,6 +30,8 @@ from physopt_ref.testing.properties import (
     physics_preset,
 )
 from physopt_ref.testing.subject import Subject, as_subject
+from physopt_ref.testing.suggest import suggest_physics
+from physopt_ref.testing.torch_checks import not_applicable_results, torch_properties
 
 __all__ = ["DEFAULT_EXAMPLES", "search", "verify"]
 
@@ -107,6 +113,33 @@ def _registered_physics(subject: Subject) -> list[tuple[Property, Subject]]:
     return out
 
 
+def _contract(subject: Subject, compile: bool, notes: list[str]
+              ) -> tuple[Subject, list[tuple[Property, Subject]], list[CheckResult]]:
+    """The contract's properties for the subject's framework, the subject as the checks drive
+    it, and a skip row for each property that does not apply."""
+    if subject.framework == "torch":
+        notes.append("a torch.optim.Optimizer class, built as cls(params, **hp); physics checks "
+                     "through a NumPy step view")
+        return subject, [(p, subject) for p in torch_properties()], not_applicable_results()
+    if subject.framework == "optax":
+        notes.append("an optax GradientTransformation factory, stepped as update + "
+                     "apply_updates; physics checks in JAX's 64-bit scope")
+        return subject, [(p, subject) for p in optax_properties(compile)], \
+            not_applicable_results(dict(not_applicable(subject)))
+    accepts = subject.accepts if subject.accepts is not None else probe(subject)
+    notes.append(accepts.describe())
+    subject = accommodate(subject, accepts)
+    return subject, [(p, subject) for p in contract_properties(compile, accepts)], []
+
+
+def _physics_scope(subject: Subject) -> Any:
+    if subject.framework == "optax":
+        import jax.numpy as jnp
+
+        return x64_scope(jnp)
+    return contextlib.nullcontext()
+
+
 def verify(
     subject: Any,
     *,
@@ -124,14 +157,18 @@ def verify(
     subject : Subject, registered name, or optimizer
         What to check. A plain optimizer object cannot vary its seed or step size: the checks
         that need to (determinism of a stochastic step, the stability threshold) need a
-        :class:`Subject` with the factory.
+        :class:`Subject` with the factory. A torch optimizer class or an optax factory comes as
+        a Subject from :func:`~physopt_ref.testing.frameworks.framework_subject`.
     physics : iterable of preset names or Property, optional
         Physics properties (:data:`~physopt_ref.testing.properties.PHYSICS_PRESETS`, e.g.
         ``"stability=heavy_ball"``, ``"bias_correction"``). Default: for a registered optimizer
-        the ones of :data:`~physopt_ref.testing.properties.REGISTERED_PHYSICS`, else none.
+        the ones of :data:`~physopt_ref.testing.properties.REGISTERED_PHYSICS`, else the ones
+        :func:`~physopt_ref.testing.suggest.suggest_physics` proposes (the report's notes say
+        which and why); ``[]`` for none.
     contract : bool
         Include the contract's properties (purity, dtype, device, determinism, ensembles,
-        backend parity, state).
+        backend parity, state; for torch and optax subjects the ones that apply, see
+        :mod:`~physopt_ref.testing.frameworks`).
     compile : bool
         Include jit / scan / torch.compile (skipped, with the reason, where JAX or torch is
         missing).
@@ -141,31 +178,55 @@ def verify(
         Run only the properties with these names.
     progress : callable, optional
         ``progress(name, seconds)`` after each property.
+
+    The report's notes say what was probed (:func:`~physopt_ref.testing.probe.probe`: the tree
+    kinds, ensembles and loss the optimizer takes; the inputs drawn keep to them), which physics
+    checks were chosen and why, and which properties do not apply.
     """
     subject = as_subject(subject)
-    runs: list[tuple[Property, Subject]] = []
-    if contract:
-        runs += [(p, subject) for p in contract_properties(compile)]
+    notes: list[str] = []
+    subject, contract_runs, skipped = _contract(subject, compile, notes)
+    if subject.accepts is not None and not subject.accepts.trees:
+        why = "; ".join(f"{k}: {v}" for k, v in subject.accepts.refused.items())
+        failed = CheckResult("accepts a parameter tree", Condition(
+            "tree kinds accepted", 0, 1, ">=", why), {"optimizer": subject.name})
+        return Report(_describe(subject), [failed], notes)
+    runs = contract_runs if contract else []
+    if not contract:
+        skipped = []
+    physics_runs: list[tuple[Property, Subject]] = []
+    target = physics_view(subject)
     if physics is None:
-        runs += _registered_physics(subject) if subject.name in REGISTRY and (
-            REGISTRY[subject.name].factory is subject.factory) else []
+        if subject.name in REGISTRY and REGISTRY[subject.name].factory is subject.factory:
+            physics_runs = _registered_physics(subject)
+        else:
+            with _physics_scope(target):
+                props, reasons = suggest_physics(target)
+            physics_runs = [(p, target) for p in props]
+            notes += [f"physics suggested: {line}" for line in reasons]
     else:
         for item in physics:
             props = physics_preset(item) if isinstance(item, str) else [item]
-            runs += [(p, subject) for p in props]
+            physics_runs += [(p, target) for p in props]
+    runs = runs + physics_runs
     if only is not None:
         unknown = set(only) - {p.name for p, _ in runs}
         if unknown:
             raise ValueError(f"unknown properties {sorted(unknown)}; known: "
                              f"{[p.name for p, _ in runs]}")
         runs = [(p, s) for p, s in runs if p.name in only]
+        skipped = []
     results = []
+    physics_ids = {id(p) for p, _ in physics_runs}
     for prop, target in runs:
         t0 = time.perf_counter()
-        results.append(search(prop, target, max_examples))
+        scope = _physics_scope(target) if id(prop) in physics_ids else (
+            contextlib.nullcontext())
+        with scope:
+            results.append(search(prop, target, max_examples))
         if progress is not None:
             progress(prop.name, time.perf_counter() - t0)
-    return Report(_describe(subject), results)
+    return Report(_describe(subject), results + skipped, notes)
 
 
 def _describe(subject: Subject) -> str:

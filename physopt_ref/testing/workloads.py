@@ -44,7 +44,7 @@ def leaf_paths(tree: Any) -> list[str]:
         elif isinstance(node, list | tuple):
             for i, v in enumerate(node):
                 walk(v, f"{path}[{i}]")
-        else:
+        elif node is not None:  # None: an empty subtree
             names[node] = path
 
     walk(indexed, "")
@@ -114,7 +114,8 @@ class QuadraticWorkload:
     def loss_and_grads(self, xp: Any, params: Any, batch_ndim: int) -> tuple[Any, Any]:
         """``(loss, grads)`` of ``params`` (a tree of ``xp`` arrays): loss per run."""
         leaves, treedef = tree_flatten(params)
-        grads, loss = [], None
+        grads: list[Any] = []
+        loss: Any = None
         for x, c_host in zip(leaves, self._leaves, strict=True):
             c = xp.asarray(c_host, dtype=x.dtype, device=device(x))
             grads.append(c * x)

@@ -16,7 +16,7 @@ states (the run loop's records, checkpoints, the torch adapter) reads it as it r
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from physopt_ref.core.checks import check_per_run_arrays, checks_enabled
@@ -33,15 +33,17 @@ __all__ = ["Chain", "chain", "optimizer_parts", "weight_decay_keyword", "with_tr
 # Chained state types
 
 
-_STATE_TYPES: dict[tuple[type, tuple[str, ...]], type] = {}
+_STATE_TYPES: dict[tuple[type, tuple[str, ...]], type[Any]] = {}
 
 
-def chained_state_type(core: type, extra: tuple[str, ...]) -> type:
+def chained_state_type(core: type[Any], extra: tuple[str, ...]) -> type[Any]:
     """The state type of ``core``'s fields followed by ``extra`` ones (one class per pair)."""
     key = (core, extra)
-    cls = _STATE_TYPES.get(key)
+    cls: Any = _STATE_TYPES.get(key)
     if cls is None:
-        cls = collections.namedtuple(
+        # A plain callable: mypy would model a namedtuple() call as a class with a literal name.
+        make: Callable[..., Any] = collections.namedtuple
+        cls = make(
             f"Chained{core.__name__}", (*core._fields, *extra), module=__name__
         )
         cls.__doc__ = (
@@ -236,6 +238,8 @@ class Chain(_Transformed):
     """
 
     __slots__ = ("optimizer", "transforms")
+    transforms: tuple[GradientTransform, ...]
+    optimizer: Optimizer
 
     def __init__(self, transforms: Sequence[GradientTransform], optimizer: Optimizer) -> None:
         if isinstance(optimizer, Chain):  # chain(a, chain(b, opt)) is chain(a, b, opt)

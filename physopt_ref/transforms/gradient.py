@@ -40,12 +40,12 @@ from typing import Any
 from physopt_ref.core.checks import _short
 from physopt_ref.core.context import StepContext, increment_count
 from physopt_ref.core.control import uniform_value
+from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import (
     TreeDef,
     all_finite,
     expand_to_leaf,
-    scale_tree,
     tree_flatten,
     tree_sq_norm,
     tree_unflatten,
@@ -147,13 +147,21 @@ class _ClipByGlobalNorm(GradientTransform):
     def apply(self, ctx, params, grads, loss, state) -> Applied:
         xp, bn = ctx.xp, ctx.batch_ndim
         c = ctx.hp(self._hp["max_norm"])
-        norm = xp.sqrt(tree_sq_norm(xp, grads, bn))
+        # Scaled and in the compute dtype: |g|² overflows at |g| ~ 256 in float16, 1.8e19 in
+        # float32, where clipping matters most.
+        norm = tree_norm(xp, grads, bn)
         over = norm > c
         if uniform_value(xp, over) is False:
             return params, grads, loss, {}, None
-        one = ctx.scalar(1.0)
+        one = xp.asarray(1.0, dtype=norm.dtype, device=ctx.device)
         factor = xp.where(over, c / xp.where(over, norm, one), one)
-        return params, scale_tree(xp, grads, factor, bn), loss, {}, None
+        # g·factor in the compute dtype (a float16 factor c/|g| can be subnormal), then cast.
+        clipped = []
+        for g in grads:
+            gc = g if g.dtype == norm.dtype else xp.astype(g, norm.dtype)
+            out = gc * ctx.leaf(factor, gc)
+            clipped.append(out if out.dtype == g.dtype else xp.astype(out, g.dtype))
+        return params, clipped, loss, {}, None
 
 
 def clip_by_global_norm(max_norm: Any) -> GradientTransform:
@@ -165,6 +173,10 @@ def clip_by_global_norm(max_norm: Any) -> GradientTransform:
         \lVert g\rVert^2 = \sum_{\text{leaves}} \sum_i g_i^2 \ \text{(per run)},
 
     as ``torch.nn.utils.clip_grad_norm_`` and ``optax.clip_by_global_norm`` do for one run.
+    The norm is formed scaled, in the compute dtype (:func:`physopt_ref.core.numerics.tree_norm`),
+    so a gradient with elements up to ``finfo.max`` is clipped to norm :math:`c`, where
+    :math:`\sqrt{\sum g_i^2}` would overflow (and give a zero step) past
+    :math:`\sqrt{\text{finfo.max}}` (256 in float16).
 
     Parameters
     ----------

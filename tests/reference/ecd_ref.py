@@ -28,11 +28,12 @@ def _sq(leaves: Leaves) -> float:
     return total
 
 
-def _draw(kind: str, seed: int, count: int, shapes: list[tuple[int, ...]]) -> Leaves:
+def _draw(kind: str, seed: int, count: int, shapes: list[tuple[int, ...]],
+          member: int = 0) -> Leaves:
     out = []
     for i, shape in enumerate(shapes):
         law = "uniform" if kind == "cube" else "normal"
-        vals = philox_ref.draw(law, seed, count, shape, 0, i, 64).ravel()
+        vals = philox_ref.draw(law, seed, count, shape, 0, i, 64, member).ravel()
         out.append([float(v) - 0.5 if kind == "cube" else float(v) for v in vals])
     return out
 
@@ -55,6 +56,7 @@ def bbi_reference(
     seed: int = 0,
     bounce_direction: str = "cube",
     v0_tuning: bool = False,
+    member: int = 0,
 ) -> list[dict]:
     """Run BBI for ``steps`` calls; return per call a dict with theta, pi, E, V, floor, event."""
     theta = [list(leaf) for leaf in x0]
@@ -102,7 +104,7 @@ def bbi_reference(
                     c1 = 0
             else:
                 event = 2
-                d = _draw(bounce_direction, seed, count, shapes)
+                d = _draw(bounce_direction, seed, count, shapes, member)
                 fac = math.sqrt(p2 / _sq(d))
                 pi = [[fac * v for v in leaf] for leaf in d]
                 if fixed_hit:
@@ -146,6 +148,7 @@ def ecdsep_reference(
     eps2: float = 1e-40,
     seed: int = 0,
     f0_tuning: bool = False,
+    member: int = 0,
 ) -> list[dict]:
     """Run ECDSep for ``steps`` calls; return per call a dict with q, p, e^E, V, floor, event."""
     q = [list(leaf) for leaf in x0]
@@ -193,7 +196,7 @@ def ecdsep_reference(
                 for j in range(len(leaf_p)):
                     leaf_q[j] = leaf_q[j] + lr * 2.0 * leaf_p[j] / (s + p2)
             if nu > 0.0 and n > 0.0:
-                z = _draw("isotropic", seed, count, shapes)
+                z = _draw("isotropic", seed, count, shapes, member)
                 u = [[a / n + nu * b for a, b in zip(lp, lz, strict=True)]
                      for lp, lz in zip(p, z, strict=True)]
                 un = math.sqrt(_sq(u))

@@ -32,13 +32,13 @@ def philox4x32_10(ctr: tuple[int, int, int, int], key: tuple[int, int]) -> tuple
 
 
 def member_words(seed: int, member: int, counter: int, stream: int, n_words: int) -> list[int]:
-    """The first ``n_words`` words of one ensemble member (key = seed + member)."""
-    s = seed + member
-    key = (s & MASK32, (s >> 32) & MASK32)
+    """The first ``n_words`` words of one ensemble member: key = the seed, counter =
+    (block, step counter, stream, member)."""
+    key = (seed & MASK32, (seed >> 32) & MASK32)
     out: list[int] = []
     block = 0
     while len(out) < n_words:
-        out.extend(philox4x32_10((block & MASK32, counter, stream, block >> 32), key))
+        out.extend(philox4x32_10((block, counter, stream, member), key))
         block += 1
     return out[:n_words]
 
@@ -53,14 +53,15 @@ def uniforms(words: list[int], bits: int) -> np.ndarray:
 
 def draw(
     kind: str, seed: int, counter: int, shape: tuple[int, ...], batch_ndim: int, stream: int,
-    bits: int,
+    bits: int, member0: int = 0,
 ) -> np.ndarray:
-    """``uniform`` or ``normal`` of that shape, in float64 from the documented layout."""
+    """``uniform`` or ``normal`` of that shape, in float64 from the documented layout (the
+    batch's members are ``member0 + k``)."""
     batch, event = shape[:batch_ndim], shape[batch_ndim:]
     n = math.prod(event)
     per = 1 if bits == 32 else 2
     rows = []
-    for member in range(math.prod(batch)):
+    for member in range(member0, member0 + math.prod(batch)):
         if kind == "uniform":
             rows.append(uniforms(member_words(seed, member, counter, stream, per * n), bits))
             continue

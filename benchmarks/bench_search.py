@@ -1,0 +1,141 @@
+"""The science targets of issue 27, measured side by side in one run.
+
+1. LJ38 from the same 16 random starts, 80 000 evaluations each method (one evaluation = one
+   energy and gradient of one cluster): the global-search driver around heavy ball and BBI
+   (16 walkers started at the 16 starts, L-BFGS-B polish) against SciPy's ``basinhopping``
+   (L-BFGS-B local minimiser, its default settings, from the best of the 16 starts; stopped when
+   it has used the budget). Best energy found; the global minimum is -173.928427 (CCD).
+2. LJ13: the fraction of driver runs (independent seeds) that reach E* = -44.326801 within
+   30 000 evaluations, for heavy ball and BBI.
+3. BBOB (needs cocoex): pooled runtime ECDF at 1000 d evaluations, d = 2 and 5, 24 functions,
+   instances 1-3, the driver (with and without the polish) beside L-BFGS-B and CMA-ES.
+
+Usage::
+
+    python benchmarks/bench_search.py [--quick] [--only lj38,lj13,bbob]
+
+``--quick`` cuts the work (4 LJ13 seeds, BBOB d = 2, instance 1) to fit a couple of minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+
+import numpy as np
+from physopt_ref.problems import lennard_jones
+
+import physopt_ref as po
+
+LJ38_MIN = -173.928427  # CCD (Wales & Doye 1997), problems.clusters.LJ_MINIMA[38]
+LJ13_MIN = -44.326801  # CCD, problems.clusters.LJ_MINIMA[13]
+
+
+class _BudgetError(Exception):
+    pass
+
+
+def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int, float]]:
+    problem = lennard_jones(38)
+    starts = problem.random_starts(members, 38)
+    rows = []
+    for label, opt in [("driver(heavy_ball)", po.heavy_ball(lr=1e-3, momentum=0.9)),
+                       ("driver(bbi)", po.bbi(lr=1e-3))]:
+        t = time.perf_counter()
+        used = [0]
+
+        def sampler(rng, n, used=used):
+            used[0] += 1
+            if used[0] == 1:
+                return starts[:n]
+            return problem.random_starts(n, int(rng.integers(2**31)))
+
+        r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
+                      sampler=sampler, seed=38)
+        rows.append((label, r.best_value, r.evaluations, time.perf_counter() - t))
+        print(_lj38_row(*rows[-1]), flush=True)
+    from scipy.optimize import basinhopping
+
+    count = [0]
+    best = [np.inf]
+
+    def fun(x):
+        if count[0] >= budget:
+            raise _BudgetError
+        count[0] += 1
+        f, g = problem.value_and_grad(np.asarray(x))
+        best[0] = min(best[0], float(f))
+        return float(f), np.asarray(g)
+
+    e0 = problem.value(starts)
+    t = time.perf_counter()
+    try:
+        basinhopping(fun, starts[int(np.argmin(e0))], niter=10**6,
+                     minimizer_kwargs={"method": "L-BFGS-B", "jac": True}, seed=38)
+    except _BudgetError:
+        pass
+    rows.append(("scipy basinhopping", best[0], count[0], time.perf_counter() - t))
+    print(_lj38_row(*rows[-1]), flush=True)
+    return rows
+
+
+def _lj38_row(label: str, e: float, n: int, s: float) -> str:
+    ok = "reached" if e <= -173.25 else "missed"
+    return f"{label:24}{e:14.4f}{n:13d}{s:9.1f}  <= -173.25: {ok}"
+
+
+def lj13(seeds: int, budget: int = 30_000) -> list[tuple[str, int, int, float]]:
+    problem = lennard_jones(13)
+    rows = []
+    for label, opt in [("driver(heavy_ball)", po.heavy_ball(lr=1e-3, momentum=0.9)),
+                       ("driver(bbi)", po.bbi(lr=1e-3))]:
+        t = time.perf_counter()
+        hits = sum(po.search(opt, problem, budget=budget, members=8, round_steps=100,
+                             target=LJ13_MIN + 1e-6, seed=s).reached_target
+                   for s in range(seeds))
+        rows.append((label, hits, seeds, time.perf_counter() - t))
+    return rows
+
+
+def bbob(quick: bool) -> str:
+    from physopt_ref.bbob import bbob as run_bbob
+
+    methods = {"driver(heavy_ball)": po.heavy_ball(lr=0.01, momentum=0.9),
+               "driver(bbi)": po.bbi(lr=0.01)}
+    dims, inst = ((2,), (1,)) if quick else ((2, 5), (1, 2, 3))
+    out = []
+    for polish in (None, "lbfgsb"):
+        r = run_bbob(methods, dimensions=dims, instances=inst, budget_per_dim=1000,
+                     peers=("lbfgsb", "cma") if polish is None else (), polish=polish)
+        out.append(f"polish={polish}:\n{r.table()}")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="lj38,lj13,bbob")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    if "lj38" in only:
+        print("LJ38, 16 random starts, 80 000 evaluations each (global minimum -173.928427)")
+        print(f"{'method':24}{'best energy':>14}{'evaluations':>13}{'seconds':>9}  target",
+              flush=True)
+        lj38()
+    if "lj13" in only:
+        seeds = 4 if args.quick else 16
+        print(f"\nLJ13, {seeds} driver runs x 30 000 evaluations: fraction reaching {LJ13_MIN}")
+        for label, hits, n, s in lj13(seeds):
+            ok = "reached" if hits / n >= 0.5 else "missed"
+            print(f"{label:24}{hits:4d}/{n:<4d}{hits / n:8.0%}{s:9.1f} s  >= 50%: {ok}")
+    if "bbob" in only:
+        if importlib.util.find_spec("cocoex") is None:
+            print("\nBBOB: cocoex not installed (pip install 'physopt_ref[bbob]')")
+        else:
+            print("\nBBOB, runtime ECDF at 1000 d evaluations (finite-difference gradients)")
+            print(bbob(args.quick))
+
+
+if __name__ == "__main__":
+    main()

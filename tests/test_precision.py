@@ -1,0 +1,394 @@
+"""float16 and bfloat16 as first-class dtypes (issue 22; the rule is in ``docs/precision.md``).
+
+The algorithm's scalars are computed in the compute dtype ``result_type(param dtype, float32)``
+and cast where they touch a leaf; draws are formed in float32; norms are scaled. Each test below
+names the defect of ``3c18655`` it guards against (each fails there).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from physopt_ref.backends import normal, uniform
+from physopt_ref.problems.quadratic import quadratic
+
+import physopt_ref as po
+from physopt_ref.core.context import StepContext
+from physopt_ref.core.numerics import compute_dtype, tree_norm
+
+# (backend, dtype) pairs with the half dtypes each backend has (NumPy has no bfloat16; JAX's
+# float16 on the CPU is emulated the same way as its bfloat16, so bfloat16 is what it covers).
+HALF_CASES = [
+    ("numpy", "float16"),
+    ("torch", "float16"),
+    ("torch", "bfloat16"),
+    ("jax", "bfloat16"),
+]
+
+
+def _namespace(backend: str) -> object:
+    if backend == "numpy":
+        import array_api_compat.numpy as xp
+
+        return xp
+    if backend == "torch":
+        pytest.importorskip("torch")
+        import array_api_compat.torch as xp
+
+        return xp
+    pytest.importorskip("jax")
+    import jax.numpy as xp
+
+    return xp
+
+
+def _case_id(case: tuple[str, str]) -> str:
+    return "-".join(case)
+
+
+def _f64(x: object) -> np.ndarray:
+    """Any backend's array as a NumPy float64 array (through float32: NumPy has no bfloat16)."""
+    if type(x).__module__.startswith("torch"):
+        return x.detach().to(dtype=__import__("torch").float64).numpy()
+    return np.asarray(np.asarray(x, dtype=np.float32), dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every registered optimizer on the 10-D quadratic, 1500 steps
+
+#: Settings that converge by far more than 10x in float32 on ``quadratic(dim=10, condition=10)``
+#: in 1500 steps (measured; the registry's ``test_hyperparameters`` where they do).
+#: Dynamic relaxation's test setting (h = 0.6, m = 0.5) is unstable for λ = 10 (h < 2/ω_max).
+#: Gravity runs on the same spectrum scaled by 0.1 (:data:`PROBLEMS`): its step
+#: ζ ≈ 1/(g max|G|²) is tiny while gradients exceed 1 (a gain of 2.5x in float32 at λ_max =
+#: 10 and x0 = 1), and in bfloat16 a step below half an ulp of the parameter is lost.
+SETTINGS = {
+    "adam": {"lr": 0.05},
+    "bbi": {"lr": 0.2, "v0": 3.5, "delta_e": 0.5, "t0": 3, "n_fixed_bounces": 2, "t1": 1,
+            "seed": 7, "v0_tuning": True},
+    "coolmomentum": {"lr": 0.2, "rho0": 0.9, "cool_steps": 100},
+    "dyna": {"gamma": 0.5, "beta": 0.8, "zeta": po.damping_ramp(4.0), "omega_eps": 1e-8},
+    "dyna_prototype": {"lr": 0.1, "b1": 0.8, "b2": 0.6, "eps": 1e-8},
+    "dynamic_relaxation": {"h": 0.3, "mass": 1.0, "stiffness": 10.0, "zeta": 1.0},
+    "ecdsep": {"lr": 0.3, "eta": 1.5, "nu": 0.1, "seed": 3},
+    "gravity": {"lr": 1.0, "alpha": 0.01, "beta": 0.9, "seed": 3},
+    "heavy_ball": {"lr": 0.1, "momentum": 0.8},
+    "nesterov": {"lr": 0.1, "momentum": 0.8},
+    "sgd": {"lr": 0.1},
+}
+
+STEPS = 1500
+PROBLEM = quadratic(dim=10, condition=10.0)  # λ from 1 to 10, x0 = 1
+PROBLEMS = {"gravity": quadratic(dim=10, condition=10.0, mu=0.1)}
+
+
+def test_settings_cover_the_registry():
+    assert sorted(SETTINGS) == po.registered_names()
+
+
+#: Optimizers whose state is float32 for half-precision parameters by default (state_dtype).
+WIDE_STATE = ("bbi", "ecdsep")
+
+
+def _run(
+    name: str, backend: str, dtype: str, steps: int = STEPS, **extra: object
+) -> tuple[float, float, object]:
+    """(initial loss, final loss, final state) of ``steps`` steps; losses in float64."""
+    xp = _namespace(backend)
+    dt = getattr(xp, dtype)
+    opt = po.get_optimizer(name, **SETTINGS[name], **extra)
+    problem = PROBLEMS.get(name, PROBLEM)
+    x = xp.asarray(np.asarray(problem.x0, dtype=np.float32), dtype=dt)
+    state = opt.init(x)
+    f0 = float(problem.value(_f64_like(xp, x)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a NaN run must fail below, not here
+        for _ in range(steps):
+            f, g = problem.value_and_grad(x)
+            x, state = opt.step(x, g, state, loss=f)
+    assert x.dtype == dt
+    wide = name in WIDE_STATE and extra.get("state_dtype") != "params"
+    for leaf in po.tree_leaves(state):  # the parameters' dtype, or float32 where documented
+        if xp.isdtype(leaf.dtype, "real floating"):
+            assert leaf.dtype == (compute_dtype(xp, dt) if wide else dt)
+    return f0, float(problem.value(_f64_like(xp, x))), state
+
+
+def _f64_like(xp: object, x: object) -> object:
+    return xp.astype(x, xp.float32)
+
+
+def _check_descent(name: str, backend: str, dtype: str) -> None:
+    f0, f1, _ = _run(name, backend, dtype)
+    assert math.isfinite(f1), f"{name} on {backend} {dtype}: final loss {f1}"
+    assert f1 <= f0 / 10.0, f"{name} on {backend} {dtype}: loss {f0:.3g} -> {f1:.3g}"
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_float32_reference_converges(name):
+    """The settings converge in float32 by more than the 10x asked of the half dtypes."""
+    f0, f1, _ = _run(name, "numpy", "float32")
+    assert f1 <= f0 / 1e3
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_float16_numpy_descends(name):
+    """1500 steps in float16 on NumPy: finite, loss down by >= 10x (3c18655: Gravity, ECDSep
+    and BBI turn NaN from the draws; Gravity at init)."""
+    _check_descent(name, "numpy", "float16")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", HALF_CASES[1:], ids=_case_id)
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_half_precision_descends(name, case):
+    """The same on torch float16, torch bfloat16 and JAX bfloat16 (3c18655: Adam, Gravity and
+    CoolMomentum stall or overflow in bfloat16; the draws are NaN in float16)."""
+    _check_descent(name, *case)
+
+
+@pytest.mark.parametrize("name", ["adam", "gravity", "coolmomentum"])
+def test_bfloat16_descends_torch(name):
+    """The bfloat16 defects in the default run, on torch (3c18655: Adam never moves,
+    1 - b2**t = 0; Gravity's t is exact only to 256). JAX runs in the slow set."""
+    case = ("torch", "bfloat16")
+    _check_descent(name, *case)
+
+
+@pytest.mark.parametrize("name", WIDE_STATE)
+def test_energy_conserving_state_needs_float32(name):
+    """Why BBI and ECDSep keep a float32 state for float16 parameters by default: with the
+    state in float16 (``state_dtype="params"``) the energy shell drifts and the loss falls far
+    less (measured with float16 losses and gradients: BBI 10x against 390x, ECDSep 130x
+    against 1e3x or more; docs/precision.md)."""
+    f0, narrow, state = _run(name, "numpy", "float16", state_dtype="params")
+    assert state.momentum[0].dtype == np.float16
+    _, wide, state = _run(name, "numpy", "float16")
+    assert state.momentum[0].dtype == np.float32
+    print(f"{name}: float16 state {f0 / narrow:.3g}x, float32 state {f0 / wide:.3g}x")
+    assert wide <= f0 / 100.0 and wide * 5.0 <= narrow
+
+
+def test_state_dtype_validated():
+    with pytest.raises(ValueError, match="state_dtype"):
+        po.bbi(0.1, state_dtype="float8")
+    opt = po.ecdsep(0.1, 1.0, state_dtype="float64")
+    assert opt.init(np.ones(3, np.float32)).momentum[0].dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# Draws
+
+
+@pytest.mark.parametrize("case", HALF_CASES, ids=_case_id)
+def test_draw_moments_half(case):
+    """1e5 uniforms and normals in a half dtype: finite, uniforms in [0, 1), first two moments
+    within 4 sigma (3c18655: every float16 draw is NaN, 2**24 > 65504)."""
+    xp = _namespace(case[0])
+    like = xp.ones((1,), dtype=getattr(xp, case[1]))
+    n = 100_000
+    u = uniform(11, 3, (n,), like=like)
+    z = normal(11, 3, (n,), like=like)
+    assert u.dtype == like.dtype and z.dtype == like.dtype
+    u64, z64 = _f64(u), _f64(z)
+    assert np.all(np.isfinite(u64)) and np.all(np.isfinite(z64))
+    assert u64.min() >= 0.0 and u64.max() < 1.0
+    # Mean and variance of U(0,1): 1/2 (sd 1/sqrt(12 n)), 1/12 (sd sqrt((1/80 - 1/144)/n)).
+    assert abs(u64.mean() - 0.5) < 4.0 * math.sqrt(1.0 / 12.0 / n)
+    assert abs(u64.var() - 1.0 / 12.0) < 4.0 * math.sqrt((1.0 / 80.0 - 1.0 / 144.0) / n)
+    # N(0,1): mean 0 (sd 1/sqrt(n)), variance 1 (sd sqrt(2/n)).
+    assert abs(z64.mean()) < 4.0 / math.sqrt(n)
+    assert abs(z64.var() - 1.0) < 4.0 * math.sqrt(2.0 / n)
+
+
+@pytest.mark.parametrize("case", HALF_CASES, ids=_case_id)
+def test_half_draws_round_the_float32_draws(case):
+    """A half-precision draw is the float32 draw rounded once (same Philox bits)."""
+    xp = _namespace(case[0])
+    half = xp.ones((1,), dtype=getattr(xp, case[1]))
+    single = xp.ones((1,), dtype=xp.float32)
+    for draw in (uniform, normal):
+        h = draw(5, 7, (1000,), like=half)
+        s = xp.astype(draw(5, 7, (1000,), like=single), half.dtype)
+        if draw is uniform:  # the values that round to 1.0 are kept below 1
+            below = 1.0 - float(xp.finfo(half.dtype).eps) / 2.0
+            s = xp.minimum(s, xp.asarray(below, dtype=half.dtype))
+        np.testing.assert_array_equal(_f64(h), _f64(s))
+
+
+def test_gravity_init_float16_is_finite():
+    """``po.gravity().init(np.ones(3, np.float16)).velocity`` was [nan nan nan] on 3c18655."""
+    v = po.gravity().init(np.ones(3, np.float16)).velocity[0]
+    assert v.dtype == np.float16 and np.all(np.isfinite(v)) and np.any(v != 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The compute dtype, the count and schedules
+
+
+def test_compute_dtype_rule():
+    import array_api_compat.numpy as xp
+
+    assert compute_dtype(xp, xp.float16) == xp.float32
+    assert compute_dtype(xp, xp.float32) == xp.float32
+    assert compute_dtype(xp, xp.float64) == xp.float64
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as tx
+
+    assert compute_dtype(tx, torch.bfloat16) == torch.float32
+    assert compute_dtype(tx, torch.float16) == torch.float32
+
+
+def _ctx(xp: object, dtype: object, count: int) -> StepContext:
+    like = xp.ones((3,), dtype=dtype)
+    return StepContext(xp, xp.asarray(count, dtype=xp.int32), like)
+
+
+SCHEDULES = {
+    "cosine_decay(0.1, 1e5)": po.cosine_decay(0.1, 100000),
+    "exponential_decay(0.1, 0.5, 1e4)": po.exponential_decay(0.1, 0.5, 10000),
+    "damping_ramp(2e5)": po.damping_ramp(200000.0),
+    "coolmomentum paper S=78200": po.coolmomentum_schedule("paper", 0.9, 78200),
+    "coolmomentum geometric S=2e5": po.coolmomentum_schedule(
+        "geometric_temperature", 0.9, 200000
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HALF_CASES, ids=_case_id)
+@pytest.mark.parametrize("key", sorted(SCHEDULES))
+@pytest.mark.parametrize("count", [300, 5003, 77777, 100000])
+def test_schedule_values_match_float32(case, key, count):
+    """A schedule at large t in a half dtype equals float32's value rounded to that dtype
+    (3c18655: t in float16 is inf past 65504, so cosine_decay(0.1, 1e5) gave NaN; t in
+    bfloat16 is exact only to 256)."""
+    xp = _namespace(case[0])
+    dt = getattr(xp, case[1])
+    sched = SCHEDULES[key]
+    half = _ctx(xp, dt, count)
+    ref = _ctx(xp, xp.float32, count)
+    got = half.leaf(half.hp(sched), half.like)
+    want = xp.astype(xp.asarray(ref.hp(sched)), dt)
+    assert _f64(got) == pytest.approx(float(_f64(want)), abs=0.0)
+
+
+def test_count_time_is_in_the_compute_dtype():
+    import array_api_compat.numpy as xp
+
+    ctx = _ctx(xp, xp.float16, 100000)
+    assert ctx.t.dtype == xp.float32 and float(ctx.t) == 100000.0
+
+
+@pytest.mark.parametrize("case", [("torch", "float16"), ("numpy", "float16")], ids=_case_id)
+def test_coolmomentum_default_cool_steps_float16(case):
+    """cool_steps = 78200 (the default) in float16 (3c18655: inf in float16; torch raised
+    "value cannot be converted to type c10::Half without overflow")."""
+    xp = _namespace(case[0])
+    opt = po.coolmomentum(lr=0.1)
+    x = xp.ones((4,), dtype=xp.float16)
+    state = opt.init(x)
+    for _ in range(3):
+        x, state = opt.step(x, x, state)
+    # Three steps of x <- x - disp with rho_t ~ 0.9 from x = 1, g = x: finite and below 1.
+    values = _f64(x)
+    assert x.dtype == xp.float16 and np.all(np.isfinite(values)) and np.all(values < 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Adam in bfloat16 against torch.optim.Adam
+
+
+def test_bfloat16_adam_matches_torch():
+    """100 steps of Adam in bfloat16 within 0.1 of torch.optim.Adam (3c18655: 1 - 0.999**t is
+    0 in bfloat16, so our Adam never moved: 1.0 -> 1.0 against torch's 1.0 -> -3.84)."""
+    torch = pytest.importorskip("torch")
+    lr = 0.05
+    ref = torch.ones(5, dtype=torch.bfloat16, requires_grad=True)
+    torch_opt = torch.optim.Adam([ref], lr=lr)
+    ours = torch.ones(5, dtype=torch.bfloat16)
+    opt = po.adam(lr=lr)
+    state = opt.init(ours)
+    for k in range(100):
+        grad = torch.full((5,), 1.0 + 0.01 * k, dtype=torch.bfloat16)
+        ref.grad = grad.clone()
+        torch_opt.step()
+        ours, state = opt.step(ours, grad, state)
+    want = ref.detach().double()
+    got = ours.double()
+    assert float(want[0]) < -3.0  # torch moved (lr * 100 steps = 5)
+    assert float(torch.max(torch.abs(got - want))) <= 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# Norms at huge values
+
+
+@pytest.mark.parametrize(
+    "dtype, big",
+    [("float16", 6e4), ("float32", 1e30), ("float64", 1e200), ("float32", "max"),
+     ("float16", "max")],
+)
+def test_clip_by_global_norm_at_huge_norms(dtype, big):
+    """Gradients with elements up to finfo.max are clipped to norm c in their own direction
+    (3c18655: |g|² overflowed to inf and the step was zero, at |g| ~ 256 in float16)."""
+    import array_api_compat.numpy as xp
+
+    dt = getattr(np, dtype)
+    value = float(np.finfo(dt).max) if big == "max" else big
+    g = np.zeros(4, dtype=dt)
+    g[0], g[2] = 0.8 * value, -0.4 * value  # norm 0.89 value: representable
+    clip = po.chain(po.clip_by_global_norm(1.0), po.sgd(lr=1.0))
+    x = np.zeros(4, dtype=dt)
+    new, _ = clip.step(x, g, clip.init(x))
+    assert new.dtype == dt
+    step = -new.astype(np.float64)
+    assert np.linalg.norm(step) == pytest.approx(1.0, rel=4 * float(np.finfo(dt).eps))
+    assert step[0] == pytest.approx(2.0 / math.sqrt(5.0), rel=4 * float(np.finfo(dt).eps))
+    assert step[1] == 0.0 and step[3] == 0.0
+    assert xp.isdtype(new.dtype, "real floating")
+
+
+@pytest.mark.parametrize("case", HALF_CASES, ids=_case_id)
+def test_tree_norm_scaled(case):
+    """The scaled norm equals the float64 norm to rounding where sqrt(sum g²) overflows."""
+    xp = _namespace(case[0])
+    dt = getattr(xp, case[1])
+    big = 3e4 if case[1] == "float16" else 1e30
+    leaves = [xp.asarray([big, -big], dtype=dt), xp.asarray([[big, 1.0]], dtype=dt)]
+    want = math.sqrt(sum(float(v) ** 2 for leaf in leaves for v in _f64(leaf).ravel()))
+    got = tree_norm(xp, leaves, 0)
+    assert got.dtype == xp.float32
+    assert float(_f64(got)) == pytest.approx(want, rel=1e-6)
+
+
+def test_tree_norm_per_run_and_zero():
+    import array_api_compat.numpy as xp
+
+    g = np.array([[2e38, 1e38], [0.0, 0.0]], dtype=np.float32)
+    got = tree_norm(xp, [g], 1)
+    assert got[1] == 0.0
+    assert float(got[0]) == pytest.approx(math.hypot(2e38, 1e38), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_gravity_zeta_at_huge_gradients(dtype):
+    """zeta = g / (1 + (g max|G|)²) without the square: right up to finfo.max (3c18655 formed
+    (g max|G|)², inf at |g| > 256 in float16, and warned)."""
+    import array_api_compat.numpy as xp
+
+    dt = getattr(np, dtype)
+    g = np.array([300.0 if dtype == "float16" else 1e10, 1e-3, -2e-3], dtype=dt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z = po.gravity_zeta(xp, g)
+    gmax = float(np.max(np.abs(g.astype(np.float64))))
+    want = [v / (1.0 + (v * gmax) ** 2) for v in g.astype(np.float64)]
+    assert z.dtype == dt
+    tiny = float(np.finfo(dt).smallest_subnormal)  # ζ of the 300 is 3.7e-8: float16 subnormal
+    np.testing.assert_allclose(
+        z.astype(np.float64), want, rtol=4 * float(np.finfo(dt).eps), atol=tiny
+    )
+    assert z[0] != 0.0 or dtype == "float16"
