@@ -136,12 +136,14 @@ class BBI(PhysicsOptimizer):
                  delta_e: float | torch.Tensor = 0.0, rescale: bool = True,
                  t0: int | None = 1000, t1: int | None = 3000, n_fixed_bounces: int = 1,
                  eps1: float = 1e-10, eps2: float | None = None, seed: int = 0,
-                 bounce_direction: str = "cube", v0_tuning: bool = False,
-                 one_tree: bool | None = None, compiled: bool | None = None) -> None:
+                 bounce_direction: str = "cube", v0_tuning: bool = False, member: int = 0,
+                 state_dtype: str | None = None, one_tree: bool | None = None,
+                 compiled: bool | None = None) -> None:
         super().__init__(params, "bbi", one_tree=one_tree, compiled=compiled, lr=lr, v0=v0,
                          delta_e=delta_e, rescale=rescale, t0=t0, t1=t1,
                          n_fixed_bounces=n_fixed_bounces, eps1=eps1, eps2=eps2, seed=seed,
-                         bounce_direction=bounce_direction, v0_tuning=v0_tuning)
+                         bounce_direction=bounce_direction, v0_tuning=v0_tuning, member=member,
+                         state_dtype=state_dtype)
 
 
 class ECDSep(PhysicsOptimizer):
@@ -152,11 +154,12 @@ class ECDSep(PhysicsOptimizer):
                  f0: float | torch.Tensor = 0.0, delta_e: float | torch.Tensor | None = None,
                  rescale: bool = True, weight_decay: float = 0.0, eps1: float = 1e-10,
                  eps2: float | None = None, seed: int = 0, f0_tuning: bool = False,
+                 member: int = 0, state_dtype: str | None = None,
                  one_tree: bool | None = None, compiled: bool | None = None) -> None:
         super().__init__(params, "ecdsep", one_tree=one_tree, compiled=compiled, lr=lr, eta=eta,
                          nu=nu, s=s, f0=f0, delta_e=delta_e, rescale=rescale,
                          weight_decay=weight_decay, eps1=eps1, eps2=eps2, seed=seed,
-                         f0_tuning=f0_tuning)
+                         f0_tuning=f0_tuning, member=member, state_dtype=state_dtype)
 
 
 class Gravity(PhysicsOptimizer):
@@ -164,10 +167,10 @@ class Gravity(PhysicsOptimizer):
 
     def __init__(self, params: Params, lr: float | torch.Tensor = 0.1,
                  alpha: float | torch.Tensor = 0.01, beta: float | torch.Tensor = 0.9,
-                 seed: int = 0, t_start: int = 0, *, one_tree: bool | None = None,
-                 compiled: bool | None = None) -> None:
+                 seed: int = 0, t_start: int = 0, member: int = 0, *,
+                 one_tree: bool | None = None, compiled: bool | None = None) -> None:
         super().__init__(params, "gravity", one_tree=one_tree, compiled=compiled, lr=lr,
-                         alpha=alpha, beta=beta, seed=seed, t_start=t_start)
+                         alpha=alpha, beta=beta, seed=seed, t_start=t_start, member=member)
 
 
 _CLASSES: dict[str, type[PhysicsOptimizer]] = {
