@@ -1,10 +1,12 @@
 """physopt_ref's optimizers as ``torch.optim.Optimizer`` classes.
 
-The implementation lives in :mod:`physopt_ref.adapters.torch`; this module keeps the import
+The implementation lives in :mod:`physopt_ref.adapters.torch` (classes in
+:mod:`physopt_ref.adapters.torch_classes`); this module keeps the import
 path ``physopt_ref.torch`` that users write.
 """
 
-from physopt_ref.adapters.torch import (
+from physopt_ref.adapters.torch import PhysicsOptimizer
+from physopt_ref.adapters.torch_classes import (
     BBI,
     SGD,
     Adam,
@@ -16,7 +18,6 @@ from physopt_ref.adapters.torch import (
     Gravity,
     HeavyBall,
     Nesterov,
-    PhysicsOptimizer,
     optimizer_class,
 )
 

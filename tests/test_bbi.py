@@ -336,7 +336,7 @@ def test_float32_run_stays_finite() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"lr": 0.0}, "lr"),
+        ({"lr": -0.1}, "lr"),  # lr = 0 is a legal no-op (issue 21)
         ({"lr": 0.1, "delta_e": -1.0}, "delta_e"),
         ({"lr": 0.1, "t0": 0}, "t0"),
         ({"lr": 0.1, "t1": 1.5}, "t1"),

@@ -81,8 +81,8 @@ def test_lr_schedule_is_used() -> None:
 def test_errors_name_parameter_range_and_symbol() -> None:
     with pytest.raises(ValueError, match=r"momentum \(β\) must be in \[0, 1\)"):
         po.heavy_ball(momentum=1.0)
-    with pytest.raises(ValueError, match=r"lr \(η\) must be in \(0, inf\)"):
-        po.sgd(lr=0.0)
+    with pytest.raises(ValueError, match=r"lr \(η\) must be in \[0, inf\)"):
+        po.sgd(lr=-1e-3)  # 0 is legal: a no-op (issue 21)
     with pytest.raises(TypeError, match="b1"):
         po.adam(b1="0.9")
     with pytest.raises(ValueError, match="b2"):

@@ -261,7 +261,7 @@ def test_errors_name_parameter_and_symbol() -> None:
     with pytest.raises(ValueError, match=r"weight_decay \(λ\)"):
         po.coolmomentum(weight_decay=-1e-4)
     with pytest.raises(ValueError, match=r"lr"):
-        po.coolmomentum(lr=0.0)
+        po.coolmomentum(lr=-0.01)  # 0 is legal: a no-op (issue 21)
     with pytest.raises(ValueError, match=r"t \(t\)"):
         po.rho_paper(-1, 0.9, 10)
 

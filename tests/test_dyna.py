@@ -537,7 +537,7 @@ def test_restart_is_pure_and_checks_its_arguments() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"zeta": 0.0}, {"zeta": 2.5}, {"beta": 1.0}, {"beta": -0.1}, {"gamma": 0.0},
+        {"zeta": 0.0}, {"zeta": 2.5}, {"beta": 1.0}, {"beta": -0.1}, {"gamma": -0.1},
         {"omega_eps": 0.0},
     ],
 )
@@ -548,7 +548,7 @@ def test_dyna_refuses_out_of_range(kwargs: dict[str, float]) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"b2": 0.0}, {"b2": 2.5}, {"b1": 1.0}, {"lr": 0.0}, {"eps": 0.0}]
+    "kwargs", [{"b2": 0.0}, {"b2": 2.5}, {"b1": 1.0}, {"lr": -1e-3}, {"eps": 0.0}]
 )
 def test_prototype_refuses_out_of_range(kwargs: dict[str, float]) -> None:
     (key,) = kwargs

@@ -54,7 +54,7 @@ def test_eq10_and_helpers() -> None:
     assert critical_time_step(4.0) == 0.5
     assert discrete_critical_damping(1.0, 1.0) == pytest.approx(math.sqrt(0.75))
     assert dynamic_relaxation(mass=4.0, stiffness=1.0).hyperparameters["h"] == 2.0  # 1/ω
-    for bad in ({"h": 0.0}, {"mass": -1.0}, {"stiffness": 0.0}, {"zeta": -0.1}):
+    for bad in ({"h": -0.1}, {"mass": -1.0}, {"stiffness": 0.0}, {"zeta": -0.1}):  # h = 0: no-op
         with pytest.raises(ValueError, match=next(iter(bad))):
             dynamic_relaxation(**bad)
 

@@ -9,90 +9,124 @@
 ...     return loss
 >>> opt.step(closure)                                                     # doctest: +SKIP
 
-One class per registered optimizer (:data:`SGD`, :data:`HeavyBall`, :data:`Nesterov`,
-:data:`Adam`, :data:`Dyna`, :data:`DynaPrototype`, :data:`DynamicRelaxation`,
-:data:`CoolMomentum`, :data:`BBI`, :data:`ECDSep`, :data:`Gravity`; :func:`optimizer_class`
-for any registered name), or :class:`PhysicsOptimizer` built from a name or from an
-:class:`~physopt_ref.Optimizer` (a :func:`~physopt_ref.chain` too). The step is the library's
-functional step on the parameters' tensors, so it equals ``physopt_ref``'s own step bit for bit.
+One class per registered optimizer, each with the factory's hyperparameters as typed keyword
+arguments (:mod:`physopt_ref.adapters.torch_classes`: ``SGD``, ``HeavyBall``, ``Nesterov``,
+``Adam``, ``Dyna``, ``DynaPrototype``, ``DynamicRelaxation``, ``CoolMomentum``, ``BBI``,
+``ECDSep``, ``Gravity``; :func:`~physopt_ref.adapters.torch_classes.optimizer_class` for any
+registered name), or :class:`PhysicsOptimizer` built from a name or from an
+:class:`~physopt_ref.Optimizer` (a :func:`~physopt_ref.chain` too). It follows torch.optim's
+conventions (``docs/frameworks.md``):
 
+* **Parameters without a gradient** (``p.grad is None``) are skipped: not moved, their state
+  untouched. For the energy-conserving family (``bbi``, ``ecdsep``) the energy, :math:`|p|^2`,
+  bounces and rescale of that step are taken over the parameters that have a gradient; a
+  frozen parameter keeps its momentum and rejoins the dynamics when it gets a gradient again.
 * **Param groups.** Each group is one parameter tree with its own hyperparameters and state,
-  except for the energy-conserving family (``bbi``, ``ecdsep``: registry family ``"ecd"``),
-  whose energy, :math:`|p|^2`, bounces and floor are global: all its parameters are one tree
-  and every group must carry the same hyperparameters (a per-layer setting goes through
-  :func:`~physopt_ref.masked` transforms instead). ``one_tree=`` overrides the choice. A
-  changed group value (an ``torch.optim.lr_scheduler`` moving ``lr``) rebuilds the step with
-  it; the state is kept.
+  except for the energy-conserving family, whose energy is global: all its parameters are one
+  tree and every group must carry the same hyperparameters (compared by value). ``one_tree=``
+  overrides the choice.
+* **Schedulers.** The step size is ``group["lr"]`` (Dyna's :math:`\\gamma`, dynamic
+  relaxation's :math:`h`); Adam and Dyna's prototype show ``betas = (b1, b2)``; heavy ball and
+  Nesterov show ``momentum``: torch's schedulers (``CosineAnnealingLR`` down to 0, ``LambdaLR``
+  warm-ups from 0, ``OneCycleLR``/``CyclicLR`` cycling momentum) drive them. ``lr = 0`` is a
+  legal no-op. These values live in 0-d tensors of the parameters' dtype inside the adapter, so
+  a changed value is written into a tensor (checked on the host) and a compiled step does not
+  recompile. Other group values, when changed, rebuild the step.
+* **The step** is the library's functional step with those hyperparameters. Trees of 65 536
+  elements or more (``compiled=None``, the default) run :func:`physopt_ref.compile`'s step
+  (``torch.compile`` of the donated step, written into the parameters: no copies), smaller ones
+  the eager donated step; ``compiled=True``/``False`` forces the choice. Under
+  ``torch.compile(opt.step)`` the pure functional step is traced (exact: the same values as
+  eager up to rounding) and the book-keeping runs outside the graph.
 * **The loss.** ``step(closure)`` evaluates the closure with gradients on and passes its loss
-  to the step; an optimizer that needs the loss refuses ``step()`` without one.
-* **No host synchronisation.** The step runs on the device: no ``.item()``, no ``bool()`` of a
-  tensor (the library's steps use ``xp.where``; on the CPU a few decisions read host memory,
-  which costs no synchronisation).
-* **Gradients and autograd.** ``step`` runs under ``torch.no_grad`` (it works inside one) and
-  writes the new values into the parameters (``p.copy_``): they stay leaves without history. A
-  parameter without a gradient gets a zero gradient (the tree keeps its shape; torch's own
-  optimizers skip it instead).
+  (a number, or a tensor of one element) to the step; an optimizer that needs the loss refuses
+  ``step()`` without one.
+* **No host synchronisation** on the step's data; it runs under ``torch.no_grad``; the
+  parameters stay leaves without history.
 * **State.** ``opt.state[p]`` holds the per-parameter fields (momenta, ...) of ``p``; the fields
   of the whole tree (count, energies, floors, counters, bounce state) are in the state of the
   tree's first parameter. ``state_dict()`` / ``load_state_dict()`` round-trip them exactly,
-  integer and boolean fields included (torch would cast them to the parameters' dtype).
+  integer and boolean fields included; loading checks every field's shape and dtype against
+  the parameters and names the parameter it refuses.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 
+from physopt_ref.adapters.torch_state import (
+    check_loaded_layout,
+    decode_groups,
+    encode_groups,
+    restore_exact_dtypes,
+)
+from physopt_ref.adapters.torch_values import (
+    ALIASES,
+    SCHEDULED,
+    STEP_SIZES,
+    check_one_value,
+    host_values,
+    loss_value,
+    real,
+    rebuilt,
+    same,
+    silence_dynamo_lru_warnings,
+)
+from physopt_ref.core.compile import CompiledStep
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.registry import REGISTRY, get_optimizer
-from physopt_ref.runner.spec import SpecError, decode_value, encode_value, with_hyperparameters
+from physopt_ref.runner.spec import with_hyperparameters
 from physopt_ref.transforms.chain import optimizer_parts
 
-__all__ = [
-    "BBI",
-    "SGD",
-    "Adam",
-    "CoolMomentum",
-    "Dyna",
-    "DynaPrototype",
-    "DynamicRelaxation",
-    "ECDSep",
-    "Gravity",
-    "HeavyBall",
-    "Nesterov",
-    "PhysicsOptimizer",
-    "optimizer_class",
-]
+__all__ = ["ALIASES", "COMPILE_ELEMENTS", "PhysicsOptimizer"]
 
 _STATE_KEY = "physopt_ref"
-_ENCODED = "physopt_ref_value"  # a group value stored as data (see state_dict)
+
+silence_dynamo_lru_warnings()
+
+#: Trees with at least this many elements run the compiled step by default (``compiled=None``):
+#: below it the one-off compile time outweighs the gain.
+COMPILE_ELEMENTS = 1 << 16
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Group values compare by value for plain data, by identity otherwise."""
-    if a is b:
-        return True
-    plain = (bool, int, float, str, type(None))
-    return isinstance(a, plain) and type(a) is type(b) and a == b
+class _Tree:
+    """One tree's step: its functional optimizer, hyperparameter tensors and compiled step."""
+
+    __slots__ = ("compiled", "floats", "functional", "init_opt", "key", "layout", "tensors")
+
+    def __init__(self) -> None:
+        self.functional: Optimizer | None = None
+        self.init_opt: Optimizer | None = None
+        self.key: tuple[Any, ...] | None = None
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.floats: dict[str, float] = {}
+        self.compiled: CompiledStep | None = None
+        self.layout: tuple[tuple[str, bool], ...] = ()
 
 
 class PhysicsOptimizer(torch.optim.Optimizer):
-    """A physopt_ref optimizer as a ``torch.optim.Optimizer``.
+    """A physopt_ref optimizer as a ``torch.optim.Optimizer`` (see the module notes).
 
     Parameters
     ----------
     params : iterable of tensors or of dicts
-        The parameters, or param groups (dicts with ``"params"`` and hyperparameter overrides).
+        The parameters, or param groups (dicts with ``"params"`` and hyperparameter overrides,
+        by the factory's or torch's names: ``b1`` or ``betas``).
     optimizer : str or physopt_ref.Optimizer
         A registered name (then ``hyperparameters`` build it) or a built optimizer (a chain
         too; its hyperparameters are the groups' defaults).
     one_tree : bool, optional
         All parameters as one tree (default for the energy-conserving family) or one tree per
         group (default otherwise).
+    compiled : bool, optional
+        Run :func:`physopt_ref.compile`'s step (``True``), the eager donated step (``False``),
+        or choose by size (``None``: compiled from :data:`COMPILE_ELEMENTS` elements a tree).
     **hyperparameters
-        The optimizer's hyperparameters (with a name).
+        The optimizer's hyperparameters (with a name), by the factory's or torch's names.
     """
 
     def __init__(
@@ -101,10 +135,20 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         optimizer: str | Optimizer,
         *,
         one_tree: bool | None = None,
+        compiled: bool | None = None,
         **hyperparameters: Any,
     ) -> None:
+        for key, value in hyperparameters.items():
+            check_one_value(key, value)
         if isinstance(optimizer, str):
-            optimizer = get_optimizer(optimizer, **hyperparameters)
+            if optimizer not in REGISTRY:
+                raise ValueError(
+                    f"unknown optimizer {optimizer!r}; registered: {sorted(REGISTRY)}"
+                )
+            hyperparameters = self._factory_names(optimizer, hyperparameters)
+            optimizer = get_optimizer(optimizer, **host_values(hyperparameters))
+            if any(isinstance(v, torch.Tensor) for v in hyperparameters.values()):
+                optimizer = rebuilt(optimizer, hyperparameters)
         elif not isinstance(optimizer, Optimizer):
             raise TypeError(
                 "optimizer must be a registered name or a physopt_ref.Optimizer, got "
@@ -115,89 +159,224 @@ class PhysicsOptimizer(torch.optim.Optimizer):
                 f"hyperparameters {sorted(hyperparameters)} given with a built optimizer; "
                 "build it with them, or pass its name"
             )
+        for flag, given in (("compiled", compiled), ("one_tree", one_tree)):
+            if given is not None and not isinstance(given, bool):
+                raise TypeError(f"{flag} must be True, False or None, got {given!r}")
         core, _ = optimizer_parts(optimizer)
         if one_tree is None:
             entry = REGISTRY.get(core.name)
             one_tree = entry is not None and entry.family == "ecd"
         self._optimizer = optimizer
+        self._core_name = core.name
+        self._aliases = ALIASES.get(core.name, {})
         self._one_tree = bool(one_tree)
-        self._built: dict[int, tuple[tuple[Any, ...], Optimizer]] = {}
-        self._layouts: dict[int, tuple[tuple[str, bool], ...]] = {}
-        super().__init__(params, dict(optimizer.hyperparameters))
+        self._compiled = compiled
+        self._trees_state: dict[int, _Tree] = {}
+        defaults = self._group_defaults(optimizer.hyperparameters)
+        self._keys = tuple(defaults)
+        self._initial: list[Optimizer] = []  # each group's optimizer as it was added
+        super().__init__(params, defaults)
 
-    # -- trees and their optimizers --------------------------------------------------------
+    # -- names: the factory's and torch's ----------------------------------------------------
+
+    def _factory_names(self, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Group or keyword values with torch's names (``betas``) spelled as the factory's."""
+        out = dict(values)
+        for torch_key, names in ALIASES.get(name, {}).items():
+            if torch_key in out and torch_key not in names:
+                value = out.pop(torch_key)
+                given = [n for n in names if n in out]
+                if given:
+                    raise TypeError(f"give either {torch_key} or {', '.join(given)}, not both")
+                parts = value if len(names) > 1 else (value,)
+                if not isinstance(parts, tuple | list) or len(parts) != len(names):
+                    raise ValueError(
+                        f"{torch_key} must be a tuple of {len(names)} values "
+                        f"({', '.join(names)}), got {value!r}"
+                    )
+                out.update(zip(names, parts, strict=True))
+        return out
+
+    def _group_defaults(self, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The factory's hyperparameters with torch's names (``betas = (b1, b2)``)."""
+        out = dict(hyperparameters)
+        for torch_key, names in self._aliases.items():
+            values = tuple(out.pop(n) for n in names)
+            out[torch_key] = values if len(names) > 1 else values[0]
+        return out
+
+    def _values(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """A group's hyperparameters by the factory's names."""
+        out = {}
+        for key in self._keys:
+            names = self._aliases.get(key)
+            if names is None:
+                out[key] = group[key]
+            elif len(names) == 1:
+                out[names[0]] = group[key]
+            else:
+                out.update(zip(names, tuple(group[key]), strict=True))
+        return out
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``, with the group's values checked now: a tensor value
+        must have one element, and every value passes the factory's checks."""
+        group = dict(param_group)
+        for torch_key, names in self._aliases.items():
+            given = self._factory_names(self._core_name, {k: group.pop(k) for k in
+                                                           (torch_key, *names) if k in group})
+            if given:
+                default = self.defaults[torch_key]
+                base = dict(zip(names, default if len(names) > 1 else (default,), strict=True))
+                parts = tuple({**base, **given}[n] for n in names)
+                group[torch_key] = parts if len(names) > 1 else parts[0]
+        for key, value in group.items():
+            if key != "params":
+                check_one_value(key, value)
+        super().add_param_group(group)
+        values = host_values(self._values(self.param_groups[-1]))
+        changed = {k: v for k, v in values.items()
+                   if not same(v, self._optimizer.hyperparameters[k])}
+        # Checked now; the tree's state starts from these values (Gravity's V0 from its lr).
+        self._initial.append(with_hyperparameters(self._optimizer, **changed) if changed
+                             else self._optimizer)
+        if self._one_tree and len(self.param_groups) > 1:
+            self._check_same_values(self.param_groups)
+
+    def _check_same_values(self, groups: list[dict[str, Any]]) -> None:
+        first = groups[0]
+        for group in groups[1:]:
+            for key in self._keys:
+                if not same(first[key], group[key]):
+                    raise ValueError(
+                        f"{self._optimizer.name} treats all parameters as one tree (its energy "
+                        f"is global): every param group needs the same {key} (got "
+                        f"{first[key]!r} and {group[key]!r}); set per-layer weight decay with "
+                        "physopt_ref.masked transforms"
+                    )
+
+    # -- trees and their steps ---------------------------------------------------------------
 
     def _trees(self) -> list[list[dict[str, Any]]]:
         """The param groups of each tree (one tree of all groups, or one per group)."""
         groups = self.param_groups
         return [groups] if self._one_tree else [[g] for g in groups]
 
-    def _functional(self, index: int, groups: list[dict[str, Any]]) -> Optimizer:
-        """The step for a tree: built again when its groups' hyperparameters change."""
-        names = list(self._optimizer.hyperparameters)
-        values = tuple(groups[0][k] for k in names)
-        for group in groups[1:]:
-            for k, v in zip(names, values, strict=True):
-                if not _same(group[k], v):
-                    raise ValueError(
-                        f"{self._optimizer.name} treats all parameters as one tree (its energy "
-                        f"is global): every param group needs the same {k} (got {v!r} and "
-                        f"{group[k]!r}); set per-layer weight decay with physopt_ref.masked "
-                        "transforms"
-                    )
-        built = self._built.get(index)
-        if built is not None and all(_same(a, b) for a, b in zip(built[0], values, strict=True)):
-            return built[1]
-        base = self._optimizer.hyperparameters
-        changed = {k: v for k, v in zip(names, values, strict=True) if not _same(base[k], v)}
-        functional = with_hyperparameters(self._optimizer, **changed) if changed else (
-            self._optimizer
-        )
-        self._built[index] = (values, functional)
-        return functional
+    def _tree(self, index: int, groups: list[dict[str, Any]], like: torch.Tensor) -> _Tree:
+        """The tree's step for its groups' current values (hyperparameter tensors refreshed)."""
+        tree = self._trees_state.get(index)
+        if tree is None:
+            tree = self._trees_state[index] = _Tree()
+        if self._one_tree and len(groups) > 1:
+            self._check_same_values(groups)
+        values = self._values(groups[0])
+        slots = {k for k in SCHEDULED if k in values
+                 and (real(values[k]) or isinstance(values[k], torch.Tensor))}
+        key = tuple((k, "slot") if k in slots else (k, v) for k, v in values.items())
+        if tree.key is None or len(key) != len(tree.key) or not all(
+            a[0] == b[0] and same(a[1], b[1]) for a, b in zip(key, tree.key, strict=True)
+        ):
+            if tree.init_opt is None:  # the state starts with the values given at construction
+                tree.init_opt = self._initial[index]
+            checked = tree.init_opt.hyperparameters
+            for k in slots:  # the factory checks the tensors with values it accepts
+                if k not in tree.tensors:
+                    tree.tensors[k] = torch.zeros((), dtype=like.dtype, device=like.device)
+                tree.tensors[k].fill_(float(checked[k]) if real(checked[k]) else 0.0)
+                tree.floats.pop(k, None)
+            built = {**values, **{k: tree.tensors[k] for k in slots}}
+            tree.functional = rebuilt(self._optimizer, built)
+            for k in slots:
+                self._refresh(tree, k, values[k])
+            tree.key = key
+            tree.compiled = None
+        else:
+            for k in slots:
+                self._refresh(tree, k, values[k])
+        return tree
 
-    @staticmethod
-    def _params(groups: list[dict[str, Any]]) -> list[torch.Tensor]:
-        return [p for g in groups for p in g["params"]]
+    def _refresh(self, tree: _Tree, name: str, value: Any) -> None:
+        """Write a scheduled hyperparameter's value into its tensor (checked when it changes)."""
+        slot = tree.tensors[name]
+        if isinstance(value, torch.Tensor):
+            slot.copy_(value.reshape(()))
+            tree.floats.pop(name, None)
+            return
+        if tree.floats.get(name) == value:
+            return
+        value = float(value)
+        if name in STEP_SIZES:
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        else:
+            with_hyperparameters(self._optimizer, **{name: value})  # the factory's checks
+        slot.fill_(value)
+        tree.floats[name] = value
 
-    def _layout(self, index: int, opt: Optimizer, params: list[torch.Tensor]
-                ) -> tuple[tuple[str, bool], ...]:
-        """The state's fields of a tree, each marked per parameter or for the whole tree."""
-        layout = self._layouts.get(index)
-        if layout is None:
-            template = opt.init(params)
-            layout = tuple((name, isinstance(value, tuple))
-                           for name, value in zip(template._fields, template, strict=True))
-            self._layouts[index] = layout
-        return layout
+    def _use_compiled(self, params: list[torch.Tensor]) -> bool:
+        if self._compiled is not None:
+            return self._compiled
+        return sum(p.numel() for p in params) >= COMPILE_ELEMENTS
 
-    def _read_state(self, opt: Optimizer, layout: tuple[tuple[str, bool], ...],
-                    params: list[torch.Tensor], leaves: list[torch.Tensor]) -> Any:
+    @torch.compiler.disable
+    def _prepare(self, loss: Any) -> list[tuple[Any, ...]]:
+        """Everything before the arithmetic, outside any graph: trees, values, state."""
+        value = loss_value(loss, self._optimizer)
+        work = []
+        for index, groups in enumerate(self._trees()):
+            params = [p for g in groups for p in g["params"]]
+            if not params:
+                continue
+            tree = self._tree(index, groups, params[0])
+            active = []
+            for p in params:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("physopt_ref optimizers do not take sparse gradients")
+                active.append(p)
+            if not active:
+                continue
+            leaves = [p.detach() for p in active]
+            grads = [p.grad.detach() for p in active]
+            layout, state = self._read_state(tree, params, active)
+            tree_loss = value
+            if tree_loss is not None and not isinstance(tree_loss, torch.Tensor):
+                tree_loss = torch.tensor(tree_loss, dtype=leaves[0].dtype,
+                                         device=leaves[0].device)
+            if tree.compiled is None and self._use_compiled(params):
+                tree.compiled = CompiledStep(tree.functional)  # type: ignore[arg-type]
+            work.append((tree, params, active, leaves, grads, layout, state, tree_loss))
+        return work
+
+    def _read_state(self, tree: _Tree, params: list[torch.Tensor], active: list[torch.Tensor]
+                    ) -> tuple[tuple[tuple[str, bool], ...], Any]:
+        """The state of the active parameters (the whole tree's state made on first use)."""
         first = self.state[params[0]]
-        if layout[0][0] not in first:
-            return opt.init(leaves)
+        opt = tree.init_opt
+        assert opt is not None
+        fields = _fields(opt)
+        if not tree.layout:
+            template = opt.init([torch.empty_like(p, device="meta") for p in params])
+            tree.layout = tuple((n, isinstance(v, tuple))
+                                for n, v in zip(fields, template, strict=True))
+        if fields[0] not in first:
+            leaves = [p.detach() for p in params]
+            ids = {id(leaf) for leaf in leaves}  # a state field that is a parameter: a copy
+            made = opt.init(leaves)
+            made = opt.state_type(*[
+                tuple(v.clone() if id(v) in ids else v for v in value)
+                if isinstance(value, tuple) else value for value in made])
+            self._store(params, params, tree.layout, made)
         try:
-            values = [tuple(self.state[p][name] for p in params) if per_param else first[name]
-                      for name, per_param in layout]
+            values = [tuple(self.state[p][n] for p in active) if per_param else first[n]
+                      for n, per_param in tree.layout]
         except KeyError as exc:
             raise RuntimeError(
                 f"the state of {self._optimizer.name} lacks the field {exc} (a param group added "
                 "after the first step to a one-tree optimizer, or a state of another optimizer)"
             ) from exc
-        return opt.state_type(*values)
-
-    def _write_state(self, layout: tuple[tuple[str, bool], ...], params: list[torch.Tensor],
-                     leaves: list[torch.Tensor], state: Any) -> None:
-        ids = {id(leaf) for leaf in leaves}  # a state field that is a parameter gets a copy
-        first = self.state[params[0]]
-        for (name, per_param), value in zip(layout, state, strict=True):
-            if per_param:
-                for p, v in zip(params, value, strict=True):
-                    self.state[p][name] = v.clone() if id(v) in ids else v
-            else:
-                first[name] = value
-
-    # -- the step --------------------------------------------------------------------------
+        return tree.layout, opt.state_type(*values)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -210,32 +389,27 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if loss is None and self._optimizer.needs_loss:
-            raise RuntimeError(
-                f"{self._optimizer.name} needs the loss: call step(closure) with a closure that "
-                "zeroes the gradients, evaluates the model, calls backward() and returns the loss"
-            )
-        value = loss.detach() if isinstance(loss, torch.Tensor) else loss
-        for index, groups in enumerate(self._trees()):
-            params = self._params(groups)
-            if not params:
-                continue
-            opt = self._functional(index, groups)
-            # The step sees detached views: nothing it makes can carry autograd history.
-            leaves = [p.detach() for p in params]
-            layout = self._layout(index, opt, leaves)
-            grads = []
-            for p in params:
-                if p.grad is not None and p.grad.is_sparse:
-                    raise RuntimeError("physopt_ref optimizers do not take sparse gradients")
-                grads.append(p.grad.detach() if p.grad is not None else torch.zeros_like(p))
-            state = self._read_state(opt, layout, params, leaves)
-            new_leaves, state = opt.step(leaves, grads, state, loss=value)
-            for p, leaf, q in zip(params, leaves, new_leaves, strict=True):
-                if q is not leaf:
-                    p.copy_(q)
-            self._write_state(layout, params, leaves, state)
+        for tree, params, active, leaves, grads, layout, state, value in self._prepare(loss):
+            if torch.compiler.is_compiling():  # torch.compile(opt.step): the pure step, traced
+                new, state = tree.functional.step(leaves, grads, state, loss=value)
+                torch._foreach_copy_(leaves, new)
+            elif tree.compiled is not None:
+                _, state = tree.compiled(leaves, grads, state, loss=value)
+            else:
+                _, state = tree.functional.step(leaves, grads, state, loss=value, donate=True)
+            self._store(params, active, layout, state)
         return loss
+
+    @torch.compiler.disable
+    def _store(self, params: list[torch.Tensor], active: list[torch.Tensor],
+               layout: tuple[tuple[str, bool], ...], state: Any) -> None:
+        first = self.state[params[0]]
+        for (name, per_param), value in zip(layout, state, strict=True):
+            if per_param:
+                for p, v in zip(active, value, strict=True):
+                    self.state[p][name] = v
+            else:
+                first[name] = value
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -243,98 +417,46 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         """torch's state dict, with the optimizer's name and state fields under
         ``"physopt_ref"`` (checked when loading).
 
-        Group values other than numbers, strings and tensors (schedules, trees of per-leaf
-        settings) are stored as plain data (:mod:`physopt_ref.runner.spec`), so that
-        ``torch.load(..., weights_only=True)`` reads the file; a function of the user's is
-        stored by name and taken from the loading optimizer's group.
+        Group values other than numbers, strings, tuples of numbers and tensors (schedules,
+        trees of per-leaf settings) are stored as plain data (:mod:`physopt_ref.runner.spec`),
+        so that ``torch.load(..., weights_only=True)`` reads the file; a function of the
+        user's is stored by name and taken from the loading optimizer's group.
         """
         out = super().state_dict()
-        for group in out["param_groups"]:
-            for key in self._optimizer.hyperparameters:
-                value = group[key]
-                if not isinstance(value, bool | int | float | str | torch.Tensor | None):
-                    group[key] = {_ENCODED: encode_value(value, key)}
+        encode_groups(out["param_groups"], list(self._keys))
         out[_STATE_KEY] = {"optimizer": repr(self._optimizer), "name": self._optimizer.name,
-                           "fields": list(self._optimizer.state_type._fields)}
-        return out
-
-    def _decoded_groups(self, saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for mine, group in zip(self.param_groups, saved, strict=False):
-            group = dict(group)
-            for key, value in group.items():
-                if isinstance(value, dict) and set(value) == {_ENCODED}:
-                    try:
-                        group[key] = decode_value(value[_ENCODED], key)
-                    except SpecError:  # a user's function: the one this optimizer was given
-                        group[key] = mine[key]
-            out.append(group)
+                           "fields": list(_fields(self._optimizer))}
         return out
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load a state dict of the same optimizer, every field with its own dtype."""
-        mine = {"name": self._optimizer.name, "fields": list(self._optimizer.state_type._fields)}
+        """Load a state dict of the same optimizer, every field with its own dtype.
+
+        Refused (``ValueError``, naming the parameter) when a field's shape or dtype does not
+        fit the parameters (a model of other shapes, an ``int8`` count, a field missing).
+        """
+        mine = {"name": self._optimizer.name, "fields": list(_fields(self._optimizer))}
         theirs = state_dict.get(_STATE_KEY)
         if theirs is None or any(theirs.get(k) != v for k, v in mine.items()):
             made_by = theirs["optimizer"] if theirs else "another optimizer (not physopt_ref)"
             raise ValueError(
                 f"this state dict was made by {made_by}, not by {self._optimizer!r}"
             )
+        check_loaded_layout(self, state_dict)
         plain = {k: v for k, v in state_dict.items() if k != _STATE_KEY}
-        plain["param_groups"] = self._decoded_groups(state_dict["param_groups"])
+        plain["param_groups"] = decode_groups(self.param_groups, state_dict["param_groups"])
         super().load_state_dict(plain)
-        # torch casts every tensor of a floating parameter's state to the parameter's dtype;
-        # put the integer and boolean fields (counts, flags) back as they were saved.
-        saved = [i for g in state_dict["param_groups"] for i in g["params"]]
-        mine_params = [p for g in self.param_groups for p in g["params"]]
-        for i, p in zip(saved, mine_params, strict=True):
-            for key, value in state_dict["state"].get(i, {}).items():
-                if isinstance(value, torch.Tensor) and not value.is_floating_point():
-                    self.state[p][key] = value.to(device=p.device, copy=True)
-        self._built.clear()
+        restore_exact_dtypes(self, state_dict)
+        for tree in self._trees_state.values():
+            tree.key = None  # rebuilt from the loaded groups at the next step
+
+    def _template(self, index: int, groups: list[dict[str, Any]]) -> Any:
+        """The state ``init`` makes for a tree, on the ``meta`` device (no memory)."""
+        params = [p for g in groups for p in g["params"]]
+        values = host_values(self._values(groups[0]))
+        opt = rebuilt(self._optimizer, values)
+        return opt.init([torch.empty_like(p, device="meta") for p in params])
 
 
-_CLASS_NAMES = {
-    "sgd": "SGD", "heavy_ball": "HeavyBall", "nesterov": "Nesterov", "adam": "Adam",
-    "dyna": "Dyna", "dyna_prototype": "DynaPrototype", "dynamic_relaxation": "DynamicRelaxation",
-    "coolmomentum": "CoolMomentum", "bbi": "BBI", "ecdsep": "ECDSep", "gravity": "Gravity",
-}
-_CLASSES: dict[str, type[PhysicsOptimizer]] = {}
-
-
-def optimizer_class(name: str) -> type[PhysicsOptimizer]:
-    """The ``torch.optim.Optimizer`` class of a registered optimizer:
-    ``optimizer_class("bbi")(model.parameters(), lr=0.05)``."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}; registered: {sorted(REGISTRY)}")
-    cls = _CLASSES.get(name)
-    if cls is None:
-        factory = REGISTRY[name].factory
-
-        def init(self: PhysicsOptimizer, params: Iterable[Any], *,
-                 one_tree: bool | None = None, **hyperparameters: Any) -> None:
-            PhysicsOptimizer.__init__(self, params, name, one_tree=one_tree, **hyperparameters)
-
-        class_name = _CLASS_NAMES.get(name) or "".join(w.title() for w in name.split("_"))
-        init.__doc__ = f"``{class_name}(params, **hyperparameters)``: see below."
-        cls = type(class_name, (PhysicsOptimizer,), {
-            "__init__": init,
-            "__module__": __name__,
-            "__doc__": f"physopt_ref.{name} as a torch.optim.Optimizer (see "
-                       f"physopt_ref.torch).\n\n{factory.__doc__ or ''}",
-        })
-        _CLASSES[name] = cls
-    return cls
-
-
-SGD = optimizer_class("sgd")
-HeavyBall = optimizer_class("heavy_ball")
-Nesterov = optimizer_class("nesterov")
-Adam = optimizer_class("adam")
-Dyna = optimizer_class("dyna")
-DynaPrototype = optimizer_class("dyna_prototype")
-DynamicRelaxation = optimizer_class("dynamic_relaxation")
-CoolMomentum = optimizer_class("coolmomentum")
-BBI = optimizer_class("bbi")
-ECDSep = optimizer_class("ecdsep")
-Gravity = optimizer_class("gravity")
+def _fields(optimizer: Optimizer) -> tuple[str, ...]:
+    """The names of the optimizer's state fields (its ``NamedTuple``'s)."""
+    return tuple(optimizer.state_type._fields)  # type: ignore[attr-defined]

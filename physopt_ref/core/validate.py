@@ -98,6 +98,15 @@ def _per_run_array(value: Any, bounds: Bounds) -> Any:
     """Check a per-run hyperparameter array on the host, once; return it unchanged."""
     from physopt_ref.backends import to_numpy
 
+    if _unreadable(value):
+        # A JAX tracer (optax.inject_hyperparams under jax.jit) or a tensor on torch's meta
+        # device has no values to read: its dtype is checked here, its values nowhere (the
+        # caller validated the concrete value it traces).
+        if not _is_real_floating(value):
+            raise TypeError(
+                f"{bounds.where} as an array must have a real floating dtype, got {value.dtype}"
+            )
+        return value
     try:
         host = to_numpy(value)
     except Exception as exc:  # a traced or lazy array cannot be checked
@@ -111,6 +120,21 @@ def _per_run_array(value: Any, bounds: Bounds) -> Any:
         )
     bounds.check_values(host)
     return value
+
+
+def _unreadable(value: Any) -> bool:
+    """True for an array with no values on hand: a JAX tracer, a torch ``meta`` tensor."""
+    from array_api_compat import is_jax_array, is_torch_array
+
+    if is_jax_array(value):
+        import jax
+
+        return isinstance(value, jax.core.Tracer)
+    return is_torch_array(value) and value.device.type == "meta"
+
+
+def _is_real_floating(value: Any) -> bool:
+    return str(value.dtype).rsplit(".", 1)[-1] in {"float16", "bfloat16", "float32", "float64"}
 
 
 def check_real(

@@ -162,7 +162,9 @@ def bbi(
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\Delta t > 0`, required as in the code. A callable of the step count is a
+        :math:`\Delta t \ge 0`, required as in the code (which asks for > 0; 0 is accepted here
+        as a no-op: the drift :math:`\Delta t\,\pi` vanishes and nothing divides by
+        :math:`\Delta t`, so torch schedulers may reach it). A callable of the step count is a
         schedule (:mod:`physopt_ref.core.schedules`; the code reads ``group["lr"]`` each call, so
         PyTorch schedulers act on it).
     v0 : float or per-run array
@@ -267,7 +269,7 @@ def bbi(
         ``init`` otherwise: the energy couples all leaves). The code has no such checks.
     """
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0),
         "v0": check_real("v0", v0, symbol="ΔV", per_run=True),
         "delta_e": check_real("delta_e", delta_e, symbol="δE", low=0.0, per_run=True),
         "rescale": check_bool("rescale", rescale),

@@ -58,7 +58,7 @@ class AdamState(NamedTuple):
 
 
 def _lr(value: Any) -> Any:
-    return check_real_or_schedule("lr", value, symbol="η", low=0.0, low_open=True)
+    return check_real_or_schedule("lr", value, symbol="η", low=0.0)
 
 
 def _momentum(value: Any) -> Any:
@@ -92,7 +92,8 @@ def sgd(lr: Any = 0.01) -> Optimizer:
     Parameters
     ----------
     lr : float, per-run array or schedule
-        Step size :math:`\eta > 0`; a callable of the step count is a schedule
+        Step size :math:`\eta \ge 0` (0: the parameters do not move; nothing divides by it, so
+        the range is closed at 0, as torch.optim's); a callable of the step count is a schedule
         (:mod:`physopt_ref.core.schedules`). Default 0.01 (a conventional value; the paper fixes
         none).
     """
@@ -133,7 +134,8 @@ def heavy_ball(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
     Parameters
     ----------
     lr : float, per-run array or schedule
-        Step size :math:`\eta > 0` (default 0.01).
+        Step size :math:`\eta \ge 0` (default 0.01; 0 from the start leaves the parameters in
+        place, mid-run it stops the force while the velocity decays with :math:`\beta`).
     momentum : float or per-run array
         :math:`\beta \in [0, 1)` (default 0.9, the usual deep-learning value).
     """
@@ -181,7 +183,8 @@ def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
     Parameters
     ----------
     lr : float, per-run array or schedule
-        Step size :math:`\eta > 0` (default 0.01).
+        Step size :math:`\eta \ge 0` (default 0.01; 0 from the start leaves the parameters in
+        place).
     momentum : float or per-run array
         :math:`\alpha \in [0, 1)` (default 0.9). For a :math:`\mu`-strongly convex problem
         Yang et al. (Sec. 3.2) use :math:`\alpha = (1-\sqrt{\mu\eta})/(1+\sqrt{\mu\eta})`.
@@ -253,7 +256,8 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\eta > 0`; default 1e-3 (Kingma & Ba, Algorithm 1).
+        :math:`\eta \ge 0` (0: no step; nothing divides by it); default 1e-3 (Kingma & Ba,
+        Algorithm 1).
     b1, b2 : float or per-run array
         :math:`\beta_1, \beta_2 \in [0, 1)`; defaults 0.9 and 0.999 (ibid.).
     eps : float or per-run array

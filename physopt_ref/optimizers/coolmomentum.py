@@ -141,9 +141,11 @@ def coolmomentum(
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\mathrm{lr} = \Delta t^2 > 0` ("a squared timestep dt^2", README). Default 0.01
-        (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable of the step
-        count is a schedule (:mod:`physopt_ref.core.schedules`; the authors use a constant).
+        :math:`\mathrm{lr} = \Delta t^2 \ge 0` ("a squared timestep dt^2", README; 0 is
+        accepted: from the start nothing moves, mid-run the velocity decays with :math:`\rho`).
+        Default 0.01 (TF class signature, README, and every CIFAR recipe, spec §a.4). A callable
+        of the step count is a schedule (:mod:`physopt_ref.core.schedules`; the authors use a
+        constant).
     rho0 : float
         Initial momentum coefficient :math:`\rho_0 \in [0, 1)`. Default 0.99 (TF class, README,
         all recipes, spec §a.4).
@@ -198,7 +200,7 @@ def coolmomentum(
     """
     wd, decay = weight_decay_keyword(weight_decay)
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="lr = Δt²", low=0.0),
         "rho0": check_real("rho0", rho0, symbol="ρ₀", low=0.0, high=1.0, high_open=True),
         "cool_steps": None,
         "schedule": schedule,

@@ -216,7 +216,8 @@ def dyna(
     Parameters
     ----------
     gamma : float, per-run array or schedule
-        Stepsize factor :math:`\gamma > 0`; default 1 (Algorithm 1; Sec. 3.3 "defaults to 1.0").
+        Stepsize factor :math:`\gamma \ge 0` (0: no step, :math:`\alpha = 2\gamma/n = 0`; nothing
+        divides by it); default 1 (Algorithm 1; Sec. 3.3 "defaults to 1.0").
     beta : float or per-run array
         Smoothing factor :math:`\beta \in [0, 1)`; default 0.9 (Algorithm 1; Sec. 3.2,
         "recommended ... as :math:`\beta_1` in the Adam Optimizer").
@@ -289,7 +290,7 @@ def dyna(
       already taken; :func:`damping_ramp` converts that to Algorithm 1's :math:`t`.
     """
     hp = {
-        "gamma": check_real_or_schedule("gamma", gamma, symbol="γ", low=0.0, low_open=True),
+        "gamma": check_real_or_schedule("gamma", gamma, symbol="γ", low=0.0),
         "beta": check_real(
             "beta", beta, symbol="β", low=0.0, high=1.0, high_open=True, per_run=True
         ),

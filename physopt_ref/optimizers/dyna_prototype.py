@@ -64,7 +64,8 @@ def dyna_prototype(
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\alpha > 0`; default :math:`10^{-3}`, Adam's default (Kingma & Ba, Algorithm 1),
+        :math:`\alpha \ge 0` (0: no step; :math:`\epsilon` keeps its open range, it divides);
+        default :math:`10^{-3}`, Adam's default (Kingma & Ba, Algorithm 1),
         which the prototype keeps since it only replaces Adam's loop lines. The paper's MNIST
         run uses :math:`\alpha = 0.00255 = 2/784`, i.e. :math:`2\gamma/n` with :math:`n = 784`
         (Sec. 5).
@@ -86,7 +87,7 @@ def dyna_prototype(
     use :func:`dyna` with :func:`dyna_restart` for that).
     """
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="α", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="α", low=0.0),
         "b1": check_real("b1", b1, symbol="β₁", low=0.0, high=1.0, high_open=True, per_run=True),
         "b2": _zeta(b2, "b2", "β₂ = ζ"),
         "eps": check_real("eps", eps, symbol="ε", low=0.0, low_open=True, per_run=True),

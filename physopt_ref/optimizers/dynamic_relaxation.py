@@ -170,7 +170,8 @@ def dynamic_relaxation(
     Parameters
     ----------
     h : float or per-run array, optional
-        Time step :math:`h > 0`. Default :math:`1/\omega`, half the critical step of Eq. 6 (the
+        Time step :math:`h \ge 0` (0: no move, :math:`\beta = 1` and the kick vanishes; nothing
+        divides by h). Default :math:`1/\omega`, half the critical step of Eq. 6 (the
         paper fixes none). Steps beyond :math:`2/\omega_{\max}` are accepted (they diverge; the
         tests show it).
     mass : float
@@ -194,7 +195,7 @@ def dynamic_relaxation(
     omega = math.sqrt(stiffness / mass)
     hp = {
         "h": 1.0 / omega if h is None else check_real(
-            "h", h, symbol="h", low=0.0, low_open=True, per_run=True
+            "h", h, symbol="h", low=0.0, per_run=True
         ),
         "mass": mass,
         "stiffness": stiffness,

@@ -142,7 +142,9 @@ def ecdsep(
     Parameters
     ----------
     lr : float, per-run array or schedule
-        :math:`\Delta t > 0`, required (``ECDSep.__init__``, line 19). A callable of the step
+        :math:`\Delta t \ge 0`, required (``ECDSep.__init__``, line 19, asks for > 0; 0 is
+        accepted here as a no-op: the kick and the move are proportional to :math:`\Delta t`
+        and nothing divides by it). A callable of the step
         count is a schedule (:mod:`physopt_ref.core.schedules`; the code reads ``self.lr``, so
         PyTorch schedulers do not act on it; here they can).
     eta : float or per-run array
@@ -260,7 +262,7 @@ def ecdsep(
         delta_e = 0.0 if s == 1.0 else 1.0
     wd, decay = weight_decay_keyword(weight_decay)
     hp = {
-        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0, low_open=True),
+        "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0),
         "eta": check_real("eta", eta, symbol="η", low=0.0, low_open=True, per_run=True),
         "nu": check_real("nu", nu, symbol="ν", low=0.0, per_run=True),
         "s": s,

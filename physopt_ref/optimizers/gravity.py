@@ -150,7 +150,10 @@ def gravity(
     Parameters
     ----------
     lr : float or per-run array
-        Learning rate :math:`l > 0`. Default 0.1 (paper p. 2 and p. 22; both official classes).
+        Learning rate :math:`l > 0`, open at 0: :math:`V_0`'s scale :math:`\alpha/l` divides by it
+        (the torch adapter still lets a scheduler reach 0 after the state is made; the step
+        :math:`\theta - l v` is then a no-op). Default 0.1 (paper p. 2 and p. 22; both official
+        classes).
     alpha : float or per-run array
         :math:`\alpha \ge 0`, the initial step scale: :math:`V_0` has standard deviation
         :math:`\sigma = \alpha/l` (Eqs. 27, 30). Default 0.01 (paper, both official classes; the
