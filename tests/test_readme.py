@@ -34,6 +34,8 @@ def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert int(namespace["optimizer"].state[namespace["net"][0].weight]["count"]) == 20
     # The kit's example: the ensemble equals the single runs.
     assert namespace["result"].passed
+    # The global search's example found LJ13's global minimum within its budget.
+    assert namespace["found"].reached_target and namespace["found"].evaluations <= 30_000
     # The chunked run's example: the merged trace is the unsplit run's.
     assert "True True" in out
     np.testing.assert_array_equal(namespace["split"].best_value, namespace["unsplit"].best_value)
