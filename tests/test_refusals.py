@@ -551,3 +551,13 @@ def test_fuzz_findings_a_count_with_leaves_and_an_unknown_zip_version(saved, tmp
     (tmp_path / "b.npz").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="zip file version"):
         load_state(tmp_path / "b.npz")
+
+
+def test_verify_refuses_a_hyperparameter_given_twice(capsys):
+    """``verify --hp lr=0.1 --hp lr=0.2`` is a usage error (the last one no longer wins)."""
+    from physopt_ref.cli import main
+
+    status = main(["verify", "physopt_ref:heavy_ball", "--hp", "lr=0.1", "--hp", "lr=0.2"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "lr" in err and "twice" in err and err.count("\n") == 1, err

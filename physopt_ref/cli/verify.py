@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from physopt_ref.cli.args import UsageError, parse_assignment, pos_int
+from physopt_ref.cli.args import UsageError, parse_assignments, pos_int
 
 __all__ = ["add_parser", "cmd_verify", "load_factory"]
 
@@ -147,7 +147,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     from physopt_ref.testing import verify
 
     name, factory = load_factory(args.target)
-    hp = dict(parse_assignment(t, "--hp") for t in args.hp)
+    hp = parse_assignments(args.hp, "--hp")
     subject = _subject(args, name, factory, hp)
     report = verify(subject, physics=args.physics, contract=not args.no_contract,
                     compile=not args.no_compile, max_examples=args.examples)
