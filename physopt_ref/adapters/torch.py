@@ -459,4 +459,4 @@ class PhysicsOptimizer(torch.optim.Optimizer):
 
 def _fields(optimizer: Optimizer) -> tuple[str, ...]:
     """The names of the optimizer's state fields (its ``NamedTuple``'s)."""
-    return tuple(optimizer.state_type._fields)  # type: ignore[attr-defined]
+    return tuple(optimizer.state_type._fields)
