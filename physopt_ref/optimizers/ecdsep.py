@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.control import if_any
+from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
@@ -341,10 +343,10 @@ def _ecdsep_update(
     kick = dt * eta / gap_s
     p_k = [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, grads, strict=True)]
     p2k = tree_sq_norm(xp, p_k, bn)
-    # |p| from the |p|² the step carries anyway (one pass fewer than the scaled tree_norm):
-    # |p|² overflows only past finfo.max, the documented limit the debug checks refuse; for
-    # half-precision parameters it is formed in the float32 state (state_dtype).
-    norm = xp.sqrt(p2k)
+    # |p| from the |p|² the step carries anyway (one pass fewer than the scaled tree_norm),
+    # except where |p|² overflowed (|p| > sqrt(finfo.max)): there the scaled norm, taken only
+    # when some run needs it (issue 22). The drift 2Δt/(s+|p|²) then goes to 0, its limit.
+    norm = _momentum_norm(xp, p2k, p_k, bn)
     move = safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero)
     q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, p_k, strict=True)]
 
@@ -389,6 +391,21 @@ def _ecdsep_update(
 
 # The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
 _ECDSEP_RULES = widened(_ecdsep_init, _ecdsep_update)
+
+
+def _momentum_norm(xp: Any, p2: Any, momentum: list[Any], batch_ndim: int) -> Any:
+    """:math:`|p|` per run: ``sqrt(p2)``, or the scaled norm where ``p2`` is not finite."""
+    overflow = ~xp.isfinite(p2)
+
+    def scaled(p2: Any, *leaves: Any) -> Any:
+        norm = xp.astype(tree_norm(xp, list(leaves), batch_ndim), p2.dtype)
+        return xp.where(overflow, norm, xp.sqrt(p2))
+
+    def plain(p2: Any, *leaves: Any) -> Any:
+        return xp.sqrt(p2)
+
+    return if_any(xp, overflow, scaled, plain, p2, *momentum, graph_cond=True)
+
 
 register(
     "ecdsep",
