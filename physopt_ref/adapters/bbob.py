@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from physopt_ref.backends import asarray_like, to_numpy
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.problems import Problem
 from physopt_ref.runner.search import search
@@ -87,11 +88,13 @@ class CocoProblem(Problem):
         self.bounds = (np.full(self.dim, -4.0), np.full(self.dim, 4.0))
         self.minima = ()
 
-    def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
-        from physopt_ref.backends import asarray_like, to_numpy
-
+    def _rows(self, x: Any) -> tuple[tuple[int, ...], np.ndarray]:
+        """The batch shape of ``x`` and its points as NumPy float64 rows (COCO takes one)."""
         points = np.asarray(to_numpy(x), dtype=np.float64)
-        flat = points.reshape(-1, self.dim)
+        return tuple(points.shape[:-1]), points.reshape(-1, self.dim)
+
+    def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
+        batch, flat = self._rows(x)
         values = np.empty(flat.shape[0])
         grads = np.empty_like(flat)
         h_rel = np.finfo(np.float64).eps ** (1.0 / 3.0)
@@ -103,15 +106,12 @@ class CocoProblem(Problem):
                 up[i] += h
                 down[i] -= h
                 grads[row, i] = (self.coco(up) - self.coco(down)) / (2.0 * h)
-        return (asarray_like(values.reshape(points.shape[:-1]), x),
-                asarray_like(grads.reshape(points.shape), x))
+        return (asarray_like(values.reshape(batch), x),
+                asarray_like(grads.reshape((*batch, self.dim)), x))
 
     def _value(self, xp: Any, x: Any) -> Any:
-        from physopt_ref.backends import asarray_like, to_numpy
-
-        points = np.asarray(to_numpy(x), dtype=np.float64)
-        flat = points.reshape(-1, self.dim)
-        return asarray_like(np.array([self.coco(p) for p in flat]).reshape(points.shape[:-1]), x)
+        batch, flat = self._rows(x)
+        return asarray_like(np.array([self.coco(p) for p in flat]).reshape(batch), x)
 
 
 @dataclass(frozen=True)
