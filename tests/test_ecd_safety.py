@@ -196,6 +196,30 @@ def test_a_run_off_the_shell_at_its_anchor_gives_up_after_the_bound() -> None:
     assert int(state.backtracks) == 0 and int(state.step_level) == 0
 
 
+@pytest.mark.parametrize("name", ["bbi", "ecdsep"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_non_finite_loss_after_the_start_backtracks(name: str, bad: float) -> None:
+    """A NaN or inf V is off the shell: the run backtracks, and the call's non-finite gradient
+    (unused) leaves no NaN; without the option the call is a no-op that stays put."""
+    x = START.copy()
+    loss, grad = quad(np, STIFF, x)
+    for safety in (None, "backtrack"):
+        opt = build(name, safety)
+        x1, state = opt.step(x, grad, opt.init(x), loss=loss)
+        # The checks refuse a non-finite gradient outright; NumPy warns about inf * 0 in the
+        # kick that the call then discards.
+        with po.debug_checks(False), np.errstate(invalid="ignore"):
+            x2, state2 = opt.step(x1, np.full(2, bad), state, loss=bad)
+        if safety is None:
+            assert int(state2.event) == 0
+            np.testing.assert_array_equal(x2, x1)
+        else:
+            assert int(state2.event) == EVENT_BACKTRACK
+            np.testing.assert_array_equal(x2, START + 0.5 * (x1 - START))
+            np.testing.assert_array_equal(state2.momentum[0], state.momentum[0])
+            assert np.all(np.isfinite(state2.p2))
+
+
 def test_ensemble_members_equal_their_single_runs() -> None:
     """One member leaves its shell, one does not: each is its own single run (``member=k``:
     the same random draws)."""

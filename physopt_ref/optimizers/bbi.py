@@ -373,7 +373,7 @@ def _bbi_update(
     r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
 
     # Safety: a started run with V > E (shell < 0) has left its shell and backtracks.
-    guard = ecd_safety.ShellGuard(hp["safety"], ctx, state, active, shell)
+    guard = ecd_safety.ShellGuard(hp["safety"], ctx, state, active, V, shell)
     live = guard.live
 
     # Bounce triggers (per run).

@@ -39,6 +39,11 @@ reduced for the rest of the run. From rest a step moves :math:`\theta` by
 :math:`2^{-k}` of the rejected one. The factor :math:`2^{-k/2}` multiplies the kick and the
 drift coefficients.
 
+A started run whose loss is not finite (a NaN or infinite V, e.g. a finite-difference
+gradient taken past the float range) backtracks as well; without the option such a call is a
+no-op that leaves the run where it is. The gradient of a backtracking call is not used, so a
+non-finite one does no harm.
+
 **Bounds.** A run backtracks at most :data:`MAX_BACKTRACKS` times in a row (the move shrinks
 by :math:`2^{-30}`). A further call off the shell can happen with a noisy loss, where
 :math:`V` at the anchor itself varies. That call updates as the authors' code does and gives
@@ -116,7 +121,10 @@ class ShellGuard:
     ctx, state
         The call's context and the optimizer's state (with :data:`SAFETY_FIELDS` when on).
     active : bool array
-        The runs above their stopping threshold.
+        The runs above their stopping threshold (V finite).
+    potential : array
+        :math:`V` per run; a started run with a non-finite V (a NaN or infinite loss) is off
+        its shell too.
     kinetic : array or callable
         The squared momentum the shell asks for at :math:`\theta_t` (BBI
         :math:`E^2/V - V`, ECDSep :math:`e^E/V - s`), or a callable giving it (called only
@@ -133,14 +141,14 @@ class ShellGuard:
     __slots__ = ("backtrack", "ctx", "factor", "give_up", "live", "state")
 
     def __init__(self, safety: str | None, ctx: StepContext, state: Any, active: Any,
-                 kinetic: Any) -> None:
+                 potential: Any, kinetic: Any) -> None:
         self.ctx, self.state, self.live = ctx, state, active
         self.backtrack = self.give_up = self.factor = None
         if safety is None:
             return
         xp = ctx.xp
         off_shell = (kinetic() if callable(kinetic) else kinetic) < 0.0
-        left = active & state.started & off_shell
+        left = state.started & ((active & off_shell) | ~xp.isfinite(potential))
         # A run that backtracked MAX_BACKTRACKS times in a row updates: it gives up, with the
         # step size of before the episode.
         self.give_up = left & (state.backtracks >= MAX_BACKTRACKS)

@@ -361,7 +361,7 @@ def _ecdsep_update(
     c = rescale_factor(ctx, p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
     # Safety: a started run with s V > e^E has left its shell and backtracks (ecd_safety).
     guard = ecd_safety.ShellGuard(
-        hp["safety"], ctx, state, active, lambda: exp_energy / Vs - s
+        hp["safety"], ctx, state, active, V, lambda: exp_energy / Vs - s
     )
     update = guard.live
 
