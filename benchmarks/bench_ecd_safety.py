@@ -59,6 +59,8 @@ def run_one(problem: object, opt: po.Optimizer, name: str, fopt: float, members:
             bound = state.energy if name == "bbi" else state.exp_energy
             off_shell += int(np.sum(started & ((f - fopt) > np.asarray(bound))))
             x, state = opt.step(x, g, state, loss=f)
+            if not np.all(np.isfinite(x)):
+                break  # a walker's parameters overflowed: diverged
     delta = float(problem.best_observed_fvalue1) - fopt
     reached = float(np.mean(delta <= 10.0 ** TARGET_EXPONENTS))
     diverged = ~np.isfinite(f_last) | (f_last > f_start)
