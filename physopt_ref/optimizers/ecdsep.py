@@ -206,6 +206,7 @@ def ecdsep(
         with ``f0_tuning`` (a floor move raises V at a fixed :math:`e^E`: every run would
         leave its shell).
 
+    Returns
     -------
     Optimizer
         ``step(params, grads, state, loss=F)`` needs the loss (without the weight-decay term)
