@@ -289,3 +289,53 @@ def test_torch_compile_backtracks_as_numpy(name: str) -> None:
     torch = pytest.importorskip("torch")
     _compare(name, torch, lambda a: a.detach().numpy(),
              lambda a: torch.asarray(a, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: --hp OPTIMIZER.NAME=VALUE turns the option on (it used to refuse any dotted
+# name: "'bbi.safety' is not a valid name")
+
+
+def _captured(monkeypatch: Any, module: Any, name: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def fake(*args: Any, **kwargs: Any) -> Any:
+        seen["args"], seen["kwargs"] = args, kwargs
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(module, name, fake)
+    return seen
+
+
+def test_bbob_command_line_turns_the_option_on(monkeypatch: Any) -> None:
+    pytest.importorskip("cocoex")
+    import physopt_ref.adapters.bbob as harness
+    from physopt_ref.cli import main
+
+    seen = _captured(monkeypatch, harness, "bbob")
+    with pytest.raises(RuntimeError, match="captured"):
+        main(["bbob", "--optimizers", "bbi,ecdsep", "--hp", "bbi.safety=backtrack",
+              "--hp", "ecdsep.safety=backtrack", "--hp", "bbi.lr=0.05"])
+    methods = seen["args"][0]
+    assert methods["bbi"].hyperparameters["safety"] == "backtrack"
+    assert methods["bbi"].hyperparameters["lr"] == 0.05
+    assert methods["ecdsep"].hyperparameters["safety"] == "backtrack"
+
+
+def test_search_command_line_turns_the_option_on(monkeypatch: Any) -> None:
+    from physopt_ref.cli import main
+
+    seen = _captured(monkeypatch, po, "search")
+    with pytest.raises(RuntimeError, match="captured"):
+        main(["search", "bbi", "lj13", "--hp", "safety=backtrack", "--hp", "v0=-50.0"])
+    opt = seen["args"][0]
+    assert opt.hyperparameters["safety"] == "backtrack" and opt.hyperparameters["v0"] == -50.0
+
+
+@pytest.mark.parametrize("hp", ["safety=backtrack", "bbi.safety", "nope.lr=0.1", "bbi=.x"])
+def test_bbob_command_line_refuses_malformed_hyperparameters(hp: str, capsys: Any) -> None:
+    pytest.importorskip("cocoex")
+    from physopt_ref.cli import main
+
+    assert main(["bbob", "--optimizers", "bbi", "--hp", hp]) == 2
+    assert "OPTIMIZER.NAME=VALUE" in capsys.readouterr().err
