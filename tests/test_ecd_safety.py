@@ -99,6 +99,24 @@ def test_state_has_the_safety_fields_only_when_on(name: str) -> None:
             np.testing.assert_array_equal(u, v)
 
 
+@pytest.mark.parametrize("name", ["bbi", "ecdsep"])
+def test_checkpoint_mid_episode_resumes_exactly(name: str, tmp_path: Any) -> None:
+    """Saved between two backtracks and loaded (optimizer rebuilt from the file): the resumed
+    run equals the uninterrupted one."""
+    full = trajectory(build(name, "backtrack"), START, STIFF, 40)
+    cut = 3  # calls 1 and 2 backtrack (the first drift left the shell)
+    assert int(full[cut - 1][1].event) == EVENT_BACKTRACK
+    path = tmp_path / "state.npz"
+    po.save_state(path, build(name, "backtrack"), full[cut - 1][1])
+    opt, state = po.load_state(path)
+    assert opt.hyperparameters["safety"] == "backtrack"
+    x = full[cut - 1][0]
+    for t in range(cut, 40):
+        loss, grad = quad(np, STIFF, x)
+        x, state = opt.step(x, grad, state, loss=loss)
+        np.testing.assert_array_equal(x, full[t][0], err_msg=f"call {t}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs that never leave the shell are unchanged
 
