@@ -112,6 +112,24 @@ def test_update_refuses_another_tree(name: str) -> None:
         tx.update(_grads(other), state, params, value=_loss(params))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_one_bare_array_is_a_tree_of_one_parameter(name: str) -> None:
+    """``tx.init(jnp.zeros(3))``, as with optax's own transformations: the per-parameter state
+    fields are bare arrays and the steps equal those of the one-element list (before: every
+    optimizer but SGD failed in update, taking a momentum array for a per-run field)."""
+    hp = dict(REGISTRY[name].test_hyperparameters)
+    tx = getattr(pox, name)(**hp)
+    p = jnp.asarray([1.0, -2.0, 0.5])
+    state, listed = tx.init(p), tx.init([p])
+    update = jax.jit(lambda g, s, q, f: tx.update(g, s, q, value=f))
+    for _ in range(4):
+        f = jnp.sum(p * p) + 1.0
+        u, state = update(2.0 * p, state, p, f)
+        v, listed = update([2.0 * p], listed, [p], f)
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v[0]))
+        p = optax.apply_updates(p, u)
+
+
 def test_factories_are_annotated_with_what_they_return() -> None:
     for name in NAMES:
         fn = getattr(pox, name)

@@ -73,6 +73,13 @@ def as_optax(
     if isinstance(batch_ndim, bool) or not isinstance(batch_ndim, int) or batch_ndim < 0:
         raise ValueError(f"batch_ndim must be an integer >= 0, got {batch_ndim!r}")
 
+    per_param: list[frozenset[str]] = []  # the per-parameter fields, found at first use
+
+    def fields() -> frozenset[str]:
+        if not per_param:
+            per_param.append(_per_parameter_fields(optimizer))
+        return per_param[0]
+
     def init(params: Any) -> Any:
         leaves, treedef = jax.tree_util.tree_flatten(params)
         if not leaves:  # optax.tree.map_params' placeholder, or a tree of masked nodes only
@@ -100,7 +107,8 @@ def as_optax(
                 f"{grads_def}, the params {treedef}"
             )
         new, core_state = optimizer.step(leaves, jax.tree_util.tree_leaves(updates),
-                                         _from_trees(optimizer, state, treedef), loss=value)
+                                         _from_trees(optimizer, state, treedef, fields()),
+                                         loss=value)
         deltas = [n - p for n, p in zip(new, leaves, strict=True)]
         return jax.tree_util.tree_unflatten(treedef, deltas), _to_trees(core_state, treedef)
 
@@ -133,8 +141,21 @@ def _to_trees(state: Any, treedef: Any) -> Any:
                          if isinstance(v, tuple) else v for v in state])
 
 
-def _from_trees(optimizer: Optimizer, state: Any, treedef: Any) -> Any:
-    """The optimizer's own state (tuples of leaves), checking each field's tree."""
+def _per_parameter_fields(optimizer: Optimizer) -> frozenset[str]:
+    """The names of the state fields that hold one array per parameter (tuples in the
+    optimizer's own state), from the abstract state of one 0-d float32 parameter
+    (``jax.eval_shape``: nothing computed, and traced hyperparameters are fine)."""
+    import jax.numpy as jnp
+
+    template = jax.eval_shape(optimizer.init, [jax.ShapeDtypeStruct((), jnp.float32)])
+    return frozenset(name for name, value in zip(template._fields, template, strict=True)
+                     if isinstance(value, tuple))
+
+
+def _from_trees(optimizer: Optimizer, state: Any, treedef: Any,
+                per_param: frozenset[str]) -> Any:
+    """The optimizer's own state (tuples of leaves), checking each per-parameter field's tree
+    (a parameter that is one bare array makes each such field one bare array too)."""
     if type(state) is not optimizer.state_type:
         raise TypeError(
             f"physopt_ref.optax.{optimizer.name} expects its {optimizer.state_type.__name__} "
@@ -142,7 +163,7 @@ def _from_trees(optimizer: Optimizer, state: Any, treedef: Any) -> Any:
         )
     fields = []
     for name, value in zip(state._fields, state, strict=True):  # type: ignore[call-overload, attr-defined]
-        if isinstance(value, jax.Array) or name == "count":
+        if name not in per_param:
             fields.append(value)
             continue
         found = jax.tree_util.tree_structure(value)
