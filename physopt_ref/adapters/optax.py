@@ -185,7 +185,7 @@ STATIC_ARGS: dict[str, tuple[str, ...]] = {
     "bbi": ("rescale", "t0", "t1", "n_fixed_bounces", "eps1", "eps2", "seed",
             "bounce_direction", "v0_tuning", "member", "state_dtype"),
     "ecdsep": ("rescale", "eps1", "eps2", "seed", "f0_tuning", "member", "state_dtype"),
-    "gravity": ("seed", "t_start", "member"),
+    "gravity": ("seed", "t_start", "member", "state_dtype"),
 }
 
 
