@@ -110,7 +110,7 @@ def _templates(opt: Any) -> list[tuple[list[Any], list[tuple[Any, str, Any]]]]:
         if not params:
             continue
         template = opt._template(index, groups)
-        fields = []
+        fields: list[tuple[Any, str, Any]] = []
         for name, value in zip(template._fields, template, strict=True):
             if isinstance(value, tuple):
                 fields.extend((p, name, want) for p, want in zip(params, value, strict=True))
