@@ -609,3 +609,36 @@ def test_checkpoint_of_a_compensated_state(tmp_path):
         for a, b in zip(po.tree_leaves(loaded), po.tree_leaves(state), strict=True):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
+
+
+def test_torch_bfloat16_hyperparameters_and_wide_state_load():
+    """A bfloat16 tensor reads back as float32 on the host (``to_numpy``; NumPy has no
+    bfloat16), so the torch adapter can check the lr it keeps in a tensor of the parameters'
+    dtype (before: "Got unsupported ScalarType BFloat16" at the first step of every
+    ``physopt_ref.torch`` optimizer on bfloat16 parameters), and BBI's float32 state on a
+    bfloat16 parameter stays float32 through ``load_state_dict``."""
+    torch = pytest.importorskip("torch")
+    from physopt_ref.backends import to_numpy
+    from physopt_ref.torch import BBI, SGD
+
+    t = torch.tensor([1.0, 2.0**-9, -3.5], dtype=torch.bfloat16)
+    host = to_numpy(t)
+    assert host.dtype == np.float32 and host.tolist() == [1.0, 2.0**-9, -3.5]
+    w = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    w.grad = torch.ones(4, dtype=torch.bfloat16)
+    SGD([w], lr=0.5).step()
+    assert w.dtype == torch.bfloat16 and torch.all(w == 0.5)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w.float() ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt = BBI([w], lr=0.1)
+    opt.step(closure)
+    w2 = torch.nn.Parameter(w.detach().clone())
+    opt2 = BBI([w2], lr=0.1)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.state[w2]["momentum"].dtype == torch.float32
+    assert opt2.state[w2]["energy"].dtype == torch.float32
