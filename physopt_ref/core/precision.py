@@ -38,6 +38,11 @@ sees the same numbers it would see there (the gradients are still the user's, ev
 default) nothing is rounded and the rule runs unwrapped, bit for bit; ``residual`` then holds
 one zero per leaf and run (an array of the ensemble's batch shape), so the state keeps one
 structure without a parameter-sized array.
+
+A compiler must round where the eager step rounds: ``jax.jit`` does; torch's inductor keeps a
+value cast to a half dtype inside a fused kernel in float32 unless ``emulate_precision_casts``
+is on, which :func:`physopt_ref.compile` passes to each of its ``torch.compile`` calls
+(:data:`physopt_ref.core.compile.TORCH_PRECISION`).
 """
 
 from __future__ import annotations

@@ -190,6 +190,9 @@ def gravity(
         the next step (:mod:`physopt_ref.core.precision`). Gravity needs it in bfloat16: its
         step :math:`l V` is often below half an ulp of the parameter (0.002 near 1), and
         :math:`W - lV` rounded to bfloat16 would give :math:`W` back (``docs/precision.md``).
+        Under your own ``torch.compile`` of the step pass
+        ``options={"emulate_precision_casts": True}`` (:func:`physopt_ref.compile` does): by
+        default inductor skips the rounding inside a fused kernel and the residual is 0.
         ``"params"``: velocity and arithmetic in the parameters' dtype, no compensation (the
         behaviour before it, and no extra memory). float32 and float64 parameters give the
         same bits with any value that is not wider than them.
