@@ -36,12 +36,17 @@ def asarray_like(values: Any, like: Any) -> Any:
 def to_numpy(x: Any) -> np.ndarray:
     """Copy an array from any backend to a NumPy array on the host (for reports and tests).
 
-    Library steps never call this on user data: it forces a device synchronisation.
+    Library steps never call this on user data: it forces a device synchronisation. A torch
+    ``bfloat16`` tensor (NumPy has no bfloat16) comes back as float32, which holds every
+    bfloat16 value exactly.
     """
     if isinstance(x, np.ndarray | np.generic):
         return np.asarray(x)
     if is_torch_array(x):
-        return x.detach().cpu().numpy()
+        import torch  # loaded already: x is a tensor
+
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
     if is_cupy_array(x):
         return x.get()
     try:

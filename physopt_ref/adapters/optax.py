@@ -207,7 +207,7 @@ STATIC_ARGS: dict[str, tuple[str, ...]] = {
             "bounce_direction", "v0_tuning", "member", "state_dtype", "safety"),
     "ecdsep": ("rescale", "eps1", "eps2", "seed", "f0_tuning", "member", "state_dtype",
                "safety"),
-    "gravity": ("seed", "t_start", "member"),
+    "gravity": ("seed", "t_start", "member", "state_dtype"),
 }
 
 

@@ -46,8 +46,9 @@ conventions (``docs/frameworks.md``):
 * **State.** ``opt.state[p]`` holds the per-parameter fields (momenta, ...) of ``p``; the fields
   of the whole tree (count, energies, floors, counters, bounce state) are in the state of the
   tree's first parameter. ``state_dict()`` / ``load_state_dict()`` round-trip them exactly,
-  integer and boolean fields included; loading checks every field's shape and dtype against
-  the parameters and names the parameter it refuses.
+  integer and boolean fields included, and a float32 state on half-precision parameters stays
+  float32 (torch's loader would cast it to the parameters' dtype); loading checks every
+  field's shape and dtype against the parameters and names the parameter it refuses.
 """
 
 from __future__ import annotations

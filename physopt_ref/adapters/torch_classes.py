@@ -169,9 +169,11 @@ class Gravity(PhysicsOptimizer):
     def __init__(self, params: Params, lr: float | torch.Tensor = 0.1,
                  alpha: float | torch.Tensor = 0.01, beta: float | torch.Tensor = 0.9,
                  seed: int = 0, t_start: int = 0, member: int = 0, *,
-                 one_tree: bool | None = None, compiled: bool | None = None) -> None:
+                 state_dtype: str | None = None, one_tree: bool | None = None,
+                 compiled: bool | None = None) -> None:
         super().__init__(params, "gravity", one_tree=one_tree, compiled=compiled, lr=lr,
-                         alpha=alpha, beta=beta, seed=seed, t_start=t_start, member=member)
+                         alpha=alpha, beta=beta, seed=seed, t_start=t_start, member=member,
+                         state_dtype=state_dtype)
 
 
 _CLASSES: dict[str, type[PhysicsOptimizer]] = {

@@ -92,22 +92,32 @@ def check_loaded_layout(opt: Any, state_dict: Mapping[str, Any]) -> None:
     flat = [p for group in opt.param_groups for p in group["params"]]
     for (_, _, saved), p in zip(ids, flat, strict=True):
         saved_by_param[id(p)] = saved_state.get(saved, {})
+    for params, fields in _templates(opt):
+        entries = [saved_by_param[id(p)] for p in params]
+        for p, name, want in fields:
+            entry = saved_by_param[id(p)]
+            if not entry and not any(entries):
+                continue  # a tree not stepped yet
+            _check_field(entry, name, want, where_of[id(p)])
+
+
+def _templates(opt: Any) -> list[tuple[list[Any], list[tuple[Any, str, Any]]]]:
+    """Per tree: its parameters, and (parameter, field name, ``init``'s value) for each field
+    (a field shared by the tree, the count say, under its first parameter)."""
+    out = []
     for index, groups in enumerate(opt._trees()):
         params = [p for group in groups for p in group["params"]]
         if not params:
             continue
         template = opt._template(index, groups)
-        entries = [saved_by_param[id(p)] for p in params]
+        fields: list[tuple[Any, str, Any]] = []
         for name, value in zip(template._fields, template, strict=True):
             if isinstance(value, tuple):
-                expected = list(zip(params, value, strict=True))
+                fields.extend((p, name, want) for p, want in zip(params, value, strict=True))
             else:
-                expected = [(params[0], value)]
-            for p, want in expected:
-                entry = saved_by_param[id(p)]
-                if not entry and not any(entries):
-                    continue  # a tree not stepped yet
-                _check_field(entry, name, want, where_of[id(p)])
+                fields.append((params[0], name, value))
+        out.append((params, fields))
+    return out
 
 
 def _check_field(entry: Mapping[str, Any], name: str, want: Any, where: str) -> None:
@@ -131,10 +141,18 @@ def _check_field(entry: Mapping[str, Any], name: str, want: Any, where: str) -> 
 
 
 def restore_exact_dtypes(opt: Any, state_dict: Mapping[str, Any]) -> None:
-    """Put back the integer and boolean fields torch's loader cast to the parameters' dtype."""
+    """Give every loaded field the dtype ``init`` gives it, from the saved tensor.
+
+    torch's loader casts floating state to the parameter's dtype and leaves the rest as saved;
+    here an integer or boolean field keeps its exact dtype, and a floating field the state
+    dtype (float32 for BBI's, ECDSep's and Gravity's state and Gravity's residual on
+    half-precision parameters: cast to bfloat16 they would lose what they are kept for).
+    """
     saved = [i for g in state_dict["param_groups"] for i in g["params"]]
     params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in zip(saved, params, strict=True):
-        for key, value in state_dict["state"].get(i, {}).items():
-            if isinstance(value, torch.Tensor) and not value.is_floating_point():
-                opt.state[p][key] = value.to(device=p.device, copy=True)
+    saved_of = {id(p): state_dict["state"].get(i, {}) for i, p in zip(saved, params, strict=True)}
+    for _, fields in _templates(opt):
+        for p, name, want in fields:
+            value = saved_of[id(p)].get(name)
+            if isinstance(value, torch.Tensor) and name in opt.state[p]:
+                opt.state[p][name] = value.to(device=p.device, dtype=want.dtype, copy=True)

@@ -177,9 +177,17 @@ def _jax(opt: Optimizer, donate: bool) -> StepFn:
     return jax.jit(step, donate_argnums=(0, 2) if donate else ())
 
 
+#: Options of ``torch.compile`` for every compiled step: ``emulate_precision_casts=True`` makes
+#: inductor round a value cast to float16 / bfloat16 inside a fused kernel as eager torch does.
+#: Without it inductor keeps such an intermediate in float32, and Gravity's compensated update
+#: (``residual = p̃' - float32(bfloat16(p̃'))``, :mod:`physopt_ref.core.precision`) computed 0:
+#: the compiled bfloat16 step stalled where the eager one descends. A per-compile option, not
+#: a global setting.
+TORCH_PRECISION = {"emulate_precision_casts": True}
+
 #: Options of ``torch.compile`` for a donated step: ``inplace_buffers=False`` (with it on, more
 #: graphs hit the inductor failure that :class:`_TorchDonated` works around).
-TORCH_OPTIONS = {"inplace_buffers": False}
+TORCH_OPTIONS = {"inplace_buffers": False, **TORCH_PRECISION}
 
 #: The torch bug behind :class:`_TorchDonated`'s fallback.
 TORCH_ISSUE = "pytorch/pytorch#196570"
@@ -189,7 +197,8 @@ def _torch(opt: Optimizer, donate: bool) -> StepFn:
     import torch
 
     if not donate:
-        return torch.compile(_own_code(_eager(opt, False)), fullgraph=True, dynamic=False)
+        return torch.compile(_own_code(_eager(opt, False)), fullgraph=True, dynamic=False,
+                             options=dict(TORCH_PRECISION))
     return _TorchDonated(opt)
 
 
@@ -249,7 +258,8 @@ class _TorchDonated:
                     stacklevel=3,
                 )
                 self._fallback = torch.compile(_own_code(_eager(self._opt, False)),
-                                               fullgraph=True, dynamic=False)
+                                               fullgraph=True, dynamic=False,
+                                               options=dict(TORCH_PRECISION))
         new_params, new_state = self._fallback(params, grads, state, loss)
         return write_into(params, state, new_params, new_state)
 

@@ -138,16 +138,26 @@ def _layout_difference(state: Any, expected: Any) -> str | None:
     return None
 
 
-def _templates(xp: Any, state: Any) -> list[list[Any]]:
-    """Candidate parameter trees for a state: zeros shaped like the leaves of each tuple field
-    that have the count's ensemble axes in front and a real floating dtype."""
+def _templates(xp: Any, state: Any) -> list[list[tuple[tuple[int, ...], Any, Any]]]:
+    """Candidate parameter trees for a state, as (shape, dtype, device) per leaf: those of each
+    tuple field whose arrays have the count's ensemble axes in front and a real floating dtype;
+    then the same shapes in each half dtype the namespace has that is narrower (a state kept
+    wider than its parameters, ``state_dtype``, is made for half-precision parameters)."""
     batch = tuple(state.count.shape)
-    out = []
-    for value in state:
+    fields = [
+        [(tuple(v.shape), v.dtype, device(v)) for v in value] for value in state
         if isinstance(value, tuple) and value and all(
-                tuple(v.shape[:len(batch)]) == batch and xp.isdtype(v.dtype, "real floating")
-                for v in value):
-            out.append([xp.zeros(v.shape, dtype=v.dtype, device=device(v)) for v in value])
+            tuple(v.shape[:len(batch)]) == batch and xp.isdtype(v.dtype, "real floating")
+            for v in value)
+    ]
+    out = list(fields)
+    for name in ("float16", "bfloat16"):
+        half = getattr(xp, name, None)
+        if half is None:
+            continue
+        bits = xp.finfo(half).bits
+        out.extend([(shape, half, dev) for shape, _, dev in leaves] for leaves in fields
+                   if all(xp.finfo(dt).bits > bits for _, dt, _ in leaves))
     return out
 
 
@@ -171,7 +181,7 @@ def check_state(optimizer: Optimizer, state: Any, where: str,
     if count.dtype != xp.int32:
         raise CheckpointError(f"{where}: the state's count is {_describe(count)}; the contract "
                               "keeps it an int32 array")
-    candidates = [params] if params is not None else _templates(xp, state)
+    candidates = [None] if params is not None else _templates(xp, state)
     if not candidates and any(isinstance(v, tuple) and v for v in state):
         raise CheckpointError(
             f"{where}: the state's per-leaf arrays {_describe(tuple(state))[1:]} do not all "
@@ -180,7 +190,9 @@ def check_state(optimizer: Optimizer, state: Any, where: str,
     for template in candidates:
         try:
             expected = optimizer.init(
-                list(template) if params is None else params, batch_ndim=count.ndim)
+                params if template is None
+                else [xp.zeros(shape, dtype=dt, device=dev) for shape, dt, dev in template],
+                batch_ndim=count.ndim)
         except (TypeError, ValueError) as exc:
             if params is not None:
                 raise CheckpointError(f"{where}: the parameters given are not valid for "
@@ -188,9 +200,10 @@ def check_state(optimizer: Optimizer, state: Any, where: str,
             # A transform that needs the parameters' tree (a mask of a dict): the list of
             # leaves cannot stand in for it; only params= checks such a state fully.
             continue
-        found = _layout_difference(state, expected)
-        if found is None:
+        difference = _layout_difference(state, expected)
+        if difference is None:
             return
+        found = found or difference  # the first candidate's (the state's own dtypes)
     if found is not None:
         raise CheckpointError(f"{where}: the state does not fit {optimizer!r}: {found}")
 
