@@ -45,7 +45,13 @@ from physopt_ref.core.checks import (
     check_float_leaves,
     check_per_run_arrays,
 )
-from physopt_ref.core.context import StepContext, as_per_run, increment_count, prepare_init
+from physopt_ref.core.context import (
+    COUNT_MAX,
+    StepContext,
+    as_per_run,
+    increment_count,
+    prepare_init,
+)
 from physopt_ref.core.donate import donated_update
 from physopt_ref.core.precision import state_dtype_of
 from physopt_ref.core.tracing import (
@@ -197,7 +203,7 @@ class Optimizer:
         """
         # The cheap checks (metadata only, free under a tracer): structure, shapes, dtypes.
         kind = type(params)
-        if kind is np.ndarray and type(grads) is kind and not donate:
+        if kind is _NDARRAY and type(grads) is kind and not donate:
             # A NumPy array: the one-array fast path below with its own namespace, its
             # gradient check inlined and NumPy's count increment (a small problem's step is
             # mostly this scaffold: benchmarks/bench_ecd.py, section small).
@@ -214,8 +220,8 @@ class Optimizer:
             )
             if "count" in fields:
                 count = fields.pop("count")
-            else:
-                count = increment_count(_NUMPY_XP, count, False)
+            else:  # increment_count's NumPy form, inlined: scalar arithmetic on the int32 count
+                count = count + (count < COUNT_MAX)
             return new_leaves[0], self._new_state(count, fields)
         return self._step(params, grads, state, loss, donate)
 
@@ -396,6 +402,8 @@ class Optimizer:
 #: Array types seen as a one-array tree, with their namespace: :meth:`Optimizer.step`'s fast
 #: path (no tree walk, no namespace lookup). Filled by the first step on each type.
 _ONE_ARRAY: dict[type, Any] = {}
+
+_NDARRAY = np.ndarray
 
 #: The namespace of NumPy arrays (array-api-compat's).
 _NUMPY_XP = array_namespace(np.zeros(1))
