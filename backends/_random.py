@@ -192,8 +192,8 @@ class _Draw:
             # A small draw of one member on NumPy: the rounds on Python integers (the counter
             # is already in host memory), the same words as an int64 array.
             words = _host_rounds(range(b0, b1), int(ctr), self.stream, first, k0, k1, _ROUNDS)
-            lanes = np.asarray(words, dtype=np.int64)
-            return lanes[0:1], lanes[1:2], lanes[2:3], lanes[3:4]
+            host = np.asarray(words, dtype=np.int64)
+            return host[0:1], host[1:2], host[2:3], host[3:4]
         if m1 - m0 == 1:  # one member: its counter word on the host
             members = first if isinstance(w, _Int64Words) else xp.asarray(
                 first, dtype=w.dtype, device=self.dev)

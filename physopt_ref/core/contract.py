@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -116,7 +115,6 @@ class Optimizer:
 
     __slots__ = (
         "_fields",
-        "_get_fields",
         "_hp",
         "_init_rule",
         "_rule_hp",
@@ -148,8 +146,7 @@ class Optimizer:
         self._init_rule = init
         self._update_rule = update
         self.state_type = state_type
-        self._fields = names = state_type._fields[1:]  # after ``count``: what the rule returns
-        self._get_fields = itemgetter(*names) if len(names) > 1 else None
+        self._fields = state_type._fields[1:]  # after ``count``: what the rule returns
         self.needs_loss = needs_loss
         self.elementwise = bool(elementwise)
         # The rule forms |g|² unscaled (BBI, ECDSep): the debug checks refuse a gradient
@@ -282,11 +279,8 @@ class Optimizer:
 
     def _new_state(self, count: Any, fields: dict[str, Any]) -> Any:
         """The state NamedTuple from the count and the rule's fields (no keyword parsing)."""
-        get = self._get_fields
-        if get is not None:
-            return tuple.__new__(self.state_type, (count, *get(fields)))
-        names = self._fields  # one field or none
-        return tuple.__new__(self.state_type, (count, fields[names[0]]) if names else (count,))
+        # (A comprehension, not operator.itemgetter: torch.compile cannot trace itemgetter.)
+        return tuple.__new__(self.state_type, (count, *[fields[k] for k in self._fields]))
 
     # -- checks ----------------------------------------------------------------------------
 
