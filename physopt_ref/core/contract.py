@@ -279,8 +279,12 @@ class Optimizer:
 
     def _new_state(self, count: Any, fields: dict[str, Any]) -> Any:
         """The state NamedTuple from the count and the rule's fields (no keyword parsing)."""
-        # (A comprehension, not operator.itemgetter: torch.compile cannot trace itemgetter.)
-        return tuple.__new__(self.state_type, (count, *[fields[k] for k in self._fields]))
+        # No comprehension for the common one field or none (0.2 us of a dim-10 step), and no
+        # operator.itemgetter for more (torch.compile cannot trace it).
+        names = self._fields
+        if len(names) > 1:
+            return tuple.__new__(self.state_type, (count, *[fields[k] for k in names]))
+        return tuple.__new__(self.state_type, (count, fields[names[0]]) if names else (count,))
 
     # -- checks ----------------------------------------------------------------------------
 
