@@ -359,7 +359,7 @@ def random_bits(
     n_blocks = -(-n_words // 4)
     draw = _Draw(xp, seed, counter, batch_shape, n_blocks, stream, device, member)
     lanes = draw.lanes(0, draw.n_members, 0, n_blocks)
-    words = xp.reshape(xp.stack(lanes, axis=-1), (*batch_shape, 4 * n_blocks))
+    words = xp.reshape(_interleave(xp, list(lanes)), (*batch_shape, 4 * n_blocks))
     return words if 4 * n_blocks == n_words else words[..., :n_words]
 
 

@@ -132,6 +132,27 @@ def section_floor(n: int, repeats: int) -> None:
             goal = 0.5 if name == "bbi" else 0.3
             report(f"compiled {what}, {kind} ({t_step * 1e3:.1f} ms a step)", f"{frac:.2f}",
                    f">= {goal}", frac >= goal)
+        native, sync = _native_normal(kind, n)
+        t_draw, t_floor = floor.next_to(native, sync, 2, 1)
+        print(f"    context: {kind}'s own N float32 normals alone ({t_draw * 1e3:.1f} ms) are "
+              f"{t_floor / t_draw:.2f} of the same floor", flush=True)
+
+
+def _native_normal(kind: str, n: int) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+    """The framework's own generator drawing N float32 normals, compiled: what the ν-jitter's
+    draw alone would cost with the framework's bits (``jax.random.normal`` under ``jax.jit``,
+    ``torch.randn`` under ``torch.compile``)."""
+    if kind == "jax":
+        import jax
+
+        key = jax.random.key(0)
+        fn = jax.jit(lambda k: jax.random.normal(k, (n,), dtype="float32"))
+        return (lambda: fn(key)), _cpu_sync("jax")
+    import torch
+
+    out = torch.empty(n, dtype=torch.float32)
+    draw = torch.compile(lambda o: o.normal_())
+    return (lambda: draw(out)), _cpu_sync("torch")
 
 
 def section_compile(n: int, repeats: int) -> None:

@@ -106,6 +106,31 @@ def test_a_parameter_frozen_mid_training_keeps_its_momentum() -> None:
     assert torch.equal(opt.state[model.bias]["previous"], velocity)
 
 
+def test_per_parameter_values_follow_the_parameters_that_step() -> None:
+    """Dyna's ``fan_in`` list (one n per parameter) is cut to the parameters with a gradient:
+    a frozen weight leaves the bias stepping with its own n (before: a structure error)."""
+    x, y = _data()
+    model = _model()
+    n = [int(p.shape[-1]) if p.ndim > 1 else 4 for p in model.parameters()]
+    opt = pot.Dyna(model.parameters(), gamma=0.5, fan_in=n)
+    w = model.weight.detach().clone()
+    opt.zero_grad(set_to_none=True)
+    torch.autograd.backward(((model(x) - y) ** 2).mean(), inputs=[model.bias])
+    opt.step()
+    assert torch.equal(model.weight, w)
+    # the bias alone, with its own n, steps the same way
+    bias = torch.nn.Parameter(_model().bias.detach().clone())
+    alone = pot.Dyna([bias], gamma=0.5, fan_in=[n[1]])
+    bias.grad = model.bias.grad.clone()
+    alone.step()
+    assert torch.equal(bias, model.bias)
+    with pytest.raises(ValueError, match="fan_in must have the structure of the parameters"):
+        wrong = pot.Dyna(_model().parameters(), gamma=0.5, fan_in=[3])
+        m = wrong.param_groups[0]["params"]
+        m[1].grad = torch.ones_like(m[1])
+        wrong.step()
+
+
 # ---------------------------------------------------------------------------------------------
 # lr = 0 and schedulers
 

@@ -183,8 +183,9 @@ STATIC_ARGS: dict[str, tuple[str, ...]] = {
     "dynamic_relaxation": ("mass", "stiffness"),
     "coolmomentum": ("rho0", "cool_steps", "schedule"),
     "bbi": ("rescale", "t0", "t1", "n_fixed_bounces", "eps1", "eps2", "seed",
-            "bounce_direction", "v0_tuning", "member", "state_dtype"),
-    "ecdsep": ("rescale", "eps1", "eps2", "seed", "f0_tuning", "member", "state_dtype"),
+            "bounce_direction", "v0_tuning", "member", "state_dtype", "safety"),
+    "ecdsep": ("rescale", "eps1", "eps2", "seed", "f0_tuning", "member", "state_dtype",
+               "safety"),
     "gravity": ("seed", "t_start", "member"),
 }
 

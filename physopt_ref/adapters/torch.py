@@ -69,6 +69,7 @@ from physopt_ref.adapters.torch_values import (
     SCHEDULED,
     STEP_SIZES,
     check_one_value,
+    for_active,
     host_values,
     loss_value,
     real,
@@ -96,7 +97,8 @@ COMPILE_ELEMENTS = 1 << 16
 class _Tree:
     """One tree's step: its functional optimizer, hyperparameter tensors and compiled step."""
 
-    __slots__ = ("compiled", "floats", "functional", "init_opt", "key", "layout", "tensors")
+    __slots__ = ("active", "compiled", "floats", "functional", "init_opt", "key", "layout",
+                 "tensors")
 
     def __init__(self) -> None:
         self.functional: Optimizer | None = None
@@ -106,6 +108,8 @@ class _Tree:
         self.floats: dict[str, float] = {}
         self.compiled: CompiledStep | None = None
         self.layout: tuple[tuple[str, bool], ...] = ()
+        #: The step for a subset of the parameters (some without a gradient), by positions.
+        self.active: dict[tuple[int, ...], Optimizer] = {}
 
 
 class PhysicsOptimizer(torch.optim.Optimizer):
@@ -290,6 +294,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
                 self._refresh(tree, k, values[k])
             tree.key = key
             tree.compiled = None
+            tree.active = {}
         else:
             for k in slots:
                 self._refresh(tree, k, values[k])
@@ -344,9 +349,19 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             if tree_loss is not None and not isinstance(tree_loss, torch.Tensor):
                 tree_loss = torch.tensor(tree_loss, dtype=leaves[0].dtype,
                                          device=leaves[0].device)
+            full = tree.functional
+            assert full is not None
+            functional = full
+            if len(active) < len(params):  # per-parameter values cut to the active ones
+                ids = {id(p) for p in active}
+                positions = tuple(i for i, p in enumerate(params) if id(p) in ids)
+                if positions not in tree.active:
+                    tree.active[positions] = for_active(functional, positions, len(params))
+                functional = tree.active[positions]
             if tree.compiled is None and self._use_compiled(params):
-                tree.compiled = CompiledStep(tree.functional)  # type: ignore[arg-type]
-            work.append((tree, params, active, leaves, grads, layout, state, tree_loss))
+                tree.compiled = CompiledStep(full)
+            work.append((tree, functional, params, active, leaves, grads, layout, state,
+                         tree_loss))
         return work
 
     def _read_state(self, tree: _Tree, params: list[torch.Tensor], active: list[torch.Tensor]
@@ -389,14 +404,15 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for tree, params, active, leaves, grads, layout, state, value in self._prepare(loss):
+        for tree, functional, params, active, leaves, grads, layout, state, value in (
+                self._prepare(loss)):
             if torch.compiler.is_compiling():  # torch.compile(opt.step): the pure step, traced
-                new, state = tree.functional.step(leaves, grads, state, loss=value)
+                new, state = functional.step(leaves, grads, state, loss=value)
                 torch._foreach_copy_(leaves, new)
-            elif tree.compiled is not None:
+            elif tree.compiled is not None and functional is tree.functional:
                 _, state = tree.compiled(leaves, grads, state, loss=value)
-            else:
-                _, state = tree.functional.step(leaves, grads, state, loss=value, donate=True)
+            else:  # eager; also a subset whose per-parameter values were cut (for_active)
+                _, state = functional.step(leaves, grads, state, loss=value, donate=True)
             self._store(params, active, layout, state)
         return loss
 

@@ -137,13 +137,13 @@ class BBI(PhysicsOptimizer):
                  t0: int | None = 1000, t1: int | None = 3000, n_fixed_bounces: int = 1,
                  eps1: float = 1e-10, eps2: float | None = None, seed: int = 0,
                  bounce_direction: str = "cube", v0_tuning: bool = False, member: int = 0,
-                 state_dtype: str | None = None, one_tree: bool | None = None,
-                 compiled: bool | None = None) -> None:
+                 state_dtype: str | None = None, safety: str | None = None,
+                 one_tree: bool | None = None, compiled: bool | None = None) -> None:
         super().__init__(params, "bbi", one_tree=one_tree, compiled=compiled, lr=lr, v0=v0,
                          delta_e=delta_e, rescale=rescale, t0=t0, t1=t1,
                          n_fixed_bounces=n_fixed_bounces, eps1=eps1, eps2=eps2, seed=seed,
                          bounce_direction=bounce_direction, v0_tuning=v0_tuning, member=member,
-                         state_dtype=state_dtype)
+                         state_dtype=state_dtype, safety=safety)
 
 
 class ECDSep(PhysicsOptimizer):
@@ -154,12 +154,13 @@ class ECDSep(PhysicsOptimizer):
                  f0: float | torch.Tensor = 0.0, delta_e: float | torch.Tensor | None = None,
                  rescale: bool = True, weight_decay: float = 0.0, eps1: float = 1e-10,
                  eps2: float | None = None, seed: int = 0, f0_tuning: bool = False,
-                 member: int = 0, state_dtype: str | None = None,
+                 member: int = 0, state_dtype: str | None = None, safety: str | None = None,
                  one_tree: bool | None = None, compiled: bool | None = None) -> None:
         super().__init__(params, "ecdsep", one_tree=one_tree, compiled=compiled, lr=lr, eta=eta,
                          nu=nu, s=s, f0=f0, delta_e=delta_e, rescale=rescale,
                          weight_decay=weight_decay, eps1=eps1, eps2=eps2, seed=seed,
-                         f0_tuning=f0_tuning, member=member, state_dtype=state_dtype)
+                         f0_tuning=f0_tuning, member=member, state_dtype=state_dtype,
+                         safety=safety)
 
 
 class Gravity(PhysicsOptimizer):

@@ -15,9 +15,11 @@ from physopt_ref.runner.spec import with_hyperparameters
 
 __all__ = [
     "ALIASES",
+    "PER_LEAF",
     "SCHEDULED",
     "STEP_SIZES",
     "check_one_value",
+    "for_active",
     "host_values",
     "loss_value",
     "real",
@@ -36,6 +38,10 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
 
 #: Factory hyperparameters a torch scheduler may change: kept in 0-d tensors.
 SCHEDULED = ("lr", "gamma", "h", "momentum", "b1", "b2")
+#: Factory hyperparameters that may be a list with one value per parameter of the tree (in
+#: the order of the tree's parameters): restricted to the parameters that step
+#: (:func:`for_active`).
+PER_LEAF = ("fan_in",)
 #: Of those, the step sizes: any finite value >= 0 is a legal change (0 stops the step).
 STEP_SIZES = ("lr", "gamma", "h")
 
@@ -98,6 +104,21 @@ def rebuilt(optimizer: Optimizer, values: Mapping[str, Any]) -> Optimizer:
     changed = {k: v for k, v in values.items() if not same(optimizer.hyperparameters[k], v)
                or isinstance(v, torch.Tensor)}
     return with_hyperparameters(optimizer, **changed) if changed else optimizer
+
+
+def for_active(optimizer: Optimizer, positions: tuple[int, ...], n_params: int) -> Optimizer:
+    """``optimizer`` for the parameters at ``positions`` of its tree of ``n_params``.
+
+    Parameters without a gradient are left out of a step, so a per-parameter list
+    (:data:`PER_LEAF`: Dyna's ``fan_in``) is cut to the parameters that step; other values
+    are shared by every parameter and stay as they are.
+    """
+    cut = {}
+    for name in PER_LEAF:
+        value = optimizer.hyperparameters.get(name)
+        if isinstance(value, list | tuple) and len(value) == n_params:  # checked by init
+            cut[name] = type(value)(value[i] for i in positions)
+    return with_hyperparameters(optimizer, **cut) if cut else optimizer
 
 
 def loss_value(loss: Any, optimizer: Optimizer) -> Any:

@@ -81,13 +81,16 @@ def add_parsers(sub: Any) -> None:
 def _hyperparameters(pairs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {n: {} for n in names}
     for text in pairs:
-        key, value = parse_assignment(text, "--hp")
-        opt, _, hp = key.partition(".")
-        if not hp or opt not in out:
+        # OPTIMIZER.NAME=VALUE: the optimizer before the first dot, NAME=VALUE after it (a
+        # dotted key is not an identifier, which parse_assignment asks of the name).
+        head, dot, rest = text.partition(".")
+        opt = head.strip()
+        if not dot or "=" in head or "=" not in rest or opt not in out:
             raise UsageError(f"--hp {text!r}: write OPTIMIZER.NAME=VALUE with OPTIMIZER among "
                              f"{names}")
+        hp, value = parse_assignment(rest, "--hp")
         if hp in out[opt]:
-            raise UsageError(f"--hp {key} given twice")
+            raise UsageError(f"--hp {opt}.{hp} given twice")
         out[opt][hp] = value
     return out
 

@@ -30,6 +30,7 @@ from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
 from physopt_ref.core.validate import check_bool, check_int, check_real
+from physopt_ref.optimizers import ecd_safety
 from physopt_ref.optimizers.ecd_common import (
     check_direction,
     check_eps2,
@@ -76,7 +77,8 @@ class BBIState(NamedTuple):
     started : bool array
         Whether the run has made its first update (E and the initial momentum are set).
     event : integer array
-        What the last call did: 0 nothing (stopped), 1 update, 2 bounce, 3 floor moved.
+        What the last call did: 0 nothing (stopped), 1 update, 2 bounce, 3 floor moved,
+        4 backtracked (``safety``; its fields follow: :mod:`~.ecd_safety`).
     """
 
     count: Any
@@ -116,6 +118,7 @@ def bbi(
     bounce_direction: str = "cube",
     v0_tuning: bool = False,
     state_dtype: str | None = None,
+    safety: str | None = None,
 ) -> Optimizer:
     r"""BBI (Born-Infeld energy-conserving descent with bounces), the official step order.
 
@@ -211,6 +214,14 @@ def bbi(
         the compute dtype ``result_type(param dtype, float32)``, i.e. float32 state for float16
         and bfloat16 parameters (:mod:`physopt_ref.core.precision`: the energy shell needs
         it, ``docs/precision.md``); ``"params"``: the parameters' dtype.
+    safety : {None, "backtrack"}
+        Step-size safety, **off by default** (``None``: the authors' steps). ``"backtrack"``:
+        a call that finds a started run off its shell, :math:`V_t > E`, makes no update
+        (``event`` 4) and moves half way back to the run's last update point,
+        :math:`\theta \leftarrow \theta_a + \tfrac12(\theta_t - \theta_a)`, dividing the
+        run's :math:`\Delta t` by :math:`\sqrt2` for good: no divergence after a large first
+        kick on an ill-conditioned F; a run that never leaves the shell is unchanged bit for
+        bit (:mod:`physopt_ref.optimizers.ecd_safety`: equations, bounds, cost; issue 27).
 
     Returns
     -------
@@ -267,6 +278,8 @@ def bbi(
     12. ε₂ (``eps2``) is never below the parameters' dtype can resolve (see ``eps2``); a
         non-finite V is a no-op, and the parameter tree must have one dtype (refused at
         ``init`` otherwise: the energy couples all leaves). The code has no such checks.
+    13. ``safety="backtrack"`` (off by default) departs from the code on the calls where a
+        run has left its shell, :math:`V > E`; the code has no step-size control.
     """
     hp = {
         "lr": check_real_or_schedule("lr", lr, symbol="Δt", low=0.0),
@@ -283,6 +296,7 @@ def bbi(
         "bounce_direction": check_direction(bounce_direction),
         "v0_tuning": check_bool("v0_tuning", v0_tuning),
         "state_dtype": check_state_dtype(state_dtype),
+        "safety": ecd_safety.check_safety(safety),
     }
     derived = {
         "fixed_on": hp["t0"] is not None and hp["n_fixed_bounces"] > 0,
@@ -293,7 +307,7 @@ def bbi(
         hp,
         init=_BBI_RULES[0],
         update=_BBI_RULES[1],
-        state_type=BBIState,
+        state_type=ecd_safety.safety_state_type(BBIState, hp["safety"]),
         needs_loss=True,
         squares_gradient=True,
         derived=derived,
@@ -305,6 +319,7 @@ def _bbi_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> dic
     check_one_dtype("bbi", leaves)
     check_eps2("bbi", hp["eps2"], xp, ctx.dtype)
     return {
+        **ecd_safety.safety_init(hp["safety"], ctx, leaves),
         "momentum": ctx.zeros_like(leaves),
         "energy": ctx.full(0.0),
         "p2": ctx.full(0.0),
@@ -357,6 +372,10 @@ def _bbi_update(
     # Energy rescale factor r (1 where it is skipped).
     r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
 
+    # Safety: a started run with V > E (shell < 0) has left its shell and backtracks.
+    guard = ecd_safety.ShellGuard(hp["safety"], ctx, state, active, V, shell)
+    live = guard.live
+
     # Bounce triggers (per run).
     c0, c1, nb = state.fixed_counter, state.progress_counter, state.fixed_bounces
     fixed_hit = (c0 == hp["t0"]) if hp["fixed_on"] else None
@@ -364,14 +383,14 @@ def _bbi_update(
     hit = fixed_hit if progress_hit is None else progress_hit
     if fixed_hit is not None and progress_hit is not None:
         hit = fixed_hit | progress_hit
-    bounce = (active & hit) if hit is not None else xp.zeros_like(active)
-    update = active & ~bounce
+    bounce = (live & hit) if hit is not None else xp.zeros_like(active)
+    update = live & ~bounce
 
     # Ordinary update: rescale, kick, drift (coefficients at θ_t). The new momentum is formed
     # inside the branches of if_any, so that a compiled graph fuses the kick with its select.
     v_over_e = Vs / Es
-    kick = 0.5 * dt * (v_over_e + Es / Vs)
-    drift = dt * v_over_e
+    kick = guard.scale(0.5 * dt * (v_over_e + Es / Vs))  # the run's Δt: 2^(-k/2) Δt
+    drift = guard.scale(dt * v_over_e)
 
     def kicked(momentum: list[Any]) -> list[Any]:
         return [ctx.leaf(r, p) * p - ctx.leaf(kick, g) * g
@@ -423,7 +442,9 @@ def _bbi_update(
         # A floor move of a started run keeps E - V (deviation 9): E rises by the drop.
         moved = retune & state.started
         energy = xp.where(moved, energy + 5.0 * xp.where(moved, -V, zero), energy)
+    theta_new, safe_fields = guard.finish(params, theta_new, update)
     fields = {
+        **safe_fields,
         "momentum": tuple(pi_new),
         "energy": energy,
         "p2": tree_sq_norm(xp, pi_new, bn),
@@ -440,6 +461,7 @@ def _bbi_update(
             retune=retune,
             floor_value=loss,
             bounce=bounce if hit is not None else None,
+            backtrack=guard.backtrack,
         ),
     }
     return theta_new, fields

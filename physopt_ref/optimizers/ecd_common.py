@@ -30,6 +30,7 @@ from physopt_ref.core.validate import check_choice, check_int
 __all__ = [
     "DIRECTIONS",
     "EPS2_CODE",
+    "EVENT_BACKTRACK",
     "EVENT_BOUNCE",
     "EVENT_FLOOR",
     "EVENT_NONE",
@@ -58,6 +59,7 @@ EVENT_NONE = 0  #: no-op (stopped at V <= ε, or not yet started)
 EVENT_UPDATE = 1  #: an ordinary rescale-kick-drift update
 EVENT_BOUNCE = 2  #: a bounce (BBI): momentum direction redrawn, parameters unchanged
 EVENT_FLOOR = 3  #: ΔV tuning moved the floor (loss at or below it), parameters unchanged
+EVENT_BACKTRACK = 4  #: off the energy shell: moved back towards the last update (ecd_safety)
 
 #: Bounce / jitter direction laws: ``"cube"`` is the authors' U(-1/2, 1/2) per component;
 #: ``"isotropic"`` a standard normal vector (uniform direction on the sphere).
@@ -233,17 +235,21 @@ def finish_call(
     retune: Any,
     floor_value: Any,
     bounce: Any = None,
+    backtrack: Any = None,
 ) -> dict[str, Any]:
     """The bookkeeping fields every energy-conserving call ends with (per run).
 
     ``floor`` (moved where ``retune``; ``None`` = no floor tuning), ``iteration`` (+1 where
-    ``update``), ``started`` (where ``active``) and ``event`` (what the call did).
+    ``update``), ``started`` (where ``active``) and ``event`` (what the call did; ``bounce``
+    and ``backtrack`` are ``None`` where the optimizer has no such calls).
     """
     xp = ctx.xp
     updated = xp.astype(update, state.event.dtype)
     event = updated if EVENT_UPDATE == 1 and EVENT_NONE == 0 else None  # EVENT_* are 0 and 1
     if bounce is not None:
         event = xp.where(bounce, ctx.scalar(EVENT_BOUNCE), event)
+    if backtrack is not None:
+        event = xp.where(backtrack, ctx.scalar(EVENT_BACKTRACK), event)
     floor = state.floor
     if retune is not None:
         event = xp.where(retune, ctx.scalar(EVENT_FLOOR), event)

@@ -36,6 +36,7 @@ from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.tree import select_tree
 from physopt_ref.core.validate import check_bool, check_real, is_array
+from physopt_ref.optimizers import ecd_safety
 from physopt_ref.optimizers.ecd_common import (
     check_eps2,
     check_member,
@@ -79,7 +80,8 @@ class ECDSepState(NamedTuple):
     started : bool array
         Whether the run has made its first update.
     event : integer array
-        What the last call did: 0 nothing (stopped), 1 update, 3 floor moved.
+        What the last call did: 0 nothing (stopped), 1 update, 3 floor moved, 4 backtracked
+        (``safety``; its fields follow: :mod:`~.ecd_safety`).
     """
 
     count: Any
@@ -109,6 +111,7 @@ def ecdsep(
     member: int = 0,
     f0_tuning: bool = False,
     state_dtype: str | None = None,
+    safety: str | None = None,
 ) -> Optimizer:
     r"""ECDSep, the official update (rescale, kick, drift, ν-jitter with exact norm restore).
 
@@ -192,6 +195,16 @@ def ecdsep(
         The dtype of the state and of the step's arithmetic, as for :func:`physopt_ref.bbi`:
         by default float32 for float16 and bfloat16 parameters (the measured need is in
         ``docs/precision.md``), the parameters' dtype otherwise.
+    safety : {None, "backtrack"}
+        Step-size safety, **off by default** (``None``: the authors' steps). ``"backtrack"``:
+        a call that finds a started run off its shell, :math:`s V_t > e^E` (the rescale has
+        no real solution), makes no update (``event`` 4) and moves half way back to the run's
+        last update point, :math:`q \leftarrow q_a + \tfrac12(q_t - q_a)`, dividing the
+        run's :math:`\Delta t` by :math:`\sqrt2` for good; a run that never leaves the shell
+        is unchanged bit for bit (:mod:`physopt_ref.optimizers.ecd_safety`: equations,
+        bounds, cost; issue 27). With ``s = 0`` there is no bound, so nothing to do. Refused
+        with ``f0_tuning`` (a floor move raises V at a fixed :math:`e^E`: every run would
+        leave its shell).
 
     Returns
     -------
@@ -253,6 +266,8 @@ def ecdsep(
         η = 2, F0 = 20, f went from 9.5 to 19.99999 in 1000 calls, where this step stays at
         9.5. The floor is a level the run must stay above; the code's climb is an artefact of
         the sign of an even power.
+    12. ``safety="backtrack"`` (off by default) departs from the code on the calls where a
+        run has left its shell, :math:`s V > e^E`; the code has no step-size control.
     """
     s = check_real("s", s, symbol="s", low=0.0, per_run=True)
     if delta_e is None:
@@ -278,13 +293,19 @@ def ecdsep(
         "member": check_member(member),
         "f0_tuning": check_bool("f0_tuning", f0_tuning),
         "state_dtype": check_state_dtype(state_dtype),
+        "safety": ecd_safety.check_safety(safety),
     }
+    if hp["safety"] is not None and hp["f0_tuning"]:
+        raise ValueError(
+            "safety='backtrack' needs a fixed floor: with f0_tuning=True a floor move raises "
+            "V at a fixed e^E and every run would leave its shell (use one or the other)"
+        )
     optimizer = Optimizer(
         "ecdsep",
         hp,
         init=_ECDSEP_RULES[0],
         update=_ECDSEP_RULES[1],
-        state_type=ECDSepState,
+        state_type=ecd_safety.safety_state_type(ECDSepState, hp["safety"]),
         needs_loss=True,
         squares_gradient=True,
     )
@@ -296,6 +317,7 @@ def _ecdsep_init(hp: Mapping[str, Any], ctx: StepContext, leaves: list[Any]) -> 
     check_one_dtype("ecdsep", leaves)
     check_eps2("ecdsep", hp["eps2"], xp, ctx.dtype)
     return {
+        **ecd_safety.safety_init(hp["safety"], ctx, leaves),
         "momentum": ctx.zeros_like(leaves),
         "exp_energy": ctx.full(0.0),
         "p2": ctx.full(0.0),
@@ -338,16 +360,21 @@ def _ecdsep_update(
     p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2)
 
     c = rescale_factor(ctx, p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
+    # Safety: a started run with s V > e^E has left its shell and backtracks (ecd_safety).
+    guard = ecd_safety.ShellGuard(
+        hp["safety"], ctx, state, active, V, lambda: exp_energy / Vs - s
+    )
+    update = guard.live
 
     # Kick with -Δt ∇log V = -Δt η ∇F̃ / (F̃ - F0) (current floor: no force-term bug).
-    kick = dt * eta / gap_s
+    kick = guard.scale(dt * eta / gap_s)  # the run's Δt: 2^(-k/2) Δt
     p_k = [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, grads, strict=True)]
     p2k = tree_sq_norm(xp, p_k, bn)
     # |p| from the |p|² the step carries anyway (one pass fewer than the scaled tree_norm),
     # except where |p|² overflowed (|p| > sqrt(finfo.max)): there the scaled norm, taken only
     # when some run needs it (issue 22). The drift 2Δt/(s+|p|²) then goes to 0, its limit.
     norm = _momentum_norm(xp, p2k, p_k, bn)
-    move = safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero)
+    move = guard.scale(safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero))
     q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, p_k, strict=True)]
 
     # ν-jitter: u = p/|p| + ν z, then p = |p| u/|u| (exact norm restore), written as
@@ -370,20 +397,22 @@ def _ecdsep_update(
     else:
         p_j, p2_j = p_k, p2k
 
-    p_new = select_tree(xp, active, p_j, p, bn)
-    q_out = select_tree(xp, active, q_new, params, bn)
+    p_new = select_tree(xp, update, p_j, p, bn)
+    q_out, safe_fields = guard.finish(params, select_tree(xp, update, q_new, params, bn), update)
     fields = {
+        **safe_fields,
         "momentum": tuple(p_new),
         "exp_energy": exp_energy,
-        "p2": xp.where(active, p2_j, p2),
+        "p2": xp.where(update, p2_j, p2),
         "potential": V,
         **finish_call(
             ctx,
             state,
-            update=active,
+            update=update,
             active=active,
             retune=retune,
             floor_value=loss,
+            backtrack=guard.backtrack,
         ),
     }
     return q_out, fields
