@@ -79,12 +79,14 @@ from array_api_compat import (
 
 from ._philox import (
     _CHUNK_BLOCKS,
+    _HOST_BLOCKS,
     _MASK,
     _ROUNDS,
     PHILOX_M0,
     PHILOX_M1,
     PHILOX_W0,
     PHILOX_W1,
+    _host_rounds,
     _Int64Words,
     _rounds,
     _words,
@@ -184,6 +186,14 @@ class _Draw:
         xp, w = self.xp, self.w
         k0, k1 = self.seed & _MASK, (self.seed >> 32) & _MASK  # the key: the seed, on the host
         first = self.member + m0
+        ctr = self.ctr
+        if (m1 - m0 == 1 and b1 - b0 <= _HOST_BLOCKS and is_numpy_namespace(xp)
+                and (isinstance(ctr, int) or ctr.ndim == 0)):
+            # A small draw of one member on NumPy: the rounds on Python integers (the counter
+            # is already in host memory), the same words as an int64 array.
+            words = _host_rounds(range(b0, b1), int(ctr), self.stream, first, k0, k1, _ROUNDS)
+            host = np.asarray(words, dtype=np.int64)
+            return host[0:1], host[1:2], host[2:3], host[3:4]
         if m1 - m0 == 1:  # one member: its counter word on the host
             members = first if isinstance(w, _Int64Words) else xp.asarray(
                 first, dtype=w.dtype, device=self.dev)
@@ -192,7 +202,6 @@ class _Draw:
                 xp.arange(first, self.member + m1, dtype=w.dtype, device=self.dev),
                 (m1 - m0, 1),
             )
-        ctr = self.ctr
         if isinstance(ctr, int):
             ctr = xp.asarray(ctr, dtype=w.dtype, device=self.dev)
         elif ctr.ndim == 2 and ctr.shape[0] != m1 - m0:

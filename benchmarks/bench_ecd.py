@@ -24,7 +24,7 @@ Sections (``--only``, comma-separated):
               ``jax.jit`` with donation.
 ``small``     dim-10 step (float64, one run, one array, checks off) / a hand-written NumPy loop
               of the same update (``bench_steps.HAND``), interleaved loops of
-              ``--small-steps``.
+              ``--small-steps``, timed in the thread's CPU time (``time.thread_time``).
 ``rng``       the generator choice: N 32-bit words (what N float32 normals take) from
               Philox-4x32-10 (``backends/_philox.py``, the one in use), from Threefry-2x32-20
               (``backends/_threefry.py``), and N/2 Philox words (a "half a word per normal"
@@ -68,17 +68,18 @@ def report(measure: str, figure: str, target: str, reached: bool) -> None:
 
 
 def interleaved(cases: dict[str, Callable[[], Any]], sync: Callable[[Any], None], repeats: int,
-                warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each case, timed in turn (A, B, A, B, ...)."""
+                warmup: int = 2, clock: Callable[[], float] = time.perf_counter
+                ) -> dict[str, float]:
+    """Median seconds of each case, timed in turn (A, B, A, B, ...) with ``clock``."""
     for fn in cases.values():
         for _ in range(warmup):
             sync(fn())
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):
         for k, fn in cases.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             sync(fn())
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -190,14 +191,16 @@ def section_small(steps: int, repeats: int) -> None:
     from bench_steps import HAND, _ours
 
     print(f"dim 10, float64, one run: ours / hand-written NumPy loop ({steps} steps a loop, "
-          f"{repeats} interleaved loops, medians):")
+          f"{repeats} interleaved loops, medians of the thread's CPU time):")
     x = np.linspace(-1.0, 1.0, 10)
     g = 0.1 * x + 0.05
     for name in (*CLASSIC, *ECD):
         hand = HAND[name]
+        # CPU time of this thread (time.thread_time): a loop of microsecond steps on a shared
+        # machine otherwise measures the other processes' load as much as the step.
         t = interleaved({"ours": lambda name=name: _ours(name, x, g, steps),
                          "hand": lambda hand=hand: hand(x, g, steps)}, lambda _: None, repeats,
-                        warmup=1)
+                        warmup=1, clock=time.thread_time)
         r = t["ours"] / t["hand"]
         goal = 3.0 if name in CLASSIC else 10.0
         report(f"dim-10 step / hand-written, {name} ({t['ours'] / steps * 1e6:.1f} us)",

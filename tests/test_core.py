@@ -112,6 +112,55 @@ def test_one_array_fast_path_keeps_the_checks_and_the_results() -> None:
     np.testing.assert_array_equal(s1.previous[0], s2.previous[0])
 
 
+def test_numpy_count_increment_saturates_in_int32() -> None:
+    """NumPy's count increment (scalar arithmetic, ``count + (count < COUNT_MAX)``) keeps the
+    type, the dtype and the saturation of the generic ``minimum(count, COUNT_MAX - 1) + 1``."""
+    import array_api_compat.numpy as xp
+
+    from physopt_ref.core.context import COUNT_MAX, increment_count
+
+    for count in (
+        np.asarray(0, dtype=np.int32),
+        np.int32(COUNT_MAX - 1),
+        np.int32(COUNT_MAX),
+        np.asarray([0, COUNT_MAX - 1, COUNT_MAX], dtype=np.int32),
+    ):
+        new = increment_count(xp, count)
+        old = np.minimum(count, COUNT_MAX - 1) + 1
+        assert type(new) is type(old) and new.dtype == np.int32
+        np.testing.assert_array_equal(new, old)
+    assert increment_count(xp, np.int32(COUNT_MAX)) == COUNT_MAX
+
+
+@pytest.mark.parametrize("name", ["sgd", "heavy_ball", "adam", "bbi", "ecdsep"])
+def test_numpy_fast_path_checks_off(name: str) -> None:
+    """With the debug checks off (the tests run with them on), a NumPy step takes the fast path
+    of ``Optimizer.step``: it refuses a wrong gradient or state as the checked path does, and
+    its parameters and state equal the checked step's over a few steps (types included)."""
+    hp = {"eta": 1.0} if name == "ecdsep" else {}
+    opt = po.get_optimizer(name, lr=0.1, **hp)
+    x = np.linspace(-1.0, 1.0, 6)
+    runs = []
+    for checks in (False, True):
+        with po.debug_checks(checks):
+            state, p = opt.init(x), x
+            with pytest.raises(ValueError, match=r"a gradient of shape \(5,\)"):
+                opt.step(p, p[:5], state, loss=1.0)
+            with pytest.raises(TypeError, match="a gradient of dtype float32"):
+                opt.step(p, p.astype(np.float32), state, loss=1.0)
+            with pytest.raises(TypeError, match="state"):
+                opt.step(p, p, (po.sgd if name != "sgd" else po.adam)().init(p), loss=1.0)
+            out = []
+            for _ in range(4):
+                p, state = opt.step(p, 0.5 * p + 0.1, state, loss=1.0 + float(p @ p))
+                out.append((p, *tree_flatten(state)[0]))
+            runs.append(out)
+    for fast, checked in zip(*runs, strict=True):
+        for a, b in zip(fast, checked, strict=True):
+            assert type(a) is type(b)
+            np.testing.assert_array_equal(a, b)
+
+
 def test_one_array_fast_path_does_not_recompile_a_torch_step() -> None:
     """The fast path's type cache is not read under torch.compile: compiled, eager, compiled
     steps share one graph."""

@@ -68,7 +68,10 @@ def as_per_run(xp: Any, value: Any, like: Any, batch_shape: tuple[int, ...], nam
     if isinstance(value, int | float) or (
         isinstance(value, np.generic) and np.isrealobj(value) and value.dtype.kind in "iuf"
     ):
-        arr = xp.asarray(float(value), dtype=like.dtype, device=device(like))
+        if type(like) is np.ndarray:  # the same array, without the wrappers' device checks
+            arr = np.asarray(float(value), dtype=like.dtype)
+        else:
+            arr = xp.asarray(float(value), dtype=like.dtype, device=device(like))
     elif not is_array(value):
         raise TypeError(
             f"{name} must be a number or an array of the parameters' namespace, "
@@ -151,18 +154,27 @@ class StepContext:
     def __init__(self, xp: Any, count: Any, like: Any, treedef: TreeDef | None = None) -> None:
         self.xp = xp
         self.treedef = treedef
-        self._tensor = tensor = type(like).__module__.startswith("torch")
-        # Under torch.compile, per-run values are materialised before they meet a leaf (leaf()).
-        self._realize = tensor and _torch_compiling()
         self.count = count
         self.like = like
-        self.dtype = like.dtype
-        self.compute_dtype = compute_dtype(xp, like.dtype)
-        self.batch_shape = tuple(count.shape)
-        self.batch_ndim = len(self.batch_shape)
-        self._t = None
-        self.leaf_ids = None
-        self.tree_shapes = None
+        self.dtype = dtype = like.dtype
+        self._t = self.leaf_ids = self.tree_shapes = None
+        if type(like) is np.ndarray:
+            # Every step builds a context: NumPy's compute dtype comes from a per-dtype cache
+            # (finfo is the dearest part of a dim-10 step's scaffold, benchmarks/bench_ecd.py).
+            self._tensor = self._realize = False
+            cdtype = _NUMPY_COMPUTE_DTYPES.get(dtype)
+            if cdtype is None:
+                cdtype = _NUMPY_COMPUTE_DTYPES[dtype] = compute_dtype(xp, dtype)
+            self.compute_dtype = cdtype
+            self.batch_shape = shape = count.shape  # a tuple (count: an array or a scalar)
+        else:
+            self._tensor = tensor = type(like).__module__.startswith("torch")
+            # Under torch.compile, per-run values are materialised before they meet a leaf
+            # (leaf()).
+            self._realize = tensor and _torch_compiling()
+            self.compute_dtype = compute_dtype(xp, dtype)
+            self.batch_shape = shape = tuple(count.shape)
+        self.batch_ndim = len(shape)
 
     @property
     def device(self) -> Any:
@@ -282,8 +294,16 @@ class StepContext:
         xp = self.xp
         dtype = self.dtype if dtype is None else dtype
         if isinstance(value, float | int):
+            if type(self.like) is np.ndarray:  # the same array, without the device lookup
+                return np.full(self.batch_shape, value, dtype=dtype)
             return xp.full(self.batch_shape, value, dtype=dtype, device=self.device)
         return xp.broadcast_to(xp.astype(value, dtype), self.batch_shape)
+
+
+#: NumPy dtype -> its compute dtype (:func:`physopt_ref.core.numerics.compute_dtype`), filled by
+#: the first context of each dtype (never read for torch: under torch.compile a read of the dict
+#: would guard on its contents).
+_NUMPY_COMPUTE_DTYPES: dict[Any, Any] = {}
 
 
 def _materialise(xp: Any, value: Any) -> Any:
@@ -325,8 +345,13 @@ UpdateRule = Callable[..., tuple[list[Any], dict[str, Any]]]
 
 def increment_count(xp: Any, count: Any, tensor: bool | None = None) -> Any:
     """``count + 1``, saturating at :data:`COUNT_MAX` (``tensor``: ``count`` is a torch tensor)."""
+    kind = type(count)
+    if kind is np.int32 or kind is np.ndarray:
+        # NumPy: two operations of NumPy's scalar arithmetic (a step's count is an ``int32``
+        # scalar after the first step), where minimum is a ufunc call; int32 + bool is int32.
+        return count + (count < COUNT_MAX)
     if tensor is None:
-        tensor = type(count).__module__.startswith("torch")
+        tensor = kind.__module__.startswith("torch")
     if tensor:
         # A Python scalar in array-api-compat's torch minimum breaks torch.compile's graph.
         return xp.where(count < COUNT_MAX, count + 1, count)

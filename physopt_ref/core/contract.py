@@ -44,7 +44,13 @@ from physopt_ref.core.checks import (
     check_float_leaves,
     check_per_run_arrays,
 )
-from physopt_ref.core.context import StepContext, as_per_run, increment_count, prepare_init
+from physopt_ref.core.context import (
+    COUNT_MAX,
+    StepContext,
+    as_per_run,
+    increment_count,
+    prepare_init,
+)
 from physopt_ref.core.donate import donated_update
 from physopt_ref.core.precision import state_dtype_of
 from physopt_ref.core.tracing import (
@@ -108,6 +114,7 @@ class Optimizer:
     """
 
     __slots__ = (
+        "_fields",
         "_hp",
         "_init_rule",
         "_rule_hp",
@@ -139,6 +146,7 @@ class Optimizer:
         self._init_rule = init
         self._update_rule = update
         self.state_type = state_type
+        self._fields = state_type._fields[1:]  # after ``count``: what the rule returns
         self.needs_loss = needs_loss
         self.elementwise = bool(elementwise)
         # The rule forms |g|² unscaled (BBI, ECDSep): the debug checks refuse a gradient
@@ -192,6 +200,31 @@ class Optimizer:
         """
         # The cheap checks (metadata only, free under a tracer): structure, shapes, dtypes.
         kind = type(params)
+        if kind is _NDARRAY and type(grads) is kind and not donate:
+            # A NumPy array: the one-array fast path below with its own namespace, its
+            # gradient check inlined and NumPy's count increment (a small problem's step is
+            # mostly this scaffold: benchmarks/bench_ecd.py, section small).
+            if params.shape != grads.shape or params.dtype is not grads.dtype:
+                _check_gradient_leaf(params, grads)  # raises unless the dtypes are equal
+            if type(state) is not self.state_type or _CHECKS[0]:
+                return self._step(params, grads, state, loss, donate)
+            count = state.count
+            ctx = StepContext(_NUMPY_XP, count, params, _ONE_LEAF)
+            if self.needs_loss:
+                loss = as_per_run(_NUMPY_XP, loss, params, ctx.batch_shape, "loss")
+            new_leaves, fields = self._update_rule(
+                self._rule_hp, ctx, [params], [grads], state, loss
+            )
+            if "count" in fields:
+                count = fields.pop("count")
+            else:  # increment_count's NumPy form, inlined: scalar arithmetic on the int32 count
+                count = count + (count < COUNT_MAX)
+            return new_leaves[0], self._new_state(count, fields)
+        return self._step(params, grads, state, loss, donate)
+
+    def _step(self, params: Any, grads: Any, state: Any, loss: Any, donate: bool) -> Any:
+        """:meth:`step` on any tree and namespace."""
+        kind = type(params)
         if kind is type(grads) and not _torch_compiling() and kind in _ONE_ARRAY:
             # The fast path of a one-array tree (a NumPy array, say): the same checks without
             # the tree walk; the namespace comes from the per-type cache (never read under
@@ -239,9 +272,19 @@ class Optimizer:
             count = fields.pop("count")
         else:
             count = increment_count(xp, count, ctx._tensor)
-        names = self.state_type._fields
-        state = tuple.__new__(self.state_type, (count, *[fields[k] for k in names[1:]]))
+        state = self._new_state(count, fields)
+        if treedef is _ONE_LEAF:
+            return new_leaves[0], state
         return tree_unflatten(treedef, new_leaves), state
+
+    def _new_state(self, count: Any, fields: dict[str, Any]) -> Any:
+        """The state NamedTuple from the count and the rule's fields (no keyword parsing)."""
+        # No comprehension for the common one field or none (0.2 us of a dim-10 step), and no
+        # operator.itemgetter for more (torch.compile cannot trace it).
+        names = self._fields
+        if len(names) > 1:
+            return tuple.__new__(self.state_type, (count, *[fields[k] for k in names]))
+        return tuple.__new__(self.state_type, (count, fields[names[0]]) if names else (count,))
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -357,6 +400,11 @@ class Optimizer:
 #: Array types seen as a one-array tree, with their namespace: :meth:`Optimizer.step`'s fast
 #: path (no tree walk, no namespace lookup). Filled by the first step on each type.
 _ONE_ARRAY: dict[type, Any] = {}
+
+_NDARRAY = np.ndarray
+
+#: The namespace of NumPy arrays (array-api-compat's).
+_NUMPY_XP = array_namespace(np.zeros(1))
 
 #: The structure of a one-array tree.
 _ONE_LEAF = tree_flatten(np.zeros(1))[1]

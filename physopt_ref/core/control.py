@@ -77,7 +77,9 @@ def if_any(
         # Eager JAX would compile the cond's fresh branch closures on every call: compute.
         return true_fn(*operands)
     if host_resident(xp, pred):
-        return true_fn(*operands) if bool(xp.any(pred)) else false_fn(*operands)
+        # One run (a 0-d predicate): its value as it is, without a reduction's dispatch.
+        hit = bool(pred) if pred.ndim == 0 else bool(xp.any(pred))
+        return true_fn(*operands) if hit else false_fn(*operands)
     if graph_cond and graph_cond_active(xp):
         import torch
 

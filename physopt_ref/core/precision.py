@@ -121,7 +121,9 @@ class _WideUpdate:
         state: Any, loss: Any,
     ) -> tuple[list[Any], dict[str, Any]]:
         xp = ctx.xp
-        wdt = state_dtype_of(xp, hp["state_dtype"], ctx.dtype)
+        choice = hp["state_dtype"]
+        # The default (None) is the compute dtype, which the context already holds.
+        wdt = ctx.compute_dtype if choice is None else state_dtype_of(xp, choice, ctx.dtype)
         if wdt == ctx.dtype:
             new, fields = self.rule(hp, ctx, params, grads, state, loss)
             if self.compensated:
