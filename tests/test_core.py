@@ -132,14 +132,16 @@ def test_numpy_count_increment_saturates_in_int32() -> None:
     assert increment_count(xp, np.int32(COUNT_MAX)) == COUNT_MAX
 
 
-@pytest.mark.parametrize("name", ["sgd", "heavy_ball", "adam", "bbi", "ecdsep"])
-def test_numpy_fast_path_checks_off(name: str) -> None:
+@pytest.mark.parametrize("dtype", ["float64", "float16"])
+@pytest.mark.parametrize("name", ["sgd", "heavy_ball", "adam", "bbi", "ecdsep", "gravity"])
+def test_numpy_fast_path_checks_off(name: str, dtype: str) -> None:
     """With the debug checks off (the tests run with them on), a NumPy step takes the fast path
     of ``Optimizer.step``: it refuses a wrong gradient or state as the checked path does, and
     its parameters and state equal the checked step's over a few steps (types included)."""
     hp = {"eta": 1.0} if name == "ecdsep" else {}
     opt = po.get_optimizer(name, lr=0.1, **hp)
-    x = np.linspace(-1.0, 1.0, 6)
+    # float16: the wide and compensated states (x = -0.2 makes one gradient exactly 0)
+    x = np.linspace(-1.0, 1.0, 6).astype(dtype)
     runs = []
     for checks in (False, True):
         with po.debug_checks(checks):
