@@ -215,12 +215,15 @@ def _adam_update(
     c2 = 1.0 - b2**t
     # sqrt(v_t) = hypot(sqrt(β₂) sqrt(v_{t-1}), sqrt(1-β₂) |g|): no g² (no overflow).
     sb2, sb2c = b2**0.5, (1.0 - b2) ** 0.5
+    # η m̂/(sqrt(v̂) + ε) = (η sqrt(c₂)/c₁) m/(sqrt(v) + ε sqrt(c₂)): the bias corrections
+    # folded into two per-run scalars, so an element pays one division here, not two.
+    c2s = c2**0.5
     mu, rms, new = [], [], []
     for p, g, m, r in zip(params, grads, state.mu, state.rms, strict=True):
         b1l = ctx.leaf(b1, g)
         m = b1l * m + (1.0 - b1l) * g
         r = hypot(xp, ctx.leaf(sb2, r) * r, ctx.leaf(sb2c, g) * xp.abs(g))
-        step = ctx.leaf(eta / c1, p) * m / (r / ctx.leaf(c2**0.5, r) + ctx.leaf(eps, r))
+        step = ctx.leaf(eta * c2s / c1, p) * m / (r + ctx.leaf(eps * c2s, r))
         mu.append(m)
         rms.append(r)
         new.append(p - step)
