@@ -217,13 +217,16 @@ def _adam_update(
     sb2, sb2c = b2**0.5, (1.0 - b2) ** 0.5
     # η m̂/(sqrt(v̂) + ε) = (η sqrt(c₂)/c₁) m/(sqrt(v) + ε sqrt(c₂)): the bias corrections
     # folded into two per-run scalars, so an element pays one division here, not two.
+    # Each per-run scalar is formed once, outside the loop over leaves (under torch.compile
+    # ctx.leaf then makes one buffer for it, shared by the leaves).
     c2s = c2**0.5
+    scale, floor = eta * c2s / c1, eps * c2s
     mu, rms, new = [], [], []
     for p, g, m, r in zip(params, grads, state.mu, state.rms, strict=True):
         b1l = ctx.leaf(b1, g)
         m = b1l * m + (1.0 - b1l) * g
         r = hypot(xp, ctx.leaf(sb2, r) * r, ctx.leaf(sb2c, g) * xp.abs(g))
-        step = ctx.leaf(eta * c2s / c1, p) * m / (r + ctx.leaf(eps * c2s, r))
+        step = ctx.leaf(scale, p) * m / (r + ctx.leaf(floor, r))
         mu.append(m)
         rms.append(r)
         new.append(p - step)
