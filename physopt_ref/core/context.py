@@ -155,8 +155,7 @@ class StepContext:
         self._tensor = tensor = type(like).__module__.startswith("torch")
         # Under torch.compile, per-run values are materialised before they meet a leaf (leaf()).
         self._realize = tensor and _torch_compiling()
-        # id(value), dtype -> (value, its materialised cast): one buffer per value and dtype for
-        # the whole step, not one per leaf (the value is kept, so its id is not reused).
+        # (id(value), dtype) -> (value, its materialised cast), filled by share().
         self._realized: dict[tuple[int, Any], tuple[Any, Any]] = {}
         self.count = count
         self.like = like
@@ -230,24 +229,47 @@ class StepContext:
         one (``benchmarks/bench_floor.py``).
 
         An array value is cast to the leaf's dtype (the precision rule: scalars formed in the
-        compute dtype are rounded once, where they touch a leaf). Under ``torch.compile`` the
-        cast and its buffer are made once per value and dtype in a step and shared by the leaves
-        (one small buffer and loop per leaf cost the 6-leaf Adam step 60 allocations a call).
+        compute dtype are rounded once, where they touch a leaf). A value passed to
+        :meth:`share` first is cast and materialised once for all the leaves.
         """
         if type(value) is float or isinstance(value, float | int):
             return value
-        if self._realize and hasattr(value, "dtype"):
-            key = (id(value), leaf.dtype)
-            hit = self._realized.get(key)
-            if hit is None:
-                cast = value if value.dtype == leaf.dtype else self.xp.astype(value, leaf.dtype)
-                hit = self._realized[key] = (value, _materialise(self.xp, cast))
+        hit = self._realized.get((id(value), leaf.dtype)) if self._realized else None
+        if hit is not None:  # made once by share()
             value = hit[1]
-        elif hasattr(value, "dtype") and value.dtype != leaf.dtype:
-            value = self.xp.astype(value, leaf.dtype)
+        else:
+            if hasattr(value, "dtype") and value.dtype != leaf.dtype:
+                value = self.xp.astype(value, leaf.dtype)
+            if self._realize:
+                value = _materialise(self.xp, value)
         if self.batch_ndim == 0:
             return value
         return expand_to_leaf(self.xp, value, leaf, self.batch_ndim)
+
+    def share(self, values: list[Any], leaves: list[Any]) -> None:
+        """Cast and materialise each per-run array of ``values`` once per dtype of ``leaves``,
+        for :meth:`leaf` to reuse (under ``torch.compile``; elsewhere nothing to do).
+
+        Without it every :meth:`leaf` call makes a buffer and a loop of its own: 30 small
+        allocations a call for Adam's 6-leaf MLP step. Call it in the rule's body, not inside a
+        branch of :func:`physopt_ref.core.control.if_any` (``torch.cond`` refuses a branch that
+        writes to the context).
+        """
+        if not self._realize:
+            return
+        xp = self.xp
+        dtypes: list[Any] = []
+        for leaf in leaves:
+            if leaf.dtype not in dtypes:
+                dtypes.append(leaf.dtype)
+        for value in values:
+            if not hasattr(value, "dtype"):
+                continue
+            for dtype in dtypes:
+                if (id(value), dtype) not in self._realized:
+                    cast = value if value.dtype == dtype else xp.astype(value, dtype)
+                    # the value is kept with its buffer, so that its id is not reused
+                    self._realized[(id(value), dtype)] = (value, _materialise(xp, cast))
 
     def per_leaf(self, values: list[Any]) -> list[Any]:
         """From one value per leaf of the whole tree, the values of the leaves this call sees."""

@@ -79,6 +79,7 @@ def _sgd_update(
     hp: Hyper, ctx: StepContext, params: list[Any], grads: list[Any], state: SGDState, loss: Any
 ) -> tuple[list[Any], dict[str, Any]]:
     eta = ctx.hp(hp["lr"])
+    ctx.share([eta], params)
     return [p - ctx.leaf(eta, p) * g for p, g in zip(params, grads, strict=True)], {}
 
 
@@ -112,6 +113,7 @@ def _heavy_ball_update(
     loss: Any,
 ) -> tuple[list[Any], dict[str, Any]]:
     eta, beta = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
+    ctx.share([eta, beta], params)
     vel = [
         ctx.leaf(beta, v) * v - ctx.leaf(eta, g) * g
         for v, g in zip(state.previous, grads, strict=True)
@@ -162,6 +164,7 @@ def _nesterov_update(
     loss: Any,
 ) -> tuple[list[Any], dict[str, Any]]:
     eta, alpha = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
+    ctx.share([eta, alpha], params)
     x_new = [y - ctx.leaf(eta, g) * g for y, g in zip(params, grads, strict=True)]
     y_new = [
         x + ctx.leaf(alpha, x) * (x - x0) for x, x0 in zip(x_new, state.previous, strict=True)
@@ -217,10 +220,10 @@ def _adam_update(
     sb2, sb2c = b2**0.5, (1.0 - b2) ** 0.5
     # η m̂/(sqrt(v̂) + ε) = (η sqrt(c₂)/c₁) m/(sqrt(v) + ε sqrt(c₂)): the bias corrections
     # folded into two per-run scalars, so an element pays one division here, not two.
-    # Each per-run scalar is formed once, outside the loop over leaves (under torch.compile
-    # ctx.leaf then makes one buffer for it, shared by the leaves).
+    # Each per-run scalar is formed once, outside the loop over leaves, and shared by them.
     c2s = c2**0.5
     scale, floor = eta * c2s / c1, eps * c2s
+    ctx.share([b1, sb2, sb2c, scale, floor], params)
     mu, rms, new = [], [], []
     for p, g, m, r in zip(params, grads, state.mu, state.rms, strict=True):
         b1l = ctx.leaf(b1, g)
