@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_adapters.py [--repeats 15] [--threads 1] [--skip-torch]
-                                        [--skip-optax] [--clock wall|cpu]
+                                        [--skip-optax] [--clock wall|cpu] [--parts]
 
 The model is an MLP 784-2048-384-10 (2 398 346 parameters, float32, CPU; ``--threads`` torch
 and XLA threads, default 1). Gradients are fixed; only the optimizer step is timed, as the
@@ -14,7 +14,10 @@ median over ``--repeats`` rounds in which every contender steps three times in t
   (``fused=True``, and ``foreach=True``); ``physopt_ref.torch.HeavyBall`` against
   ``torch.optim.SGD(momentum=0.9)`` (``fused=True``, and ``foreach=True``). The adapter runs
   its default for a model of this size: the compiled, donated step (compiled before timing).
-  Target: at most 1.2x the fused step.
+  Target: at most 1.2x the fused step. With ``--parts``, the same steps without the adapter
+  (``physopt_ref.compile`` on the model's tensors), with the hyperparameters as the adapter
+  holds them (0-d tensors, so that schedulers never recompile) and as Python floats (baked
+  into the kernel): what the adapter's own work and the tensors cost.
 * **optax**: ``physopt_ref.optax.ecdsep`` and ``physopt_ref.optax.adam`` in a jitted
   ``update`` + ``apply_updates`` against ``physopt_ref.compile`` of the same optimizer (JAX:
   ``jax.jit`` with donated buffers) and ``optax.adam`` under jit. Target: ECDSep through optax
@@ -62,9 +65,10 @@ def _round_times(fns: dict[str, Callable[[], Any]], repeats: int,
 Row = tuple[str, list[float], str, list[float], float]
 
 
-def _torch_rows(repeats: int, clock: Callable[[], float]) -> list[Row]:
+def _torch_rows(repeats: int, clock: Callable[[], float], with_parts: bool) -> list[Row]:
     import torch
 
+    import physopt_ref as po
     import physopt_ref.torch as pot
 
     def model() -> Any:
@@ -81,7 +85,32 @@ def _torch_rows(repeats: int, clock: Callable[[], float]) -> list[Row]:
         opt.step()
         return opt.step
 
+    def compiled(opt: Any) -> Callable[[], Any]:
+        """``physopt_ref.compile`` on the model's tensors, without the adapter around it."""
+        params = model()
+        box = [[p.detach() for p in params], None]
+        box[1] = opt.init(box[0])
+        grads = [p.grad for p in params]
+        step = po.compile(opt)
+
+        def run() -> None:
+            box[0], box[1] = step(box[0], grads, box[1])
+        run()
+        run()
+        return run
+
+    def hp(**values: float) -> dict[str, Any]:  # the adapter's 0-d tensors
+        return {k: torch.tensor(v) for k, v in values.items()}
+
+    parts = {
+        "compile(adam), 0-d tensor hps": compiled(po.adam(**hp(lr=1e-3, b1=0.9, b2=0.999))),
+        "compile(adam), float hps": compiled(po.adam(lr=1e-3)),
+        "compile(heavy_ball), tensor hps": compiled(
+            po.heavy_ball(**hp(lr=1e-3, momentum=0.9))),
+        "compile(heavy_ball), float hps": compiled(po.heavy_ball(lr=1e-3, momentum=0.9)),
+    } if with_parts else {}
     contenders = {
+        **parts,
         "physopt_ref.torch.Adam": stepper(lambda p: pot.Adam(p, lr=1e-3)),
         "torch Adam fused": stepper(lambda p: torch.optim.Adam(p, lr=1e-3, fused=True)),
         "torch Adam foreach": stepper(lambda p: torch.optim.Adam(p, lr=1e-3, foreach=True)),
@@ -93,7 +122,15 @@ def _torch_rows(repeats: int, clock: Callable[[], float]) -> list[Row]:
             lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, foreach=True)),
     }
     t = _round_times(contenders, repeats, clock)
+    part_rows: list[Row] = [
+        (name, t[name], base, t[base], float("nan")) for name, base in (
+            ("compile(adam), 0-d tensor hps", "torch Adam fused"),
+            ("compile(adam), float hps", "torch Adam fused"),
+            ("compile(heavy_ball), tensor hps", "torch SGD(momentum) fused"),
+            ("compile(heavy_ball), float hps", "torch SGD(momentum) fused"),
+        )] if with_parts else []
     return [
+        *part_rows,
         ("physopt_ref.torch.Adam", t["physopt_ref.torch.Adam"], "torch Adam fused",
          t["torch Adam fused"], 1.2),
         ("physopt_ref.torch.Adam", t["physopt_ref.torch.Adam"], "torch Adam foreach",
@@ -173,6 +210,7 @@ def main() -> None:
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-optax", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--parts", action="store_true")
     args = parser.parse_args()
     if args.threads == 1:  # XLA's CPU matrix kernels on one thread (set before JAX starts)
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
@@ -184,7 +222,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        rows += _torch_rows(args.repeats, clock)
+        rows += _torch_rows(args.repeats, clock, args.parts)
     if not args.skip_optax:
         rows += _optax_rows(args.repeats, clock)
     n = sum(a * b + b for a, b in SIZES)

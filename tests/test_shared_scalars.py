@@ -60,7 +60,8 @@ def test_compiled_step_materialises_each_scalar_once(name: str) -> None:
 @pytest.mark.parametrize("big", [1e30, "max"])
 def test_compiled_adam_moves_lr_with_gradients_whose_square_overflows(big: Any) -> None:
     """po.compile(adam) on torch float32: gradients up to finfo.max move each parameter by lr
-    per step (to 1e-4: ε moves the 1e-3 gradient by 1e-5), the state stays finite, and the step equals the eager one."""
+    per step (to 1e-4: ε moves the 1e-3 gradient's step by 1e-5), the state stays finite, and
+    the step equals the eager one."""
     torch = pytest.importorskip("torch")
     value = float(torch.finfo(torch.float32).max) if big == "max" else big
     lr = 0.01
@@ -83,9 +84,9 @@ def test_compiled_adam_moves_lr_with_gradients_whose_square_overflows(big: Any) 
 
 def test_share_is_a_no_op_outside_torch_compile() -> None:
     """Eager steps do not use the shared buffers: leaf() casts as before."""
-    from physopt_ref.core.context import StepContext
-
     import array_api_compat.numpy as xp
+
+    from physopt_ref.core.context import StepContext
 
     x = np.zeros(3, dtype=np.float32)
     ctx = StepContext(xp, np.zeros((), dtype=np.int32), x)
