@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_adapters.py [--repeats 15] [--threads 1] [--skip-torch]
-                                        [--skip-optax]
+                                        [--skip-optax] [--clock wall|cpu] [--parts]
 
 The model is an MLP 784-2048-384-10 (2 398 346 parameters, float32, CPU; ``--threads`` torch
 and XLA threads, default 1). Gradients are fixed; only the optimizer step is timed, as the
@@ -14,13 +14,19 @@ median over ``--repeats`` rounds in which every contender steps three times in t
   (``fused=True``, and ``foreach=True``); ``physopt_ref.torch.HeavyBall`` against
   ``torch.optim.SGD(momentum=0.9)`` (``fused=True``, and ``foreach=True``). The adapter runs
   its default for a model of this size: the compiled, donated step (compiled before timing).
-  Target: at most 1.2x the fused step.
+  Target: at most 1.2x the fused step. With ``--parts``, the same steps without the adapter
+  (``physopt_ref.compile`` on the model's tensors), with the hyperparameters as the adapter
+  holds them (0-d tensors, so that schedulers never recompile) and as Python floats (baked
+  into the kernel): what the adapter's own work and the tensors cost.
 * **optax**: ``physopt_ref.optax.ecdsep`` and ``physopt_ref.optax.adam`` in a jitted
   ``update`` + ``apply_updates`` against ``physopt_ref.compile`` of the same optimizer (JAX:
   ``jax.jit`` with donated buffers) and ``optax.adam`` under jit. Target: ECDSep through optax
   within 1.5x of ``physopt_ref.compile(ecdsep)``.
 
-The numbers depend on the machine; the ratios are what the targets are about.
+The numbers depend on the machine; the ratios are what the targets are about. A ratio is the
+median over the rounds of the ratio within a round, with its quartiles as the spread. On a
+loaded machine ``--clock cpu`` (with ``--skip-optax``) times each step by the CPU time of the
+calling thread, which leaves out the time spent waiting for other processes.
 """
 
 from __future__ import annotations
@@ -35,21 +41,34 @@ from typing import Any
 SIZES = ((784, 2048), (2048, 384), (384, 10))
 
 
-def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def _clock(name: str) -> Callable[[], float]:
+    """``wall``: ``time.perf_counter``; ``cpu``: the calling thread's CPU time
+    (``time.thread_time``), which leaves out the time the process waits while other processes
+    run (torch with ``--threads 1`` only: XLA computes on threads of its own)."""
+    return time.thread_time if name == "cpu" else time.perf_counter
+
+
+def _round_times(fns: dict[str, Callable[[], Any]], repeats: int,
+                 clock: Callable[[], float]) -> dict[str, list[float]]:
+    """Per contender, the time of one step in each of ``repeats`` interleaved rounds."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t = clock()
             fn()
             fn()
             fn()
-            times[name].append((time.perf_counter() - t) / 3)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[name].append((clock() - t) / 3)
+    return times
 
 
-def _torch_rows(repeats: int) -> list[tuple[str, float, str, float, float]]:
+Row = tuple[str, list[float], str, list[float], float]
+
+
+def _torch_rows(repeats: int, clock: Callable[[], float], with_parts: bool) -> list[Row]:
     import torch
 
+    import physopt_ref as po
     import physopt_ref.torch as pot
 
     def model() -> Any:
@@ -66,7 +85,32 @@ def _torch_rows(repeats: int) -> list[tuple[str, float, str, float, float]]:
         opt.step()
         return opt.step
 
+    def compiled(opt: Any) -> Callable[[], Any]:
+        """``physopt_ref.compile`` on the model's tensors, without the adapter around it."""
+        params = model()
+        box = [[p.detach() for p in params], None]
+        box[1] = opt.init(box[0])
+        grads = [p.grad for p in params]
+        step = po.compile(opt)
+
+        def run() -> None:
+            box[0], box[1] = step(box[0], grads, box[1])
+        run()
+        run()
+        return run
+
+    def hp(**values: float) -> dict[str, Any]:  # the adapter's 0-d tensors
+        return {k: torch.tensor(v) for k, v in values.items()}
+
+    parts = {
+        "compile(adam), 0-d tensor hps": compiled(po.adam(**hp(lr=1e-3, b1=0.9, b2=0.999))),
+        "compile(adam), float hps": compiled(po.adam(lr=1e-3)),
+        "compile(heavy_ball), tensor hps": compiled(
+            po.heavy_ball(**hp(lr=1e-3, momentum=0.9))),
+        "compile(heavy_ball), float hps": compiled(po.heavy_ball(lr=1e-3, momentum=0.9)),
+    } if with_parts else {}
     contenders = {
+        **parts,
         "physopt_ref.torch.Adam": stepper(lambda p: pot.Adam(p, lr=1e-3)),
         "torch Adam fused": stepper(lambda p: torch.optim.Adam(p, lr=1e-3, fused=True)),
         "torch Adam foreach": stepper(lambda p: torch.optim.Adam(p, lr=1e-3, foreach=True)),
@@ -77,8 +121,16 @@ def _torch_rows(repeats: int) -> list[tuple[str, float, str, float, float]]:
         "torch SGD(momentum) foreach": stepper(
             lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, foreach=True)),
     }
-    t = _median_times(contenders, repeats)
+    t = _round_times(contenders, repeats, clock)
+    part_rows: list[Row] = [
+        (name, t[name], base, t[base], float("nan")) for name, base in (
+            ("compile(adam), 0-d tensor hps", "torch Adam fused"),
+            ("compile(adam), float hps", "torch Adam fused"),
+            ("compile(heavy_ball), tensor hps", "torch SGD(momentum) fused"),
+            ("compile(heavy_ball), float hps", "torch SGD(momentum) fused"),
+        )] if with_parts else []
     return [
+        *part_rows,
         ("physopt_ref.torch.Adam", t["physopt_ref.torch.Adam"], "torch Adam fused",
          t["torch Adam fused"], 1.2),
         ("physopt_ref.torch.Adam", t["physopt_ref.torch.Adam"], "torch Adam foreach",
@@ -90,7 +142,7 @@ def _torch_rows(repeats: int) -> list[tuple[str, float, str, float, float]]:
     ]
 
 
-def _optax_rows(repeats: int) -> list[tuple[str, float, str, float, float]]:
+def _optax_rows(repeats: int, clock: Callable[[], float]) -> list[Row]:
     import jax
     import jax.numpy as jnp
     import optax
@@ -138,7 +190,7 @@ def _optax_rows(repeats: int) -> list[tuple[str, float, str, float, float]]:
         "physopt_ref.compile(adam)": compiled(po.adam(lr=1e-3)),
         "optax.adam": through_optax(optax.adam(1e-3)),
     }
-    t = _median_times(contenders, repeats)
+    t = _round_times(contenders, repeats, clock)
     return [
         ("physopt_ref.optax.ecdsep", t["physopt_ref.optax.ecdsep"],
          "physopt_ref.compile(ecdsep)", t["physopt_ref.compile(ecdsep)"], 1.5),
@@ -157,27 +209,37 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-optax", action="store_true")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--parts", action="store_true")
     args = parser.parse_args()
     if args.threads == 1:  # XLA's CPU matrix kernels on one thread (set before JAX starts)
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    if args.clock == "cpu" and not args.skip_optax:
+        parser.error("--clock cpu times the calling thread only: use it with --skip-optax")
+    clock = _clock(args.clock)
     rows = []
     if not args.skip_torch:
         import torch
 
         torch.set_num_threads(args.threads)
-        rows += _torch_rows(args.repeats)
+        rows += _torch_rows(args.repeats, clock, args.parts)
     if not args.skip_optax:
-        rows += _optax_rows(args.repeats)
+        rows += _optax_rows(args.repeats, clock)
     n = sum(a * b + b for a, b in SIZES)
     print(f"MLP {'-'.join(str(s[0]) for s in SIZES)}-10, {n} parameters, float32, CPU, "
-          f"{args.threads} thread(s); median of {args.repeats} interleaved rounds\n")
-    print(f"| {'step':30} | {'ms':>7} | {'baseline':30} | {'ms':>7} | ratio | target |")
-    print(f"|{'-' * 32}|{'-' * 9}|{'-' * 32}|{'-' * 9}|-------|--------|")
+          f"{args.threads} thread(s); {args.clock} clock; median of {args.repeats} interleaved "
+          "rounds (ratio: median of the per-round ratios, spread: their quartiles)\n")
+    print(f"| {'step':30} | {'ms':>7} | {'baseline':30} | {'ms':>7} | ratio | spread    | "
+          "target |")
+    print(f"|{'-' * 32}|{'-' * 9}|{'-' * 32}|{'-' * 9}|-------|-----------|--------|")
     for name, t, base, tb, target in rows:
-        ratio = t / tb
+        ratios = [a / b for a, b in zip(t, tb, strict=True)]
+        ratio = statistics.median(ratios)
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio,) * 3
         verdict = "" if target != target else (
             f"<= {target:g}: {'reached' if ratio <= target else 'MISSED'}")
-        print(f"| {name:30} | {t * 1e3:7.2f} | {base:30} | {tb * 1e3:7.2f} | {ratio:5.2f} | "
+        print(f"| {name:30} | {statistics.median(t) * 1e3:7.2f} | {base:30} | "
+              f"{statistics.median(tb) * 1e3:7.2f} | {ratio:5.2f} | {q1:4.2f}-{q3:4.2f} | "
               f"{verdict} |")
 
 

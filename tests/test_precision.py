@@ -669,3 +669,22 @@ def test_compiled_gravity_bfloat16_keeps_the_residual(backend):
         np.testing.assert_array_equal(_f64(fast), _f64(eager))
         np.testing.assert_array_equal(_f64(s_fast.residual[0]), _f64(s_eager.residual[0]))
     assert np.any(_f64(s_fast.residual[0]) != 0.0)
+
+
+@pytest.mark.parametrize("case", HALF_CASES, ids=_case_id)
+def test_adam_zero_gradient_element_in_half_precision(case):
+    """An element whose gradient is exactly 0 gets a zero step in float16/bfloat16: ε = 1e-8
+    rounds to 0 in float16, so m/(√v + ε) was 0/0 = NaN there (torch.optim.Adam in float16 gives
+    NaN for it too); the other elements step by about lr, as in float32."""
+    backend, dtype = case
+    xp = _namespace(backend)
+    dt = getattr(xp, dtype)
+    opt = po.adam(lr=0.1)
+    x = xp.asarray([1.0, 2.0, -1.0], dtype=dt)
+    g = xp.asarray([0.0, 1.0, -3.0], dtype=dt)
+    state = opt.init(x)
+    for _ in range(3):
+        x, state = opt.step(x, g, state)
+    got = np.asarray(xp.astype(x, xp.float32))
+    assert np.all(np.isfinite(got)), got
+    np.testing.assert_allclose(got, [1.0, 1.7, -0.7], atol=0.02)
