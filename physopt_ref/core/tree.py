@@ -63,6 +63,8 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from array_api_compat import is_numpy_array
+
 from physopt_ref.core.control import uniform_value
 
 __all__ = [
@@ -349,6 +351,24 @@ def expand_to_leaf(xp: Any, value: Any, leaf: Any, batch_ndim: int) -> Any:
     return xp.reshape(value, tuple(value.shape) + (1,) * extra)
 
 
+#: The event sizes (elements per run of a leaf) for which a per-run condition is repeated to
+#: the leaf's shape before NumPy's ``where``: broadcasting a ``(runs, 1)`` mask over a short
+#: trailing axis runs NumPy's inner loop once per run (measured at 1e5 runs, float64: 0.84 ms
+#: for 2 elements a run against 0.36 ms with the mask repeated; 1.28 against 1.02 ms for 8).
+_REPEAT_EVENT = range(2, 17)
+
+
+def _leaf_condition(xp: Any, cond: Any, leaf: Any, batch_ndim: int) -> Any:
+    """A per-run condition shaped to select the elements of ``leaf`` (the same bits either way:
+    broadcast, or on NumPy for short events repeated to the leaf's shape)."""
+    n_event = 1
+    for size in leaf.shape[batch_ndim:]:
+        n_event *= int(size)
+    if batch_ndim and n_event in _REPEAT_EVENT and is_numpy_array(cond):
+        return xp.reshape(xp.repeat(xp.reshape(cond, (-1,)), n_event), tuple(leaf.shape))
+    return expand_to_leaf(xp, cond, leaf, batch_ndim)
+
+
 def select_tree(
     xp: Any, cond: Any, if_true: Sequence[Any], if_false: Sequence[Any], batch_ndim: int
 ) -> list[Any]:
@@ -361,7 +381,7 @@ def select_tree(
     if decided is not None:
         return list(if_true if decided else if_false)
     return [
-        xp.where(expand_to_leaf(xp, cond, a, batch_ndim), a, b)
+        xp.where(_leaf_condition(xp, cond, a, batch_ndim), a, b)
         for a, b in zip(if_true, if_false, strict=True)
     ]
 
@@ -393,5 +413,5 @@ def _select_state(
         return {k: _select_state(xp, keep, new[k], old[k], nb, batch_shape) for k in new}
     if hasattr(new, "shape") and hasattr(new, "dtype") and hasattr(old, "shape"):
         if new.ndim >= nb and tuple(new.shape[:nb]) == batch_shape and new.shape == old.shape:
-            return xp.where(expand_to_leaf(xp, keep, new, nb), new, old)
+            return xp.where(_leaf_condition(xp, keep, new, nb), new, old)
     return new
