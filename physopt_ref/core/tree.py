@@ -286,8 +286,34 @@ def per_run_sum(xp: Any, x: Any, batch_ndim: int) -> Any:
     return xp.sum(x, axis=axes) if axes else x
 
 
+#: Event sizes up to which NumPy's per-run reductions go column by column: a reduction over a
+#: short trailing axis runs NumPy's inner loop once per run (1e5 runs x 2 float64 elements:
+#: ``vecdot`` 0.9 ms, ``max`` 4 ms; column by column 0.2 ms), and the columns give the same bits
+#: (``vecdot`` adds the products in order without a fused multiply-add; ``max`` is exact).
+_COLUMN_EVENT = 4
+
+
+def _columns(x: Any, batch_ndim: int) -> list[Any] | None:
+    """The event elements of a NumPy leaf as per-run columns, where that is the faster way."""
+    if not is_numpy_array(x) or x.ndim == batch_ndim or batch_ndim == 0:
+        return None
+    n_event = 1
+    for size in x.shape[batch_ndim:]:
+        n_event *= int(size)
+    if not 1 < n_event <= _COLUMN_EVENT:
+        return None
+    flat = x.reshape(*x.shape[:batch_ndim], n_event)
+    return [flat[..., j] for j in range(n_event)]
+
+
 def per_run_max(xp: Any, x: Any, batch_ndim: int) -> Any:
     """Maximum over the trailing (event) axes: an array of the batch shape."""
+    cols = _columns(x, batch_ndim)
+    if cols is not None:
+        out = cols[0]
+        for c in cols[1:]:
+            out = xp.maximum(out, c)
+        return out
     axes = _event_axes(x, batch_ndim)
     return xp.max(x, axis=axes) if axes else x
 
@@ -296,10 +322,17 @@ def per_run_dot(xp: Any, a: Any, b: Any, batch_ndim: int) -> Any:
     """:math:`\\sum a b` over the trailing (event) axes: an array of the batch shape.
 
     One pass over the data and no temporary (``vecdot`` on the event axes flattened); on NumPy
-    it is five times faster than ``sum(a * b)`` at a million elements.
+    it is five times faster than ``sum(a * b)`` at a million elements. On NumPy, events of 2-4
+    elements are summed column by column (:data:`_COLUMN_EVENT`; the same bits as ``vecdot``).
     """
     if a.ndim == batch_ndim:
         return a * b
+    ca, cb = _columns(a, batch_ndim), _columns(b, batch_ndim)
+    if ca is not None and cb is not None:
+        out = ca[0] * cb[0]
+        for x, y in zip(ca[1:], cb[1:], strict=True):
+            out = out + x * y
+        return out
     lead = tuple(a.shape[:batch_ndim])
     if a.ndim > batch_ndim + 1:
         a = xp.reshape(a, (*lead, -1))
@@ -403,6 +436,8 @@ def select_state(xp: Any, keep: Any, new: Any, old: Any, batch_ndim: int) -> Any
 def _select_state(
     xp: Any, keep: Any, new: Any, old: Any, nb: int, batch_shape: tuple[int, ...]
 ) -> Any:
+    if new is old:  # a field the step passed through: nothing to select
+        return new
     if isinstance(new, tuple) and hasattr(new, "_fields"):
         return type(new)(*(_select_state(xp, keep, a, b, nb, batch_shape)
                            for a, b in zip(new, old, strict=True)))
