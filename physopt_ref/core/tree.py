@@ -436,8 +436,6 @@ def select_state(xp: Any, keep: Any, new: Any, old: Any, batch_ndim: int) -> Any
 def _select_state(
     xp: Any, keep: Any, new: Any, old: Any, nb: int, batch_shape: tuple[int, ...]
 ) -> Any:
-    if new is old:  # a field the step passed through: nothing to select
-        return new
     if isinstance(new, tuple) and hasattr(new, "_fields"):
         return type(new)(*(_select_state(xp, keep, a, b, nb, batch_shape)
                            for a, b in zip(new, old, strict=True)))
