@@ -306,7 +306,8 @@ def _ensemble_runs(members: int, steps: int) -> dict[tuple[str, str], Callable[[
     return cases
 
 
-def section_ensembles(members: int = 100_000, steps: int = 300, repeats: int = 3) -> None:
+def section_ensembles(members: int = 100_000, steps: int = 300, repeats: int = 3,
+                      kinds: tuple[str, ...] = ("numpy", "jax")) -> None:
     """BBI / heavy ball on the issue's ensemble: each run timed in CPU seconds of this process
     (``time.process_time``: one thread, so the time other processes take from the core does
     not count) and wall seconds, heavy ball and BBI alternating, ``repeats`` times; the figure
@@ -317,6 +318,8 @@ def section_ensembles(members: int = 100_000, steps: int = 300, repeats: int = 3
         case()
     cases = _ensemble_runs(members, steps)
     for kind, label in (("numpy", "NumPy"), ("jax", "JAX run(compile=True)")):
+        if kind not in kinds:
+            continue
         cpu: dict[str, list[float]] = {"heavy_ball": [], "bbi": []}
         wall: dict[str, list[float]] = {"heavy_ball": [], "bbi": []}
         for _ in range(repeats):
@@ -358,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", default="1e5", help="ensemble size of the ensembles section")
     parser.add_argument("--ensemble-steps", type=int, default=300)
     parser.add_argument("--ensemble-repeats", type=int, default=3)
+    parser.add_argument("--ensemble-backends", default="numpy,jax")
     parser.add_argument("--rng-backends", default="numpy,torch,jax",
                         help="backends of the rng section")
     args = parser.parse_args(argv)
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
             section_small(args.small_steps, args.repeats)
         elif s == "ensembles":
             section_ensembles(int(float(args.members)), args.ensemble_steps,
-                              args.ensemble_repeats)
+                              args.ensemble_repeats, tuple(args.ensemble_backends.split(",")))
         elif s == "rng":
             section_rng(n, args.repeats, tuple(args.rng_backends.split(",")))
         else:
