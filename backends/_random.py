@@ -143,6 +143,22 @@ def _counter_words(w: Any, counter: Any, batch_shape: tuple[int, ...], n_members
     return xp.reshape(xp.broadcast_to(c, batch_shape), (n_members, 1))
 
 
+def _member_words(w: Any, member: Any, batch_shape: tuple[int, ...], n_members: int) -> Any:
+    """Explicit member indices (an integer array of the batch shape) as ``(n_members, 1)``
+    words; the values are checked to lie in [0, 2**32) where they are in host memory."""
+    xp = w.xp
+    if not xp.isdtype(member.dtype, "integral") or tuple(member.shape) != batch_shape:
+        raise TypeError(
+            "member must be a Python int or an integer array of the batch shape "
+            f"{batch_shape}, got {member.dtype} of shape {tuple(member.shape)}"
+        )
+    if n_members and _eager_host(xp, member):
+        low, high = int(xp.min(member)), int(xp.max(member))
+        if low < 0 or high >= 2**32:
+            raise ValueError(f"member indices must be in [0, 2**32), got {low} to {high}")
+    return xp.reshape(w.clean(xp.astype(member, w.dtype)), (n_members, 1))
+
+
 def _eager_host(xp: Any, like: Any) -> bool:
     """Eager arrays in host memory (NumPy, array-api-strict, torch on the CPU outside a trace)."""
     if is_numpy_namespace(xp) or is_array_api_strict_namespace(xp):
@@ -159,15 +175,19 @@ class _Draw:
 
     def __init__(
         self, xp: Any, seed: int, counter: Any, batch_shape: tuple[int, ...], n_blocks: int,
-        stream: int, dev: Any, member: int = 0,
+        stream: int, dev: Any, member: Any = 0,
     ) -> None:
         self.w = w = _words(xp)
         self.xp, self.dev = xp, dev
         self.seed = _check_key("seed", seed, 64)
         stream = _check_key("stream", stream, 32)
-        self.member = _check_key("member", member, 32)
         self.n_members = math.prod(batch_shape)
-        if self.member + self.n_members > 2**32:
+        self.members = None
+        if hasattr(member, "dtype"):  # each member's own index (a subset of an ensemble)
+            self.members = _member_words(w, member, batch_shape, self.n_members)
+            member = 0
+        self.member = _check_key("member", member, 32)
+        if self.members is None and self.member + self.n_members > 2**32:
             raise ValueError(
                 f"member indices must stay below 2**32: member offset {self.member} + "
                 f"{self.n_members} ensemble members"
@@ -187,14 +207,16 @@ class _Draw:
         k0, k1 = self.seed & _MASK, (self.seed >> 32) & _MASK  # the key: the seed, on the host
         first = self.member + m0
         ctr = self.ctr
-        if (m1 - m0 == 1 and b1 - b0 <= _HOST_BLOCKS and is_numpy_namespace(xp)
-                and (isinstance(ctr, int) or ctr.ndim == 0)):
+        if (self.members is None and m1 - m0 == 1 and b1 - b0 <= _HOST_BLOCKS
+                and is_numpy_namespace(xp) and (isinstance(ctr, int) or ctr.ndim == 0)):
             # A small draw of one member on NumPy: the rounds on Python integers (the counter
             # is already in host memory), the same words as an int64 array.
             words = _host_rounds(range(b0, b1), int(ctr), self.stream, first, k0, k1, _ROUNDS)
             host = np.asarray(words, dtype=np.int64)
             return host[0:1], host[1:2], host[2:3], host[3:4]
-        if m1 - m0 == 1:  # one member: its counter word on the host
+        if self.members is not None:
+            members = self.members[m0:m1, ...]
+        elif m1 - m0 == 1:  # one member: its counter word on the host
             members = first if isinstance(w, _Int64Words) else xp.asarray(
                 first, dtype=w.dtype, device=self.dev)
         else:
@@ -308,7 +330,7 @@ def _interleave(xp: Any, values: list[Any]) -> Any:
 
 def _draw(
     kind: str, seed: int, counter: Any, shape: Sequence[int], like: Any, batch_ndim: int,
-    stream: int, member: int,
+    stream: int, member: Any,
 ) -> Any:
     xp = array_namespace(like)
     if not xp.isdtype(like.dtype, "real floating"):
@@ -371,7 +393,7 @@ def uniform(
     like: Any,
     batch_ndim: int = 0,
     stream: int = 0,
-    member: int = 0,
+    member: Any = 0,
 ) -> Any:
     """Uniform [0, 1) draws as an array with the namespace, dtype and device of ``like``.
 
@@ -390,10 +412,12 @@ def uniform(
         Number of leading ensemble axes.
     stream : int
         Separates the independent draws one step makes (one per parameter leaf, say).
-    member : int
+    member : int or integer array
         Member index of the first ensemble member, in [0, 2**32): member ``k`` of the batch
         draws as member ``member + k`` (counter word 3), and a single draw (``batch_ndim = 0``)
-        with ``member = k`` equals member ``k`` of an ensemble with the same seed.
+        with ``member = k`` equals member ``k`` of an ensemble with the same seed. An integer
+        array of the batch shape gives each member its own index instead: the draws of a
+        subset of an ensemble's members (BBI draws only for the runs that bounce).
     """
     return _draw("uniform", seed, counter, shape, like, batch_ndim, stream, member)
 
@@ -406,7 +430,7 @@ def normal(
     like: Any,
     batch_ndim: int = 0,
     stream: int = 0,
-    member: int = 0,
+    member: Any = 0,
 ) -> Any:
     """Standard normal draws as an array like ``like`` (Box-Muller; see :func:`uniform`)."""
     return _draw("normal", seed, counter, shape, like, batch_ndim, stream, member)

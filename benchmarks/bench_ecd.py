@@ -31,8 +31,9 @@ Sections (``--only``, comma-separated):
               variant with 16-bit uniforms), on NumPy eager (cache-sized chunks, as the draws
               run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words).
 ``ensembles`` ``physopt_ref.run`` on the 2-D Ackley problem, 1e5 members, 300 steps, float64:
-              BBI / heavy ball on NumPy and on JAX with ``compile=True``
-              (``bench_floor.ensembles``).
+              BBI / heavy ball on NumPy and on JAX with ``compile=True``, alternating repeats
+              (``--ensemble-repeats``), in CPU seconds of the process (one thread: the load of
+              other processes does not count) with the wall-clock ratio alongside.
 
 Nothing here is a test; the numbers depend on the machine.
 """
@@ -179,12 +180,32 @@ def section_nesterov(n: int, repeats: int) -> None:
     import optax
     from bench_floor import optax_stepper
 
-    print(f"jax.jit Nesterov, N = {n:.0e} float32:")
-    ours, _ = _stepper("jax", "nesterov", n, compiled=True)
-    peer = optax_stepper(optax.sgd(_hp("nesterov")["lr"], momentum=0.9, nesterov=True), n)
-    t = interleaved({"ours": ours, "optax": peer}, _cpu_sync("jax"), repeats)
-    r = t["ours"] / t["optax"]
-    report("jax.jit Nesterov / optax Nesterov", f"{r:.2f}x", "<= 1.2x", r <= 1.2)
+    print(f"jax.jit Nesterov, N = {n:.0e} float32 (params and state donated), ms a step, "
+          f"{repeats} interleaved repeats:")
+    cases = {"ours": _stepper("jax", "nesterov", n, compiled=True)[0],
+             "optax": optax_stepper(optax.sgd(_hp("nesterov")["lr"], momentum=0.9,
+                                              nesterov=True), n),
+             "heavy ball": _stepper("jax", "heavy_ball", n, compiled=True)[0]}
+    sync = _cpu_sync("jax")
+    for fn in cases.values():
+        sync(fn())
+    times: dict[str, list[float]] = {k: [] for k in cases}  # CPU seconds (one thread)
+    walls: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for k, fn in cases.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            sync(fn())
+            times[k].append(time.process_time() - c0)
+            walls[k].append(time.perf_counter() - w0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    wall = {k: statistics.median(v) for k, v in walls.items()}
+    per = sorted(a / b for a, b in zip(times["ours"], times["optax"], strict=True))
+    print("    cpu  " + "   ".join(f"{k} {med[k] * 1e3:.2f}" for k in cases)
+          + f"   ours / optax per repeat {per[0]:.2f}-{per[-1]:.2f}", flush=True)
+    print("    wall " + "   ".join(f"{k} {wall[k] * 1e3:.2f}" for k in cases), flush=True)
+    r, rw = med["ours"] / med["optax"], wall["ours"] / wall["optax"]
+    report(f"jax.jit Nesterov / optax Nesterov (cpu; wall {rw:.2f}x)", f"{r:.2f}x", "<= 1.2x",
+           r <= 1.2)
 
 
 def section_small(steps: int, repeats: int) -> None:
@@ -278,20 +299,69 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
            "choose", True)
 
 
-def section_ensembles() -> None:
-    from bench_floor import ensembles
+def _ensemble_runs(members: int, steps: int) -> dict[tuple[str, str], Callable[[], None]]:
+    """One ``physopt_ref.run`` each of heavy ball and BBI on the 2-D Ackley ensemble, NumPy and
+    JAX ``run(compile=True)`` (float64, tracing and compilation included, as a user sees it)."""
+    import jax
+    import jax.numpy as jnp
+    from physopt_ref.problems import ackley
 
-    print("Ensembles:")
-    lines = ensembles(100_000, 300)
-    for line in lines:
-        print("    " + line)
-    for line in lines:
-        if line.startswith("target BBI"):
-            np_r = float(line.split("numpy ")[1].split("x")[0])
-            jax_r = float(line.split("jax ")[1].split("x")[0])
-            for kind, r in (("NumPy", np_r), ("JAX run(compile=True)", jax_r)):
-                report(f"Ackley 1e5 ensemble, BBI / heavy ball, {kind}", f"{r:.2f}x", "<= 1.5x",
-                       r <= 1.5)
+    import physopt_ref as po
+    from physopt_ref.cli.problem_settings import SETTINGS as PROBLEMS
+
+    setting = PROBLEMS["ackley_b0.02"]
+    problem = ackley(**setting.kwargs)
+    lo, hi = setting.box
+    x0 = np.random.default_rng(0).uniform(lo, hi, size=(members, problem.dim))
+    kw = {"target": problem.f_min + setting.target_tol, "record_every": 5, "check_every": 50}
+    cases: dict[tuple[str, str], Callable[[], None]] = {}
+    for name in ("heavy_ball", "bbi"):
+        opt = po.get_optimizer(name, **setting.hyper[name].hp)
+
+        def on_numpy(opt: Any = opt) -> None:
+            po.run(opt, problem, x0, steps, **kw)
+
+        def on_jax(opt: Any = opt) -> None:
+            with jax.enable_x64(True):
+                trace = po.run(opt, problem, jnp.asarray(x0), steps, compile=True, **kw)
+            assert trace.losses.dtype == np.float64
+
+        cases[name, "numpy"], cases[name, "jax"] = on_numpy, on_jax
+    return cases
+
+
+def section_ensembles(members: int = 100_000, steps: int = 300, repeats: int = 3,
+                      kinds: tuple[str, ...] = ("numpy", "jax")) -> None:
+    """BBI / heavy ball on the issue's ensemble: each run timed in CPU seconds of this process
+    (``time.process_time``: one thread, so the time other processes take from the core does
+    not count) and wall seconds, heavy ball and BBI alternating, ``repeats`` times; the figure
+    is the ratio of the medians, with the spread of the per-repeat ratios."""
+    print(f"Ensembles: 2-D Ackley (b = 0.02), {members:.0e} members, {steps} steps, float64, "
+          f"physopt_ref.run, {repeats} alternating repeats (CPU s / wall s):")
+    for case in _ensemble_runs(64, 2).values():  # start JAX and NumPy before any timing
+        case()
+    cases = _ensemble_runs(members, steps)
+    for kind, label in (("numpy", "NumPy"), ("jax", "JAX run(compile=True)")):
+        if kind not in kinds:
+            continue
+        cpu: dict[str, list[float]] = {"heavy_ball": [], "bbi": []}
+        wall: dict[str, list[float]] = {"heavy_ball": [], "bbi": []}
+        for _ in range(repeats):
+            for name in ("heavy_ball", "bbi"):
+                c0, w0 = time.process_time(), time.perf_counter()
+                cases[name, kind]()
+                cpu[name].append(time.process_time() - c0)
+                wall[name].append(time.perf_counter() - w0)
+        for name in cpu:
+            print(f"    {kind:<6}{name:<12}cpu " + " ".join(f"{t:6.2f}" for t in cpu[name])
+                  + "   wall " + " ".join(f"{t:6.2f}" for t in wall[name]), flush=True)
+        per = sorted(b / a for a, b in zip(cpu["heavy_ball"], cpu["bbi"], strict=True))
+        r = statistics.median(cpu["bbi"]) / statistics.median(cpu["heavy_ball"])
+        rw = statistics.median(wall["bbi"]) / statistics.median(wall["heavy_ball"])
+        print(f"    {kind:<6}BBI / heavy ball: cpu {r:.2f}x (per repeat "
+              f"{per[0]:.2f}-{per[-1]:.2f}), wall {rw:.2f}x", flush=True)
+        report(f"Ackley 1e5 ensemble, BBI / heavy ball, {label} (cpu; wall {rw:.2f}x)",
+               f"{r:.2f}x", "<= 1.5x", r <= 1.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +382,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", default="4e6", help="elements of the large steps (float32)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--small-steps", type=int, default=2000)
+    parser.add_argument("--members", default="1e5", help="ensemble size of the ensembles section")
+    parser.add_argument("--ensemble-steps", type=int, default=300)
+    parser.add_argument("--ensemble-repeats", type=int, default=3)
+    parser.add_argument("--ensemble-backends", default="numpy,jax")
     parser.add_argument("--rng-backends", default="numpy,torch,jax",
                         help="backends of the rng section")
     args = parser.parse_args(argv)
@@ -337,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
         if s == "small":
             section_small(args.small_steps, args.repeats)
         elif s == "ensembles":
-            section_ensembles()
+            section_ensembles(int(float(args.members)), args.ensemble_steps,
+                              args.ensemble_repeats, tuple(args.ensemble_backends.split(",")))
         elif s == "rng":
             section_rng(n, args.repeats, tuple(args.rng_backends.split(",")))
         else:

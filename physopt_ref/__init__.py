@@ -40,6 +40,7 @@ from physopt_ref.optimizers.bbi import BBIState, bbi
 from physopt_ref.optimizers.classic import (
     AdamState,
     MomentumState,
+    NesterovState,
     SGDState,
     adam,
     heavy_ball,
@@ -140,6 +141,7 @@ __all__ = [
     "HostSchedule",
     "LoadedState",
     "MomentumState",
+    "NesterovState",
     "Optimizer",
     "RegistryEntry",
     "SGDState",

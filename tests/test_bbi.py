@@ -117,6 +117,34 @@ def test_golden_ensemble_members_use_member_k(backend: str) -> None:
             assert int(to_numpy(state.event)[idx]) == r["event"]
 
 
+def test_eager_bounce_draws_only_for_the_bouncing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On host arrays a bounce draws directions for the runs that bounce only; the result is
+    bit for bit the whole-ensemble draw and select (the graph path, forced here)."""
+    from physopt_ref.optimizers import ecd_common
+
+    hp = dict(lr=0.05, v0=0.1, delta_e=1.0, t0=3, n_fixed_bounces=3, t1=2, seed=11)
+    shift = 0.4 * np.arange(5.0)
+    x0 = [x[None] + shift.reshape((5,) + (1,) * x.ndim) for x in X0]  # 5 runs, out of step
+    drawn: list[int] = []
+    draw = ecd_common.random_directions
+
+    def counting(xp: Any, leaves: list[Any], **kw: Any) -> list[Any]:
+        drawn.append(int(leaves[0].shape[0]))
+        return draw(xp, leaves, **kw)
+
+    monkeypatch.setattr(ecd_common, "random_directions", counting)
+    eager = run(physopt_ref.bbi(**hp), NP, x0, 12, bn=1)
+    assert drawn and min(drawn) < 5, drawn  # some steps bounced a strict subset
+    monkeypatch.setattr(ecd_common, "host_resident", lambda xp, pred: False)
+    drawn.clear()
+    whole = run(physopt_ref.bbi(**hp), NP, x0, 12, bn=1)
+    assert set(drawn) == {5}
+    for (p1, s1), (p2, s2) in zip(eager, whole, strict=True):
+        for a, b in zip([*p1, *s1.momentum], [*p2, *s2.momentum], strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(s1.event, s2.event)
+
+
 def _on_shell_state(xp: Any, delta_e: float, x0: list[np.ndarray], v0: float = 0.0):
     """Take two steps on the test loss so that π is generic; return (opt factory args, state)."""
     hp = dict(lr=0.05, v0=v0, delta_e=delta_e, t0=None, t1=None)

@@ -162,7 +162,9 @@ def test_nesterov_first_step() -> None:
     opt = po.nesterov(lr=0.1, momentum=0.9)
     new, state = opt.step(x, x, opt.init(x))
     np.testing.assert_allclose(new, x - 1.9 * 0.1 * x, rtol=1e-15)
-    np.testing.assert_allclose(state.previous[0], x - 0.1 * x, rtol=1e-15)
+    # the state keeps v₁ = x₁ − x₀, and x₁ = y₁ − α v₁
+    np.testing.assert_allclose(state.velocity[0], -0.1 * x, rtol=1e-15)
+    np.testing.assert_allclose(new - 0.9 * state.velocity[0], x - 0.1 * x, rtol=1e-15)
 
 
 @settings(max_examples=20)
@@ -176,4 +178,28 @@ def test_nesterov_x_sequence_is_heavy_ball_under_constant_gradient(beta: float, 
     for _ in range(10):
         y, s_nag = nag.step(y, g, s_nag)
         x, s_hb = hb.step(x, g, s_hb)
-        np.testing.assert_allclose(s_nag.previous[0], x, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y - beta * s_nag.velocity[0], x, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sgd", "heavy_ball", "nesterov", "adam"])
+def test_jitted_donated_step_copies_no_parameter_sized_array(name: str) -> None:
+    """Under ``physopt_ref.compile`` on JAX (``jax.jit`` with ``donate_argnums``) the classic
+    steps write their outputs into the donated buffers with no full-size copy. Nesterov with
+    x_k as its state (before issue 25) had two: each output's buffer was read by the other's
+    formula."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    opt = po.get_optimizer(name)
+    x = jnp.linspace(-1.0, 1.0, 97, dtype=jnp.float32)
+    step = po.compile(opt)
+    hlo = step._fn_for(x).lower(x, 0.5 * x, opt.init(x), None).compile().as_text()
+    copies = [line for line in hlo.splitlines() if "f32[97]" in line and " copy(" in line]
+    assert copies == [], copies
+
+
+def test_nesterov_refuses_the_old_state_layout() -> None:
+    """The state keeps the velocity (field ``velocity``), not x_k: a state of the old layout
+    (a MomentumState holding x_k) is refused, not read as a velocity."""
+    x = np.asarray([1.0, 2.0])
+    with pytest.raises(TypeError, match="expects a NesterovState"):
+        po.nesterov().step(x, x, po.MomentumState(np.int32(0), (x.copy(),)))

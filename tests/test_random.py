@@ -168,6 +168,28 @@ def test_ensemble_member_k_is_the_single_draw_with_member_k() -> None:
     np.testing.assert_array_equal(tail, ens.reshape(6, 4)[2:])
 
 
+def test_member_index_array_draws_a_subset_of_the_ensemble(xp: Any) -> None:
+    """``member`` as an integer array of the batch shape: each row draws as its own member
+    (what BBI uses to draw only for the runs that bounce), bit for bit the ensemble's rows."""
+    like = xp.zeros(1, dtype=xp.float64)
+    counts = xp.asarray([3, 0, 9, 4, 4, 1], dtype=xp.int32)
+    full = to_numpy(uniform(5, counts, (6, 3), like=like, batch_ndim=1, stream=2, member=7))
+    rows = np.asarray([1, 4, 5])
+    sub = uniform(5, xp.asarray(to_numpy(counts)[rows]), (3, 3), like=like, batch_ndim=1,
+                  stream=2, member=xp.asarray(7 + rows))
+    np.testing.assert_array_equal(to_numpy(sub), full[rows])
+    with pytest.raises(TypeError, match="member must be a Python int or an integer array"):
+        uniform(5, 0, (3, 3), like=like, batch_ndim=1, member=xp.asarray([1, 2]))
+
+
+def test_member_index_array_out_of_range_is_refused() -> None:
+    like = np.zeros(1)
+    with pytest.raises(ValueError, match=r"member indices must be in \[0, 2\*\*32\)"):
+        uniform(5, 0, (2, 3), like=like, batch_ndim=1, member=np.asarray([-1, 2]))
+    with pytest.raises(ValueError, match=r"member indices must be in \[0, 2\*\*32\)"):
+        uniform(5, 0, (2, 3), like=like, batch_ndim=1, member=np.asarray([0, 2**32]))
+
+
 def test_seeds_never_share_a_member_stream() -> None:
     """Seeds 0..9 x 64 members: 640 distinct streams (the key s + k made seeds s and s + 1
     share 63 of 64 members; issue 23). Both the words and the float64 normals differ."""

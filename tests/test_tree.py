@@ -177,3 +177,28 @@ def test_jitted_step_keeps_the_tree(name: str) -> None:
     assert got["frozen"] is None and got["w"].b is None
     for g, w in zip(tree_flatten(got)[0], tree_flatten(want)[0], strict=True):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("shape", "batch_ndim"), [((257, 2), 1), ((9, 11, 3), 2),
+                                                   ((40, 2, 2), 1), ((40, 5), 1), ((40, 1), 1)])
+def test_numpy_per_run_reductions_and_selects_keep_the_bits(shape: tuple, batch_ndim: int) -> None:
+    """The NumPy fast paths for short events (column-by-column dot and max, a repeated mask in
+    the selects) give the bits of ``vecdot``, ``max`` and the broadcast ``where``."""
+    from physopt_ref.core.tree import per_run_dot, per_run_max, select_state, select_tree
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(shape) * rng.uniform(1e-3, 1e3, shape[:batch_ndim] + (1,) * (
+        len(shape) - batch_ndim))
+    b = rng.standard_normal(shape)
+    a.flat[5] = np.nan
+    lead = shape[:batch_ndim]
+    flat_a, flat_b = a.reshape(*lead, -1), b.reshape(*lead, -1)
+    np.testing.assert_array_equal(per_run_dot(np, a, b, batch_ndim),
+                                  np.vecdot(flat_a, flat_b, axis=-1))
+    np.testing.assert_array_equal(per_run_max(np, a, batch_ndim), np.max(flat_a, axis=-1))
+    keep = rng.uniform(size=lead) < 0.5
+    mask = keep.reshape(lead + (1,) * (len(shape) - batch_ndim))
+    np.testing.assert_array_equal(select_tree(np, keep, [a], [b], batch_ndim)[0],
+                                  np.where(mask, a, b))
+    np.testing.assert_array_equal(select_state(np, keep, {"x": a}, {"x": b}, batch_ndim)["x"],
+                                  np.where(mask, a, b))

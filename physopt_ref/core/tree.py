@@ -63,6 +63,8 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from array_api_compat import is_numpy_array
+
 from physopt_ref.core.control import uniform_value
 
 __all__ = [
@@ -284,8 +286,34 @@ def per_run_sum(xp: Any, x: Any, batch_ndim: int) -> Any:
     return xp.sum(x, axis=axes) if axes else x
 
 
+#: Event sizes up to which NumPy's per-run reductions go column by column: a reduction over a
+#: short trailing axis runs NumPy's inner loop once per run (1e5 runs x 2 float64 elements:
+#: ``vecdot`` 0.9 ms, ``max`` 4 ms; column by column 0.2 ms), and the columns give the same bits
+#: (``vecdot`` adds the products in order without a fused multiply-add; ``max`` is exact).
+_COLUMN_EVENT = 4
+
+
+def _columns(x: Any, batch_ndim: int) -> list[Any] | None:
+    """The event elements of a NumPy leaf as per-run columns, where that is the faster way."""
+    if not is_numpy_array(x) or x.ndim == batch_ndim or batch_ndim == 0:
+        return None
+    n_event = 1
+    for size in x.shape[batch_ndim:]:
+        n_event *= int(size)
+    if not 1 < n_event <= _COLUMN_EVENT:
+        return None
+    flat = x.reshape(*x.shape[:batch_ndim], n_event)
+    return [flat[..., j] for j in range(n_event)]
+
+
 def per_run_max(xp: Any, x: Any, batch_ndim: int) -> Any:
     """Maximum over the trailing (event) axes: an array of the batch shape."""
+    cols = _columns(x, batch_ndim)
+    if cols is not None:
+        out = cols[0]
+        for c in cols[1:]:
+            out = xp.maximum(out, c)
+        return out
     axes = _event_axes(x, batch_ndim)
     return xp.max(x, axis=axes) if axes else x
 
@@ -294,10 +322,17 @@ def per_run_dot(xp: Any, a: Any, b: Any, batch_ndim: int) -> Any:
     """:math:`\\sum a b` over the trailing (event) axes: an array of the batch shape.
 
     One pass over the data and no temporary (``vecdot`` on the event axes flattened); on NumPy
-    it is five times faster than ``sum(a * b)`` at a million elements.
+    it is five times faster than ``sum(a * b)`` at a million elements. On NumPy, events of 2-4
+    elements are summed column by column (:data:`_COLUMN_EVENT`; the same bits as ``vecdot``).
     """
     if a.ndim == batch_ndim:
         return a * b
+    ca, cb = _columns(a, batch_ndim), _columns(b, batch_ndim)
+    if ca is not None and cb is not None:
+        out = ca[0] * cb[0]
+        for x, y in zip(ca[1:], cb[1:], strict=True):
+            out = out + x * y
+        return out
     lead = tuple(a.shape[:batch_ndim])
     if a.ndim > batch_ndim + 1:
         a = xp.reshape(a, (*lead, -1))
@@ -349,6 +384,24 @@ def expand_to_leaf(xp: Any, value: Any, leaf: Any, batch_ndim: int) -> Any:
     return xp.reshape(value, tuple(value.shape) + (1,) * extra)
 
 
+#: The event sizes (elements per run of a leaf) for which a per-run condition is repeated to
+#: the leaf's shape before NumPy's ``where``: broadcasting a ``(runs, 1)`` mask over a short
+#: trailing axis runs NumPy's inner loop once per run (measured at 1e5 runs, float64: 0.84 ms
+#: for 2 elements a run against 0.36 ms with the mask repeated; 1.28 against 1.02 ms for 8).
+_REPEAT_EVENT = range(2, 17)
+
+
+def _leaf_condition(xp: Any, cond: Any, leaf: Any, batch_ndim: int) -> Any:
+    """A per-run condition shaped to select the elements of ``leaf`` (the same bits either way:
+    broadcast, or on NumPy for short events repeated to the leaf's shape)."""
+    n_event = 1
+    for size in leaf.shape[batch_ndim:]:
+        n_event *= int(size)
+    if batch_ndim and n_event in _REPEAT_EVENT and is_numpy_array(cond):
+        return xp.reshape(xp.repeat(xp.reshape(cond, (-1,)), n_event), tuple(leaf.shape))
+    return expand_to_leaf(xp, cond, leaf, batch_ndim)
+
+
 def select_tree(
     xp: Any, cond: Any, if_true: Sequence[Any], if_false: Sequence[Any], batch_ndim: int
 ) -> list[Any]:
@@ -361,7 +414,7 @@ def select_tree(
     if decided is not None:
         return list(if_true if decided else if_false)
     return [
-        xp.where(expand_to_leaf(xp, cond, a, batch_ndim), a, b)
+        xp.where(_leaf_condition(xp, cond, a, batch_ndim), a, b)
         for a, b in zip(if_true, if_false, strict=True)
     ]
 
@@ -393,5 +446,5 @@ def _select_state(
         return {k: _select_state(xp, keep, new[k], old[k], nb, batch_shape) for k in new}
     if hasattr(new, "shape") and hasattr(new, "dtype") and hasattr(old, "shape"):
         if new.ndim >= nb and tuple(new.shape[:nb]) == batch_shape and new.shape == old.shape:
-            return xp.where(expand_to_leaf(xp, keep, new, nb), new, old)
+            return xp.where(_leaf_condition(xp, keep, new, nb), new, old)
     return new

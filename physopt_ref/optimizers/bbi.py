@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.control import graph_cond_active, if_any
-from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
@@ -41,10 +40,8 @@ from physopt_ref.optimizers.ecd_common import (
     finish_call,
     initial_momentum,
     int_zeros,
-    random_directions,
+    redraw_directions,
     rescale_factor,
-    safe_divide,
-    scale_tree,
     tree_sq_norm,
 )
 
@@ -404,18 +401,8 @@ def _bbi_update(
     # bounces (physopt_ref.core.control.if_any: a host branch, jax.lax.cond or torch.cond).
     def bounced(momentum: list[Any]) -> list[Any]:
         momentum = started(momentum)
-        dirs = random_directions(
-            xp,
-            momentum,
-            seed=hp["seed"],
-            member=hp["member"],
-            counter=ctx.count,
-            batch_ndim=bn,
-            law=hp["bounce_direction"],
-        )
-        dnorm = xp.astype(tree_norm(xp, dirs, bn), ctx.dtype)
-        fac = safe_divide(xp, xp.sqrt(p2), dnorm, dnorm > 0.0, one, zero)
-        pi_b = select_tree(xp, bounce, scale_tree(xp, dirs, fac, bn), momentum, bn)
+        pi_b = redraw_directions(ctx, momentum, p2, bounce, seed=hp["seed"],
+                                 member=hp["member"], law=hp["bounce_direction"])
         return select_tree(xp, update, kicked(momentum), pi_b, bn)
 
     operand = list(state.momentum if regraph else pi)

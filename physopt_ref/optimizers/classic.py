@@ -21,7 +21,10 @@ from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.validate import check_real
 
-__all__ = ["AdamState", "MomentumState", "SGDState", "adam", "heavy_ball", "nesterov", "sgd"]
+__all__ = [
+    "AdamState", "MomentumState", "NesterovState", "SGDState", "adam", "heavy_ball", "nesterov",
+    "sgd",
+]
 
 Hyper = Mapping[str, Any]
 
@@ -33,14 +36,22 @@ class SGDState(NamedTuple):
 
 
 class MomentumState(NamedTuple):
-    """State of :func:`heavy_ball` and :func:`nesterov`.
-
-    ``previous`` holds, per leaf, the velocity :math:`v_k` (heavy ball) or the previous
-    gradient-step point :math:`x_{k}` (Nesterov).
-    """
+    """State of :func:`heavy_ball`: ``previous`` holds, per leaf, the velocity :math:`v_k`."""
 
     count: Any
     previous: tuple[Any, ...]
+
+
+class NesterovState(NamedTuple):
+    r"""State of :func:`nesterov`: ``velocity`` holds, per leaf, :math:`v_k = x_k - x_{k-1}`.
+
+    The gradient-step point of Yang et al.'s Eq. 2.1 is :math:`x_k = y_k - \alpha v_k` (with
+    :math:`y_k` the parameters). Keeping the velocity instead of :math:`x_k` lets a step write
+    both outputs in place without copies (see :func:`nesterov`).
+    """
+
+    count: Any
+    velocity: tuple[Any, ...]
 
 
 class AdamState(NamedTuple):
@@ -154,8 +165,8 @@ def heavy_ball(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
     )
 
 
-def _copy_previous(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
-    return {"previous": tuple(ctx.xp.asarray(p, copy=True) for p in leaves)}
+def _zeros_velocity(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str, Any]:
+    return {"velocity": ctx.zeros_like(leaves)}
 
 
 def _nesterov_update(
@@ -163,16 +174,20 @@ def _nesterov_update(
     ctx: StepContext,
     params: list[Any],
     grads: list[Any],
-    state: MomentumState,
+    state: NesterovState,
     loss: Any,
 ) -> tuple[list[Any], dict[str, Any]]:
     eta, alpha = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
     ctx.share([eta, alpha], params)
-    x_new = [y - ctx.leaf(eta, g) * g for y, g in zip(params, grads, strict=True)]
-    y_new = [
-        x + ctx.leaf(alpha, x) * (x - x0) for x, x0 in zip(x_new, state.previous, strict=True)
+    vel = [
+        ctx.leaf(alpha, v) * v - ctx.leaf(eta, g) * g
+        for v, g in zip(state.velocity, grads, strict=True)
     ]
-    return y_new, {"previous": tuple(x_new)}
+    new = [
+        y + ctx.leaf(alpha, v) * v - ctx.leaf(eta, g) * g
+        for y, v, g in zip(params, vel, grads, strict=True)
+    ]
+    return new, {"velocity": tuple(vel)}
 
 
 def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
@@ -182,9 +197,27 @@ def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
 
         x_{k+1} = y_k - \eta \nabla f(y_k), \qquad y_{k+1} = x_{k+1} + \alpha (x_{k+1} - x_k).
 
-    ``params`` are the points :math:`y_k` where the gradient is evaluated; the state keeps
-    :math:`x_k`, initialised to the starting point :math:`x_0 = y_0` (Nesterov 1983), so the
-    first step lands at :math:`y_1 = y_0 - (1+\alpha)\eta\nabla f(y_0)`.
+    ``params`` are the points :math:`y_k` where the gradient is evaluated, starting from
+    :math:`x_0 = y_0` (Nesterov 1983), so the first step lands at
+    :math:`y_1 = y_0 - (1+\alpha)\eta\nabla f(y_0)`.
+
+    The step is computed in Sutskever's velocity form (Sutskever, Martens, Dahl & Hinton, ICML
+    2013, Eq. 3-4, written for the look-ahead point): with :math:`v_k = x_k - x_{k-1}`
+    (:math:`v_0 = 0`), :math:`x_k = y_k - \alpha v_k`, and Eq. 2.1 becomes
+
+    .. math::
+
+        v_{k+1} = \alpha v_k - \eta \nabla f(y_k), \qquad
+        y_{k+1} = y_k + \alpha v_{k+1} - \eta \nabla f(y_k),
+
+    the same sequence :math:`y_k` up to rounding. :class:`NesterovState` keeps :math:`v_k`.
+    This form reads :math:`(y_k, v_k, g_k)` and writes :math:`(y_{k+1}, v_{k+1})` with no
+    circular dependency between the buffers, so a donated, compiled step (``jax.jit`` with
+    ``donate_argnums``) updates both in place; with :math:`x_k` as the state, each output's
+    buffer is read by the other output's formula and XLA inserts two full-array copies. It is
+    the update of ``optax.sgd(nesterov=True)`` and ``torch.optim.SGD(nesterov=True)`` with
+    velocity :math:`-\eta \times` their trace (for a constant :math:`\eta`; torch's
+    dampening 0).
 
     Parameters
     ----------
@@ -198,9 +231,9 @@ def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
     return Optimizer(
         "nesterov",
         {"lr": _lr(lr), "momentum": _momentum(momentum)},
-        init=_copy_previous,
+        init=_zeros_velocity,
         update=_nesterov_update,
-        state_type=MomentumState,
+        state_type=NesterovState,
         elementwise=True,
     )
 

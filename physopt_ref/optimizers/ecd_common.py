@@ -22,7 +22,7 @@ from typing import Any
 
 from physopt_ref.backends import normal, uniform
 from physopt_ref.core.context import StepContext
-from physopt_ref.core.control import if_any
+from physopt_ref.core.control import host_resident, if_any
 from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.tree import scale_tree, select_tree, tree_dot, tree_sq_norm
 from physopt_ref.core.validate import check_choice, check_int
@@ -47,6 +47,7 @@ __all__ = [
     "int_zeros",
     "lower_floor",
     "random_directions",
+    "redraw_directions",
     "rescale_factor",
     "safe_divide",
     "scale_tree",
@@ -271,15 +272,15 @@ def random_directions(
     batch_ndim: int,
     law: str,
     stream_offset: int = 0,
-    member: int = 0,
+    member: Any = 0,
 ) -> list[Any]:
     """One random vector per leaf from the counter-based streams of :mod:`physopt_ref.backends`.
 
     ``law="cube"``: i.i.d. U(-1/2, 1/2) components (the authors' ``torch.rand(...) - .5``);
     ``law="isotropic"``: i.i.d. standard normals. Leaf ``i`` uses stream ``stream_offset + i``;
     ``counter`` is each run's step count; ensemble member ``k`` gets the numbers of a single
-    run with the same seed and member index ``member + k``. Computed on the device
-    (Philox-4x32-10).
+    run with the same seed and member index ``member + k`` (``member`` may also be an integer
+    array of the batch shape: each run's own index). Computed on the device (Philox-4x32-10).
     """
     out = []
     for i, leaf in enumerate(leaves):
@@ -289,3 +290,50 @@ def random_directions(
         else:
             out.append(normal(seed, counter, tuple(leaf.shape), **kw))
     return out
+
+
+def redraw_directions(
+    ctx: StepContext,
+    momentum: Sequence[Any],
+    p2: Any,
+    redraw: Any,
+    *,
+    seed: int,
+    member: int,
+    law: str,
+) -> list[Any]:
+    """``momentum`` with a new random direction at the same :math:`|\\pi| = \\sqrt{p_2}` where
+    the per-run ``redraw`` is True (BBI's bounce), unchanged elsewhere.
+
+    The directions are :func:`random_directions` of the step's count, scaled per run to
+    :math:`|\\pi|` (a zero draw gives zero). On eager host arrays (NumPy, array-api-strict, torch
+    on the CPU) only the runs that redraw are drawn for (a run's draws depend on its own seed,
+    member index and count alone, so the bits are those of the whole-ensemble draw); in a
+    graph (``jax.jit``, ``torch.compile``) every run is drawn for and the result selected.
+    """
+    xp, bn = ctx.xp, ctx.batch_ndim
+    one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
+    if bn == 0 or not host_resident(xp, redraw):
+        dirs = random_directions(xp, momentum, seed=seed, member=member, counter=ctx.count,
+                                 batch_ndim=bn, law=law)
+        dnorm = xp.astype(tree_norm(xp, dirs, bn), ctx.dtype)
+        fac = safe_divide(xp, xp.sqrt(p2), dnorm, dnorm > 0.0, one, zero)
+        return select_tree(xp, redraw, scale_tree(xp, dirs, fac, bn), momentum, bn)
+    n = 1
+    for size in redraw.shape:
+        n *= int(size)
+    flat = xp.reshape(redraw, (n,))
+    rows = xp.nonzero(flat)[0]
+    sub = [xp.take(xp.reshape(p, (n, *p.shape[bn:])), rows, axis=0) for p in momentum]
+    count = xp.take(xp.reshape(ctx.count, (n,)), rows, axis=0)
+    dirs = random_directions(xp, sub, seed=seed, member=member + xp.astype(rows, xp.int64),
+                             counter=count, batch_ndim=1, law=law)
+    dnorm = xp.astype(tree_norm(xp, dirs, 1), ctx.dtype)
+    norm = xp.sqrt(xp.take(xp.reshape(p2, (n,)), rows, axis=0))
+    scaled = scale_tree(xp, dirs, safe_divide(xp, norm, dnorm, dnorm > 0.0, one, zero), 1)
+    # Back to every run: the k-th run that redraws takes row k (the others are not selected).
+    pos = xp.cumulative_sum(xp.astype(flat, xp.int64)) - 1
+    pos = xp.where(pos < 0, xp.zeros_like(pos), pos)
+    back = [xp.reshape(xp.take(d, pos, axis=0), tuple(p.shape))
+            for d, p in zip(scaled, momentum, strict=True)]
+    return select_tree(xp, redraw, back, momentum, bn)
