@@ -145,6 +145,36 @@ class Cluster(Problem):
         return random_packing(self.n_atoms, n, seed, pair_distance=self.pair_distance,
                               member=member).reshape(n, self.dim)
 
+    def perturb(self, rng: np.random.Generator, x: np.ndarray, size: float) -> np.ndarray:
+        r"""A basin-hopping move of one configuration (NumPy float64, shape ``(3N,)``).
+
+        With probability 1/2 every atom moves by a uniform displacement in :math:`[-s, s]^3`
+        (SciPy's ``basinhopping`` step, ``s = size``); otherwise one of the three atoms with
+        the fewest neighbours (pairs closer than :math:`1.3a`, ``a`` the pair distance)
+        moves to the emptiest-looking place on the cluster's surface: of 32 random points at
+        the largest atom radius :math:`R` from the centroid, the one with the most neighbours
+        within :math:`1.3a` among those at least :math:`0.85a` from every atom (a hollow
+        site). The surface move is the "move the worst-bound atom to the surface" move of
+        cluster basin hopping (Wales & Doye 1997; Northby's lattice search does the same on a
+        lattice); it is pure geometry, so it costs no evaluation of the energy.
+        """
+        pos = np.asarray(x, dtype=np.float64).reshape(self.n_atoms, 3)
+        pos = pos - pos.mean(axis=0)
+        if self.n_atoms < 3 or rng.random() < 0.5:
+            return (pos + rng.uniform(-size, size, size=pos.shape)).ravel()
+        a = self.pair_distance
+        d2 = np.sum((pos[:, None, :] - pos[None, :, :]) ** 2, axis=-1)
+        neighbours = np.sum(d2 < (1.3 * a) ** 2, axis=1) - 1
+        k = int(rng.choice(np.argsort(neighbours, kind="stable")[:3]))
+        others = np.delete(pos, k, axis=0)
+        u = rng.standard_normal((32, 3))
+        sites = np.sqrt(np.max(np.sum(pos * pos, axis=1))) * u / np.linalg.norm(
+            u, axis=1, keepdims=True)
+        s2 = np.sum((sites[:, None, :] - others[None, :, :]) ** 2, axis=-1)
+        score = np.sum(s2 < (1.3 * a) ** 2, axis=1) - 1000 * (np.min(s2, axis=1) < (0.85 * a) ** 2)
+        pos[k] = sites[int(np.argmax(score))]
+        return pos.ravel()
+
     def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
         n = self.n_atoms
         batch = tuple(x.shape[:-1])
