@@ -40,12 +40,15 @@ class _BudgetError(Exception):
     pass
 
 
-def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int, float]]:
+def lj38(methods: set[str], budget: int = 80_000,
+         members: int = 16) -> list[tuple[str, float, int, float]]:
     problem = lennard_jones(38)
     starts = problem.random_starts(members, 38)
     rows = []
     for label, opt in [("driver(heavy_ball)", po.heavy_ball(lr=1e-3, momentum=0.9)),
                        ("driver(bbi)", po.bbi(lr=1e-3))]:
+        if label.removeprefix("driver(").removesuffix(")") not in methods:
+            continue
         t = time.perf_counter()
         used = [0]
 
@@ -58,7 +61,10 @@ def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int,
         r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
                       sampler=sampler, seed=38)
         rows.append((label, r.best_value, r.evaluations, time.perf_counter() - t))
-        print(_lj38_row(*rows[-1]), flush=True)
+        print(_lj38_row(*rows[-1]), f"phases {r.phase_evaluations}, best from {r.provenance}",
+              flush=True)
+    if "basinhopping" not in methods:
+        return rows
     from scipy.optimize import basinhopping
 
     count = [0]
@@ -121,6 +127,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="lj38,lj13,bbob")
+    ap.add_argument("--lj38-methods", default="heavy_ball,bbi,basinhopping",
+                    help="LJ38: which of heavy_ball, bbi, basinhopping to run (the same starts "
+                    "and budget; separate processes can run them side by side)")
     ap.add_argument("--dims", default="2")
     ap.add_argument("--instances", default="1,2,3,4,5")
     ap.add_argument("--no-physics-alone", action="store_true",
@@ -131,7 +140,7 @@ def main() -> None:
         print("LJ38, 16 random starts, 80 000 evaluations each (global minimum -173.928427)")
         print(f"{'method':24}{'best energy':>14}{'evaluations':>13}{'seconds':>9}  target",
               flush=True)
-        lj38()
+        lj38(set(args.lj38_methods.split(",")))
     if "lj13" in only:
         seeds = 4 if args.quick else 16
         print(f"\nLJ13, {seeds} driver runs x 30 000 evaluations: fraction reaching {LJ13_MIN}")
