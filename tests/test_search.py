@@ -279,3 +279,14 @@ def test_cluster_hops_keep_atoms_apart_and_move_one_atom_or_all():
             moved_all += 1
             assert np.all(np.abs(b - a) <= 0.3 + 1e-12)
     assert moved_one > 5 and moved_all > 5
+
+
+def test_torch_rounds_with_the_basin_hopping_phase_match_numpy():
+    pytest.importorskip("torch")
+    problem = quadratic(dim=4, condition=10.0)
+    opt = po.heavy_ball(lr=0.01, momentum=0.9)
+    kwargs = {"budget": 800, "members": 4, "round_steps": 10, "seed": 0}
+    a = po.search(opt, problem, **kwargs)
+    b = po.search(opt, problem, backend="torch", **kwargs)
+    assert a.basin_hops > 0 and a.phase_evaluations == b.phase_evaluations
+    np.testing.assert_allclose(a.best_value, b.best_value, atol=1e-12)
