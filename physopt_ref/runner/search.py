@@ -207,8 +207,10 @@ def search(
     physics_share : float
         :math:`φ`, the share of the spent evaluations that go to physics rounds; with the
         polish, after each round the incumbents are basin-hopped until the physics rounds
-        are :math:`φ` of the spending. Default 0.25 (measured on LJ13/LJ38 and BBOB 2-D,
-        one setting for all; see ``docs/bbob.md``). Without the polish it has no effect.
+        are :math:`φ` of the spending. Default 0.25: a polished minimum costs far fewer
+        evaluations through L-BFGS-B than through physics rounds, so the physics explores and
+        basin hopping exploits; one setting for every problem, chosen before the runs of
+        ``docs/bbob.md`` (not tuned per problem). Without the polish it has no effect.
     elite : int
         How many of the best walkers the basin-hopping phase works on, in turn.
     temperature : float
