@@ -2,19 +2,23 @@
 
 1. LJ38 from the same 16 random starts, 80 000 evaluations each method (one evaluation = one
    energy and gradient of one cluster): the global-search driver around heavy ball and BBI
-   (16 walkers started at the 16 starts, L-BFGS-B polish) against SciPy's ``basinhopping``
-   (L-BFGS-B local minimiser, its default settings, from the best of the 16 starts; stopped when
-   it has used the budget). Best energy found; the global minimum is -173.928427 (CCD).
+   (16 walkers started at the 16 starts, 100 steps a round, its defaults otherwise: L-BFGS-B
+   polish of the 4 best runs, basin hopping of the 2 best walkers with the cluster's own hops,
+   physics 25% of the spending, T = 1) against SciPy's ``basinhopping`` (L-BFGS-B local
+   minimiser, its default settings, from the best of the 16 starts; stopped when it has used
+   the budget). Best energy found; the global minimum is -173.928427 (CCD).
 2. LJ13: the fraction of driver runs (independent seeds) that reach E* = -44.326801 within
    30 000 evaluations, for heavy ball and BBI.
-3. BBOB (needs cocoex): pooled runtime ECDF at 1000 d evaluations, d = 2 and 5, 24 functions,
-   instances 1-3, the driver (with and without the polish) beside L-BFGS-B and CMA-ES.
+3. BBOB (needs cocoex): pooled runtime ECDF at 1000 d evaluations, 24 functions, the driver
+   (with and without the polish, its defaults: one setting for every function) beside
+   L-BFGS-B and CMA-ES; ``--dims`` and ``--instances`` choose the problems.
 
 Usage::
 
-    python benchmarks/bench_search.py [--quick] [--only lj38,lj13,bbob]
+    python benchmarks/bench_search.py [--quick] [--only lj38,lj13,bbob] [--dims 2]
+        [--instances 1,2,3,4,5] [--no-physics-alone]
 
-``--quick`` cuts the work (4 LJ13 seeds, BBOB d = 2, instance 1) to fit a couple of minutes.
+``--quick`` cuts the LJ13 work to 4 seeds.
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ class _BudgetError(Exception):
     pass
 
 
-def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int, float]]:
+def lj38(methods: set[str], budget: int = 80_000,
+         members: int = 16) -> list[tuple[str, float, int, float]]:
     problem = lennard_jones(38)
     starts = problem.random_starts(members, 38)
     rows = []
     for label, opt in [("driver(heavy_ball)", po.heavy_ball(lr=1e-3, momentum=0.9)),
                        ("driver(bbi)", po.bbi(lr=1e-3))]:
+        if label.removeprefix("driver(").removesuffix(")") not in methods:
+            continue
         t = time.perf_counter()
         used = [0]
 
@@ -54,7 +61,10 @@ def lj38(budget: int = 80_000, members: int = 16) -> list[tuple[str, float, int,
         r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
                       sampler=sampler, seed=38)
         rows.append((label, r.best_value, r.evaluations, time.perf_counter() - t))
-        print(_lj38_row(*rows[-1]), flush=True)
+        print(_lj38_row(*rows[-1]), f"phases {r.phase_evaluations}, best from {r.provenance}",
+              flush=True)
+    if "basinhopping" not in methods:
+        return rows
     from scipy.optimize import basinhopping
 
     count = [0]
@@ -98,17 +108,18 @@ def lj13(seeds: int, budget: int = 30_000) -> list[tuple[str, int, int, float]]:
     return rows
 
 
-def bbob(quick: bool) -> str:
+def bbob(dims: list[int], inst: list[int], physics_alone: bool) -> str:
     from physopt_ref.bbob import bbob as run_bbob
 
     methods = {"driver(heavy_ball)": po.heavy_ball(lr=0.01, momentum=0.9),
                "driver(bbi)": po.bbi(lr=0.01)}
-    dims, inst = ((2,), (1,)) if quick else ((2, 5), (1, 2, 3))
     out = []
-    for polish in (None, "lbfgsb"):
+    for polish in (("lbfgsb", None) if physics_alone else ("lbfgsb",)):
+        t = time.perf_counter()
         r = run_bbob(methods, dimensions=dims, instances=inst, budget_per_dim=1000,
-                     peers=("lbfgsb", "cma") if polish is None else (), polish=polish)
-        out.append(f"polish={polish}:\n{r.table()}")
+                     peers=("lbfgsb", "cma") if polish else (), polish=polish)
+        out.append(f"polish={polish} ({time.perf_counter() - t:.0f} s):\n{r.table()}")
+        print(out[-1], flush=True)
     return "\n".join(out)
 
 
@@ -116,13 +127,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="lj38,lj13,bbob")
+    ap.add_argument("--lj38-methods", default="heavy_ball,bbi,basinhopping",
+                    help="LJ38: which of heavy_ball, bbi, basinhopping to run (the same starts "
+                    "and budget; separate processes can run them side by side)")
+    ap.add_argument("--dims", default="2")
+    ap.add_argument("--instances", default="1,2,3,4,5")
+    ap.add_argument("--no-physics-alone", action="store_true",
+                    help="BBOB: leave out the driver without the polish")
     args = ap.parse_args()
     only = set(args.only.split(","))
     if "lj38" in only:
         print("LJ38, 16 random starts, 80 000 evaluations each (global minimum -173.928427)")
         print(f"{'method':24}{'best energy':>14}{'evaluations':>13}{'seconds':>9}  target",
               flush=True)
-        lj38()
+        lj38(set(args.lj38_methods.split(",")))
     if "lj13" in only:
         seeds = 4 if args.quick else 16
         print(f"\nLJ13, {seeds} driver runs x 30 000 evaluations: fraction reaching {LJ13_MIN}")
@@ -134,7 +152,8 @@ def main() -> None:
             print("\nBBOB: cocoex not installed (pip install 'physopt_ref[bbob]')")
         else:
             print("\nBBOB, runtime ECDF at 1000 d evaluations (finite-difference gradients)")
-            print(bbob(args.quick))
+            bbob([int(v) for v in args.dims.split(",")],
+                 [int(v) for v in args.instances.split(",")], not args.no_physics_alone)
 
 
 if __name__ == "__main__":

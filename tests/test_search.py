@@ -136,6 +136,10 @@ def test_a_custom_sampler_and_its_shape_check():
     ({"temperature": 0.0}, ValueError, "temperature"),
     ({"accept_rate": 1.0}, ValueError, "accept_rate"),
     ({"hop": -1.0}, ValueError, "hop"),
+    ({"polish_top": 0}, ValueError, "polish_top"),
+    ({"elite": 0}, ValueError, "elite"),
+    ({"physics_share": 0.0}, ValueError, "physics_share"),
+    ({"physics_share": 1.5}, ValueError, "physics_share"),
     ({"dtype": "float16"}, ValueError, "dtype"),
     ({"compile": True, "executor": map}, ValueError, "compile"),
 ])
@@ -172,3 +176,117 @@ def test_cli_search_refuses_unknown_problems(capsys):
 
     assert main(["search", "heavy_ball", "rosenbrock"]) == 2
     assert "unknown problem" in capsys.readouterr().err
+
+
+def test_metropolis_accepts_downhill_and_uphill_with_the_boltzmann_probability():
+    from physopt_ref.runner.search_parts import metropolis
+
+    cur = np.array([0.0, 0.0, 0.0, 0.0, 1.0, np.inf])
+    new = np.array([-1.0, 1.0, 1.0, np.nan, np.inf, 5.0])
+    p = np.exp(-1.0 / 2.0)  # uphill by 1 at T = 2
+    u = np.array([0.99, p - 1e-9, p + 1e-9, 0.0, 0.0, 0.99])
+    np.testing.assert_array_equal(metropolis(new, cur, u, 2.0),
+                                  [True, True, False, False, False, True])
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.6])
+def test_phases_share_the_budget_and_every_evaluation_is_in_one(share):
+    problem = Counting(ackley(4))
+    result = po.search(po.heavy_ball(lr=0.01, momentum=0.9), problem, budget=6000, members=4,
+                       round_steps=10, physics_share=share, seed=0)
+    spent = result.phase_evaluations
+    assert sum(spent.values()) == result.evaluations == problem.points
+    assert result.basin_hops > 0 and spent["basin_hop"] > 0
+    # After each round the incumbents are hopped until the physics is `share` of the spending:
+    # the physics share ends within one round (4 walkers x 10 steps) or one polish of it.
+    physics = spent["physics"]
+    assert physics <= share * result.evaluations + 4 * 10
+    assert physics >= share * (result.evaluations - 2000) - 4 * 10
+
+
+def test_without_the_polish_there_is_no_basin_hopping_phase():
+    problem = Counting(ackley(2))
+    result = po.search(po.heavy_ball(lr=0.01, momentum=0.9), problem, budget=1000, members=4,
+                       round_steps=10, polish=None, seed=0)
+    assert result.phase_evaluations == {"physics": result.evaluations, "polish": 0,
+                                        "basin_hop": 0}
+    assert result.basin_hops == 0
+
+
+def test_only_the_best_runs_are_polished():
+    polished = []
+
+    class Spy(Counting):
+        def _value_and_grad(self, xp, x):
+            if x.ndim == 1:
+                polished.append(x)
+            return super()._value_and_grad(xp, x)
+
+    problem = Spy(ackley(2))
+    # physics_share = 1: no basin-hopping phase, so every host evaluation is a polish.
+    result = po.search(po.sgd(lr=0.01), problem, budget=60, members=6, round_steps=3,
+                       polish_top=2, physics_share=1.0, seed=0)
+    assert result.rounds >= 1 and result.basin_hops == 0
+    assert result.phase_evaluations["polish"] == len(polished) > 0
+
+
+def test_basin_hopping_uses_the_given_perturbation_and_checks_its_shape():
+    calls = []
+
+    def perturb(rng, x, size):
+        calls.append(size)
+        return x + size * rng.standard_normal(x.shape)
+
+    result = po.search(po.heavy_ball(lr=0.01, momentum=0.9), ackley(2), budget=3000,
+                       members=4, round_steps=10, perturb=perturb, seed=0)
+    assert result.basin_hops > 0 and len(calls) >= result.basin_hops
+    with pytest.raises(ValueError, match="perturb must return shape"):
+        po.search(po.sgd(lr=0.01), ackley(2), budget=3000, members=4, round_steps=10,
+                  perturb=lambda rng, x, s: x[:1])
+
+
+def test_basin_hopping_finds_what_the_physics_alone_misses():
+    problem = ackley(2)  # many local minima around the global one at 0
+    opt = po.heavy_ball(lr=0.01, momentum=0.9)
+    starts = lambda rng, n: rng.uniform(2.5, 3.5, size=(n, 2))  # noqa: E731
+    alone = po.search(opt, problem, budget=3000, members=4, round_steps=20, polish=None,
+                      sampler=starts, seed=0)
+    hopped = po.search(opt, problem, budget=3000, members=4, round_steps=20, sampler=starts,
+                       seed=0, target=1e-8)
+    assert hopped.reached_target and not alone.best_value <= 1e-8
+    assert hopped.provenance["phase"] in ("polish", "basin_hop")
+
+
+def test_cluster_hops_keep_atoms_apart_and_move_one_atom_or_all():
+    from physopt_ref.problems import lennard_jones
+
+    problem = lennard_jones(13)
+    x = problem.minima[0].location
+    rng = np.random.default_rng(0)
+    moved_one = moved_all = 0
+    for _ in range(40):
+        y = problem.perturb(rng, x, 0.3)
+        assert y.shape == x.shape
+        a = (x.reshape(13, 3) - x.reshape(13, 3).mean(axis=0))
+        b = y.reshape(13, 3)
+        shift = np.linalg.norm(b - a, axis=1)
+        if np.count_nonzero(shift > 1e-12) == 1:
+            moved_one += 1
+            k = int(np.argmax(shift))
+            rest = np.delete(b, k, axis=0)
+            assert np.min(np.linalg.norm(rest - b[k], axis=1)) >= 0.85 * problem.pair_distance
+        else:
+            moved_all += 1
+            assert np.all(np.abs(b - a) <= 0.3 + 1e-12)
+    assert moved_one > 5 and moved_all > 5
+
+
+def test_torch_rounds_with_the_basin_hopping_phase_match_numpy():
+    pytest.importorskip("torch")
+    problem = quadratic(dim=4, condition=10.0)
+    opt = po.heavy_ball(lr=0.01, momentum=0.9)
+    kwargs = {"budget": 800, "members": 4, "round_steps": 10, "seed": 0}
+    a = po.search(opt, problem, **kwargs)
+    b = po.search(opt, problem, backend="torch", **kwargs)
+    assert a.basin_hops > 0 and a.phase_evaluations == b.phase_evaluations
+    np.testing.assert_allclose(a.best_value, b.best_value, atol=1e-12)

@@ -272,7 +272,8 @@ def bbob(
     peers : sequence of str
         ``"lbfgsb"`` and ``"cma"``; a peer whose package is missing is left out (``cma``).
     polish : {None, "lbfgsb"}
-        Passed to :func:`physopt_ref.search`; None measures the physics steps alone.
+        Passed to :func:`physopt_ref.search`; None measures the physics steps alone,
+        ``"lbfgsb"`` adds the polish and the driver's basin-hopping phase.
     result_folder : str, optional
         Write COCO's observer data for ``cocopp``: one folder per method,
         ``exdata/<result_folder>/<method>`` (COCO's own convention; COCO appends a number

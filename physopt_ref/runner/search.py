@@ -1,29 +1,36 @@
-r"""A global search around any optimizer: an ensemble of physics runs, polished, hopped, restarted.
+r"""A global search around any optimizer: physics runs explore, basin hopping exploits.
 
 The physics steps of this library are local dynamics: alone, a run settles in one basin. The
 driver :func:`search` turns them into a global method the way basin hopping (Wales & Doye 1997,
-J. Phys. Chem. A 101, 5111) turns a local minimiser into one. It keeps ``members`` *walkers*;
-every round
+J. Phys. Chem. A 101, 5111) turns a local minimiser into one. It keeps ``members`` *walkers*,
+each with a current point (a local minimum once polished); every round
 
-1. starts each walker from a *hop* of its current point (a uniform displacement in
-   :math:`[-s, s]` per coordinate, as SciPy's ``basinhopping`` takes its steps), or from a fresh
-   start (the first round, and a *restart* after a divergence or ``patience`` rounds without
-   improvement);
-2. runs the ensemble of physics runs from these starts with :func:`physopt_ref.run` (or
-   :func:`physopt_ref.run_chunked` on an executor), ``round_steps`` steps at most;
-3. *polishes* each run's best point with SciPy's L-BFGS-B (``polish="lbfgsb"``), so that the
-   walkers compare local minima, not points on the way to them;
-4. accepts each walker's new minimum with the Metropolis rule at ``temperature``
-   (:math:`f_\text{new} < f` or with probability :math:`e^{-(f_\text{new}-f)/T}`);
-5. adapts the hop size :math:`s` to the acceptance rate (times 0.9 below the wanted rate
-   ``accept_rate``, divided by 0.9 above it: SciPy's ``AdaptiveStepsize`` rule).
+1. **physics**: runs the ensemble of physics runs with :func:`physopt_ref.run` (or
+   :func:`physopt_ref.run_chunked` on an executor) from a *hop* of each walker's current point,
+   or from a fresh start (the first round, and a *restart* after a divergence or ``patience``
+   rounds without improvement), ``round_steps`` steps at most;
+2. **polish**: polishes the best ``polish_top`` runs' best points with SciPy's L-BFGS-B
+   (``polish="lbfgsb"``), so that walkers compare local minima, not points on the way to them;
+   the Metropolis rule at ``temperature`` (:math:`f_\text{new} < f`, or with probability
+   :math:`e^{-(f_\text{new}-f)/T}`) decides whether a walker moves to its polished minimum;
+3. **basin hopping**: perturb-and-polish steps of the ``elite`` best walkers, in turn, each
+   accepted by the Metropolis rule, until the physics rounds are ``physics_share`` of the
+   evaluations spent (a hop is the problem's own ``perturb`` move if it has one, clusters:
+   move the worst-bound atom to the surface or all atoms a little; else SciPy's uniform
+   displacement in :math:`[-s, s]` per coordinate);
+4. adapts the hop size :math:`s` to the round's acceptance rate of hops (times 0.9 below the
+   wanted rate ``accept_rate``, divided by 0.9 above it: SciPy's ``AdaptiveStepsize`` rule).
 
-Evaluations are counted honestly: one *evaluation* is one value-and-gradient of the objective
+Without the polish (``polish=None``) a round is the physics alone, and its runs' best points
+take part in the Metropolis rule as they are.
+
+Evaluations are counted exactly: one *evaluation* is one value-and-gradient of the objective
 at one point. A physics round of an ensemble of ``m`` runs costs ``m`` evaluations per call of
 the objective (the run loop evaluates every member at every step, stopped ones included:
-``Trace.evaluations * m``), and the polish counts every call SciPy makes. The search never
-exceeds ``budget``: a round is shortened to what is left, and a polish is cut off (keeping the
-best point it has seen) when the budget runs out.
+``Trace.evaluations * m``), and the polish and the basin hopping count every call SciPy makes;
+the hops themselves evaluate nothing. The search never exceeds ``budget``: a round is shortened
+to what is left, and a polish is cut off (keeping the best point it has seen) when the budget
+runs out. :attr:`SearchResult.phase_evaluations` splits the spending by phase.
 
 The random numbers of the driver (starts, hops, Metropolis draws) come from NumPy's
 ``Generator`` seeded with ``seed``, on the host, between rounds; the steps themselves stay on
@@ -34,7 +41,6 @@ round to round, from other starts).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,17 +50,20 @@ from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.validate import check_int, check_real
 from physopt_ref.runner.chunked import run_chunked
 from physopt_ref.runner.loop import run
+from physopt_ref.runner.search_parts import (
+    Counter,
+    Perturb,
+    Sampler,
+    default_perturb,
+    default_sampler,
+    metropolis,
+    polish_lbfgsb,
+)
 
 __all__ = ["SearchResult", "search"]
 
 #: Hop-size factor per round (SciPy's ``AdaptiveStepsize`` uses 0.9).
 _HOP_FACTOR = 0.9
-
-Sampler = Callable[[np.random.Generator, int], np.ndarray]
-
-
-class _BudgetExhaustedError(Exception):
-    """Raised inside a polish when the evaluation budget is used up."""
 
 
 @dataclass(frozen=True)
@@ -73,21 +82,31 @@ class SearchResult:
         Physics rounds run.
     history : numpy.ndarray
         Shape ``(n, 2)``: the evaluations spent and the best value so far after every phase (a
-        physics round or a polish), for runtime plots.
+        physics round, its polish, a basin-hopping phase), for runtime plots.
     provenance : dict
         Where the best point came from: ``round``, ``member``, ``origin`` (``"start"``,
-        ``"hop"`` or ``"restart"``), ``phase`` (``"physics"`` or ``"polish"``) and
-        ``evaluations`` (spent when it was found).
+        ``"hop"`` or ``"restart"``: how the walker's physics run started), ``phase``
+        (``"physics"``, ``"polish"`` of a physics run's best point, or ``"basin_hop"``: a
+        perturb-and-polish step of the incumbents) and ``evaluations`` (spent when it was
+        found).
     restarts : int
         Walkers restarted from a fresh start (divergence or stagnation).
     accepted : int
-        Metropolis acceptances over the whole search.
+        Metropolis acceptances over the whole search (both phases).
     hop_sizes : numpy.ndarray
         The hop size used in each round.
     reached_target : bool
         Whether ``best_value <= target`` (False without a target).
     message : str
         Why the search stopped.
+    walker_values : numpy.ndarray
+        Each walker's current (accepted) value at the end.
+    phase_evaluations : dict
+        Evaluations spent per phase: ``"physics"`` (the runs), ``"polish"`` (polishing their
+        best points) and ``"basin_hop"`` (perturb-and-polish steps); they sum to
+        ``evaluations``.
+    basin_hops : int
+        Perturb-and-polish steps taken.
     """
 
     best_x: np.ndarray
@@ -102,65 +121,14 @@ class SearchResult:
     reached_target: bool
     message: str
     walker_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-
-def _default_sampler(problem: Any, scale: float) -> Sampler:
-    """Fresh starts: the problem's own random starts, its bounds, or its start plus noise."""
-    if hasattr(problem, "random_starts"):  # random_starts(n, seed): cluster problems
-        return lambda rng, n: np.asarray(
-            problem.random_starts(n, int(rng.integers(2**31 - 1))), dtype=np.float64)
-    bounds = getattr(problem, "bounds", None)
-    if bounds is not None:
-        low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (problem.dim,))
-                     for b in bounds)
-        return lambda rng, n: rng.uniform(low, high, size=(n, problem.dim))
-    x0 = np.asarray(problem.x0, dtype=np.float64)
-    return lambda rng, n: x0 + scale * rng.standard_normal((n, x0.size))
-
-
-class _Counter:
-    """The objective on the host (NumPy float64), counting evaluations against the budget."""
-
-    def __init__(self, problem: Any, budget: int) -> None:
-        self.problem, self.budget, self.used = problem, budget, 0
-
-    def left(self) -> int:
-        return self.budget - self.used
-
-    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        if self.used >= self.budget:
-            raise _BudgetExhaustedError
-        self.used += 1
-        f, g = self.problem.value_and_grad(np.asarray(x, dtype=np.float64))
-        return float(f), np.asarray(g, dtype=np.float64)
-
-
-def _polish(counter: _Counter, x: np.ndarray, f: float, maxfun: int) -> tuple[np.ndarray, float]:
-    """L-BFGS-B from ``x`` (value ``f``); the best point seen, also when the budget runs out."""
-    from scipy.optimize import minimize
-
-    best_f, best_x = [f], [x]
-
-    def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = counter(v)
-        if math.isfinite(value) and value < best_f[0]:
-            best_f[0], best_x[0] = value, np.array(v, dtype=np.float64)
-        if not math.isfinite(value):
-            # L-BFGS-B cannot use a non-finite value: hand it a large finite one.
-            return 1e300, np.zeros_like(v)
-        return value, grad
-
-    try:
-        minimize(fun, x, jac=True, method="L-BFGS-B",
-                 options={"maxfun": max(1, min(maxfun, counter.left())), "maxiter": maxfun})
-    except _BudgetExhaustedError:
-        pass
-    return best_x[0], float(best_f[0])
+    phase_evaluations: dict[str, int] = field(default_factory=dict)
+    basin_hops: int = 0
 
 
 def _check_search_args(optimizer: Any, problem: Any, budget: int, members: int,
-                       round_steps: int, polish: Any, polish_maxfun: int, temperature: float,
-                       hop: float, accept_rate: float, patience: int) -> None:
+                       round_steps: int, polish: Any, polish_maxfun: int, polish_top: int,
+                       physics_share: float, elite: int, temperature: float, hop: float,
+                       accept_rate: float, patience: int) -> None:
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
             f"optimizer must be a physopt_ref Optimizer, got {type(optimizer).__name__}"
@@ -171,10 +139,13 @@ def _check_search_args(optimizer: Any, problem: Any, budget: int, members: int,
     check_int("members", members, symbol="m", low=1)
     check_int("round_steps", round_steps, symbol="K", low=1)
     check_int("polish_maxfun", polish_maxfun, symbol="n_polish", low=1)
+    check_int("polish_top", polish_top, symbol="n_top", low=1)
+    check_int("elite", elite, symbol="n_elite", low=1)
     check_int("patience", patience, symbol="P", low=1)
     check_int("budget", budget, symbol="B", low=2 * members)
     if polish not in ("lbfgsb", None):
         raise ValueError(f"polish must be 'lbfgsb' or None, got {polish!r}")
+    check_real("physics_share", physics_share, symbol="φ", low=0.0, high=1.0, low_open=True)
     check_real("temperature", temperature, symbol="T", low=0.0, low_open=True)
     check_real("hop", hop, symbol="s", low=0.0, low_open=True)
     check_real("accept_rate", accept_rate, symbol="a", low=0.0, high=1.0, low_open=True,
@@ -190,6 +161,9 @@ def search(
     round_steps: int = 200,
     polish: str | None = "lbfgsb",
     polish_maxfun: int = 2000,
+    polish_top: int = 4,
+    physics_share: float = 0.25,
+    elite: int = 2,
     temperature: float = 1.0,
     hop: float = 0.5,
     accept_rate: float = 0.5,
@@ -197,6 +171,7 @@ def search(
     target: float | None = None,
     seed: int = 0,
     sampler: Sampler | None = None,
+    perturb: Perturb | None = None,
     start_scale: float = 1.0,
     backend: str = "numpy",
     dtype: str = "float64",
@@ -204,7 +179,7 @@ def search(
     executor: Any = None,
     chunk_size: int | None = None,
 ) -> SearchResult:
-    r"""Global search: physics runs of ``optimizer`` as the local engine of basin hopping.
+    r"""Global search: physics runs of ``optimizer`` explore, basin hopping exploits.
 
     Parameters
     ----------
@@ -216,12 +191,28 @@ def search(
     budget : int
         Value-and-gradient evaluations to spend, at least ``2 * members``.
     members : int
-        Walkers, run as one ensemble per round.
+        Walkers, run as one ensemble per physics round.
     round_steps : int
         Most optimizer steps per round (a round stops early when every run has stopped).
+        With the polish, a round is also at most :math:`\lfloor φB/(2m)\rfloor` steps, so
+        that the physics share holds at least two rounds.
     polish : {"lbfgsb", None}
-        Polish each run's best point with SciPy's L-BFGS-B (at most ``polish_maxfun``
-        evaluations each), or not.
+        The local minimiser of the polish and of the basin-hopping phase (SciPy's L-BFGS-B,
+        at most ``polish_maxfun`` evaluations a call), or None: physics rounds only.
+    polish_top : int
+        How many of a round's runs are polished, the best first (the others' points are
+        dropped: their walkers keep their current point). Default 4: the polish of a run
+        costs about as much as a run (LJ38: ~150 evaluations), so polishing all 16 walkers
+        every round would eat the budget that basin hopping spends better.
+    physics_share : float
+        :math:`φ`, the share of the spent evaluations that go to physics rounds; with the
+        polish, after each round the incumbents are basin-hopped until the physics rounds
+        are :math:`φ` of the spending. Default 0.25: a polished minimum costs far fewer
+        evaluations through L-BFGS-B than through physics rounds, so the physics explores and
+        basin hopping exploits; one setting for every problem, chosen before the runs of
+        ``docs/bbob.md`` (not tuned per problem). Without the polish it has no effect.
+    elite : int
+        How many of the best walkers the basin-hopping phase works on, in turn.
     temperature : float
         Metropolis temperature :math:`T > 0` (SciPy's ``basinhopping`` default, 1.0).
     hop : float
@@ -238,6 +229,10 @@ def search(
         ``sampler(rng, n) -> (n, dim)`` fresh starts; default: the problem's
         ``random_starts`` if it has one, else uniform in its bounds, else its start plus
         ``start_scale`` times standard normal noise.
+    perturb : callable, optional
+        ``perturb(rng, x, s) -> x'``, a hop of one point; default: the problem's ``perturb``
+        if it has one (clusters: :meth:`physopt_ref.problems.Cluster.perturb`), else a
+        uniform displacement in :math:`[-s, s]` per coordinate (SciPy's).
     backend, dtype : str
         Where the physics runs (:func:`physopt_ref.backends.get_namespace` names).
     compile : bool
@@ -251,7 +246,8 @@ def search(
     SearchResult
     """
     _check_search_args(optimizer, problem, budget, members, round_steps, polish, polish_maxfun,
-                       temperature, hop, accept_rate, patience)
+                       polish_top, physics_share, elite, temperature, hop, accept_rate,
+                       patience)
     if target is not None:
         target = check_real("target", target, symbol="f*")
     if compile and executor is not None:
@@ -263,15 +259,24 @@ def search(
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     xdtype = getattr(xp, dtype)
-    sample = sampler or _default_sampler(problem, start_scale)
+    sample = sampler or default_sampler(problem, start_scale)
+    move = perturb or default_perturb(problem)
     rng = np.random.default_rng(seed)
-    counter = _Counter(problem, budget)
+    counter = Counter(problem, budget)
+    spent = {"physics": 0, "polish": 0, "basin_hop": 0}
+    round_cap = max(1, int(physics_share * budget / (2 * members))) if polish else round_steps
 
     def fresh(n: int) -> np.ndarray:
         starts = np.asarray(sample(rng, n), dtype=np.float64)
         if starts.shape != (n, problem.dim):
             raise ValueError(f"sampler must return shape {(n, problem.dim)}, got {starts.shape}")
         return starts
+
+    def hopped(x: np.ndarray) -> np.ndarray:
+        y = np.asarray(move(rng, x, hop), dtype=np.float64)
+        if y.shape != x.shape:
+            raise ValueError(f"perturb must return shape {x.shape}, got {y.shape}")
+        return y
 
     cur_x = fresh(members)
     cur_f = np.full(members, np.inf)
@@ -281,18 +286,26 @@ def search(
     best: dict[str, Any] = {"x": cur_x[0].copy(), "f": np.inf, "prov": {}}
     history: list[tuple[int, float]] = []
     hops: list[float] = []
-    restarts = accepted = rounds = 0
+    restarts = accepted = rounds = basin_hops = 0
     starts = cur_x.copy()
     message = "budget used up"
 
-    def consider(x: np.ndarray, f: float, k: int, phase: str) -> None:
+    def consider(x: np.ndarray, f: float, k: int, phase: str) -> bool:
+        """Record a candidate; whether it reached the target."""
         if math.isfinite(f) and f < best["f"]:
             best["x"], best["f"] = np.array(x, dtype=np.float64), float(f)
             best["prov"] = {"round": rounds, "member": k, "origin": origin[k], "phase": phase,
                             "evaluations": counter.used}
+        return target is not None and best["f"] <= target
+
+    def polish_counted(x: np.ndarray, f: float, phase: str) -> tuple[np.ndarray, float]:
+        before = counter.used
+        out = polish_lbfgsb(counter, x, f, polish_maxfun)
+        spent[phase] += counter.used - before
+        return out
 
     while True:
-        steps = min(round_steps, counter.left() // members - 1)
+        steps = min(round_steps, round_cap, counter.left() // members - 1)
         if steps < 1:
             break
         x0 = xp.asarray(starts, dtype=xdtype)
@@ -303,44 +316,69 @@ def search(
             trace = run_chunked(optimizer, problem, x0, steps, executor=executor,
                                 chunk_size=chunk_size, **kwargs)
         counter.used += trace.evaluations * members
+        spent["physics"] += trace.evaluations * members
         rounds += 1
         hops.append(hop)
         run_x = np.asarray(to_numpy(trace.best_x), dtype=np.float64)
         run_f = np.asarray(trace.best_value, dtype=np.float64)
-        for k in range(members):
-            consider(run_x[k], run_f[k], k, "physics")
+        done = any([consider(run_x[k], run_f[k], k, "physics") for k in range(members)])
         history.append((counter.used, best["f"]))
         new_x, new_f = run_x.copy(), run_f.copy()
-        if polish == "lbfgsb":
-            for k in np.argsort(np.where(np.isfinite(run_f), run_f, np.inf)):
-                if counter.left() <= 0:
+        compete = np.ones(members, dtype=bool)
+        if polish == "lbfgsb" and not done:
+            compete[:] = False
+            order = np.argsort(np.where(np.isfinite(run_f), run_f, np.inf), kind="stable")
+            for k in map(int, order[:polish_top]):
+                if counter.left() <= 0 or done:
                     break
                 if not np.all(np.isfinite(run_x[k])):
                     continue
-                new_x[k], new_f[k] = _polish(counter, run_x[k], float(run_f[k]), polish_maxfun)
-                consider(new_x[k], float(new_f[k]), int(k), "polish")
+                new_x[k], new_f[k] = polish_counted(run_x[k], float(run_f[k]), "polish")
+                compete[k] = True
+                done = consider(new_x[k], float(new_f[k]), k, "polish")
             history.append((counter.used, best["f"]))
-        if target is not None and best["f"] <= target:
+        if done:
             message = "reached the target value"
             break
-        # Metropolis acceptance, walker by walker.
-        u = rng.random(members)
-        with np.errstate(over="ignore", invalid="ignore"):
-            accept = np.isfinite(new_f) & (
-                (new_f < cur_f) | (u < np.exp(-(new_f - cur_f) / temperature))
-            )
-        hopped = np.array([o == "hop" for o in origin])
+        # Metropolis acceptance of the rounds' (polished) minima, walker by walker.
+        accept = compete & metropolis(new_f, cur_f, rng.random(members), temperature)
+        tried = np.array([o == "hop" for o in origin]) & compete
+        hop_tries, hop_accepts = int(tried.sum()), int(accept[tried].sum())
         accepted += int(accept.sum())
         cur_x[accept], cur_f[accept] = new_x[accept], new_f[accept]
-        improved = np.isfinite(new_f) & (new_f < best_walker)
+        improved = compete & np.isfinite(new_f) & (new_f < best_walker)
         best_walker = np.where(improved, new_f, best_walker)
+        # Basin hopping of the incumbents until the physics rounds are φ of the spending.
+        if polish == "lbfgsb":
+            ranks = [int(k) for k in np.argsort(cur_f, kind="stable") if np.isfinite(cur_f[k])]
+            ranks = ranks[:elite]
+            goal = spent["physics"] * (1.0 - physics_share) / physics_share
+            while ranks and spent["basin_hop"] + spent["polish"] < goal and counter.left() > 0:
+                k = ranks[basin_hops % len(ranks)]
+                y_x, y_f = polish_counted(hopped(cur_x[k]), math.inf, "basin_hop")
+                basin_hops += 1
+                done = consider(y_x, y_f, k, "basin_hop")
+                if done:
+                    break
+                ok = bool(metropolis(np.array([y_f]), cur_f[k:k + 1], rng.random(1),
+                                     temperature)[0])
+                hop_tries, hop_accepts = hop_tries + 1, hop_accepts + int(ok)
+                if ok:
+                    accepted += 1
+                    cur_x[k], cur_f[k] = y_x, y_f
+                if y_f < best_walker[k]:
+                    best_walker[k], improved[k] = y_f, True
+            history.append((counter.used, best["f"]))
+            if done:
+                message = "reached the target value"
+                break
         stale = np.where(improved, 0, stale + 1)
-        if hopped.any():
-            rate = accept[hopped].mean()
+        if hop_tries:
+            rate = hop_accepts / hop_tries
             hop = hop / _HOP_FACTOR if rate > accept_rate else hop * _HOP_FACTOR
         # Next starts: hops of the current points; restarts after divergence or stagnation.
         restart = (~np.isfinite(cur_f)) | (stale >= patience)
-        starts = cur_x + rng.uniform(-hop, hop, size=cur_x.shape)
+        starts = np.array([hopped(x) if np.all(np.isfinite(x)) else x for x in cur_x])
         origin = ["hop"] * members
         if restart.any():
             n = int(restart.sum())
@@ -354,5 +392,5 @@ def search(
         history=np.asarray(history, dtype=np.float64).reshape(-1, 2), provenance=best["prov"],
         restarts=restarts, accepted=accepted, hop_sizes=np.asarray(hops),
         reached_target=bool(target is not None and best["f"] <= target), message=message,
-        walker_values=cur_f.copy(),
+        walker_values=cur_f.copy(), phase_evaluations=dict(spent), basin_hops=basin_hops,
     )
