@@ -179,14 +179,9 @@ def _nesterov_update(
 ) -> tuple[list[Any], dict[str, Any]]:
     eta, alpha = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
     ctx.share([eta, alpha], params)
-    vel = [
-        ctx.leaf(alpha, v) * v - ctx.leaf(eta, g) * g
-        for v, g in zip(state.velocity, grads, strict=True)
-    ]
-    new = [
-        y + ctx.leaf(alpha, v) * v - ctx.leaf(eta, g) * g
-        for y, v, g in zip(params, vel, grads, strict=True)
-    ]
+    kicks = [ctx.leaf(eta, g) * g for g in grads]  # η g, formed once for both updates
+    vel = [ctx.leaf(alpha, v) * v - d for v, d in zip(state.velocity, kicks, strict=True)]
+    new = [y + ctx.leaf(alpha, v) * v - d for y, v, d in zip(params, vel, kicks, strict=True)]
     return new, {"velocity": tuple(vel)}
 
 
