@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -346,27 +347,13 @@ def _same_tensors(got: Any, want: Any, where: str) -> None:
         torch.testing.assert_close(p, q, msg=lambda m: f"{where}: {m}")
 
 
-@pytest.mark.slow
-# Dynamo, tracing the closure's backward() under inductor, reads the loss's .grad and torch
-# warns about a non-leaf .grad (inside torch; the same for torch's own optimizers).
-@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
-@pytest.mark.parametrize("name", NAMES)
-def test_compiled_opt_step_with_inductor_equals_eager(name: str) -> None:
-    """``torch.compile(opt.step)`` with inductor (C++ kernels) against the eager step, 50 steps
-    with a cosine schedule. torch's own compiled-optimizer tests compare the two after 2 steps
-    with ``assertEqual``'s float32 tolerances; here:
-
-    * in lockstep: each of the 50 compiled steps, started from the eager run's parameters and
-      state, gives the eager step's parameters and state (every field) to those tolerances;
-    * free-running: the two runs' parameters after 50 steps, to the same tolerances, except
-      for Dyna and its prototype (:data:`AMPLIFYING`), whose dynamics amplifies rounding on
-      this problem: 1e-3.
-
-    Before issue 21's fix, BBI's bounces and ECDSep's jitter of the bias (a one-block Philox
-    draw) differed under inductor (``tests/test_random.py``), and the runs parted at step 3
-    (ECDSep, 1.2e-2) and step 6 (BBI, 4.9e-3).
-    """
-    steps = 50
+def inductor_runs(name: str, steps: int) -> Iterator[tuple[int, Any, Any, Any]]:
+    """Eager and ``torch.compile(opt.step, backend="inductor")`` runs of ``name``, ``steps``
+    steps with a cosine schedule: yields ``(t, eager, compiled, free)`` after each step, where
+    ``eager`` and ``compiled`` are ``(model, optimizer)`` run in lockstep (when the loop
+    resumes, the compiled run takes the eager run's parameters and state) and ``free`` the
+    ``(model, optimizer)`` pairs of two free-running runs, eager first.
+    ``benchmarks/compile_exactness.py`` measures with it."""
     x, y = _data()
     torch._dynamo.reset()
     pairs = []
@@ -384,21 +371,45 @@ def test_compiled_opt_step_with_inductor_equals_eager(name: str) -> None:
             for _, _, sched, step, closure in pair:
                 step(closure)
                 sched.step()
-        (m_e, o_e, *_), (m_c, o_c, *_) = pairs[0]
+        lock_e, lock_c = (run[:2] for run in pairs[0])
+        yield t, lock_e, lock_c, [run[:2] for run in pairs[1]]
+        (m_e, o_e), (m_c, o_c) = lock_e, lock_c
+        for p_e, p_c in zip(m_e.parameters(), m_c.parameters(), strict=True):
+            with torch.no_grad():  # the next compiled step starts where the eager one is
+                p_c.copy_(p_e)
+            o_c.state[p_c] = {k: v.clone() for k, v in o_e.state[p_e].items()}
+
+
+@pytest.mark.slow
+# Dynamo, tracing the closure's backward() under inductor, reads the loss's .grad and torch
+# warns about a non-leaf .grad (inside torch; the same for torch's own optimizers).
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_opt_step_with_inductor_equals_eager(name: str) -> None:
+    """``torch.compile(opt.step)`` with inductor (C++ kernels) against the eager step, 50 steps
+    with a cosine schedule. torch's own compiled-optimizer tests compare the two after 2 steps
+    with ``assertEqual``'s float32 tolerances; here:
+
+    * in lockstep: each of the 50 compiled steps, started from the eager run's parameters and
+      state, gives the eager step's parameters and state (every field) to those tolerances;
+    * free-running: the two runs' parameters after each of 50 steps, to the same tolerances, except
+      for Dyna and its prototype (:data:`AMPLIFYING`), whose dynamics amplifies rounding on
+      this problem: 1e-3.
+
+    Before issue 21's fix, BBI's bounces and ECDSep's jitter of the bias (a one-block Philox
+    draw) differed under inductor (``tests/test_random.py``), and the runs parted at step 3
+    (ECDSep, 1.2e-2) and step 6 (BBI, 4.9e-3).
+    """
+    loose = {"rtol": 1e-3, "atol": 1e-3} if name in AMPLIFYING else {}
+    for t, (m_e, o_e), (m_c, o_c), free in inductor_runs(name, 50):
         _same_tensors(list(m_c.parameters()), list(m_e.parameters()), f"{name} step {t}")
         for p_e, p_c in zip(m_e.parameters(), m_c.parameters(), strict=True):
             fields = sorted(o_e.state[p_e])
             _same_tensors([o_c.state[p_c][k] for k in fields], [o_e.state[p_e][k] for k in fields],
                           f"{name} step {t} state {fields}")
-            with torch.no_grad():  # the next compiled step starts where the eager one is
-                p_c.copy_(p_e)
-            o_c.state[p_c] = {k: v.clone() for k, v in o_e.state[p_e].items()}
-    (m_e, *_), (m_c, *_) = pairs[1]
-    for p, q in zip(m_c.parameters(), m_e.parameters(), strict=True):
-        if name in AMPLIFYING:
-            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-3)
-        else:
-            torch.testing.assert_close(p, q)
+        (free_e, _), (free_c, _) = free
+        for p, q in zip(free_c.parameters(), free_e.parameters(), strict=True):
+            torch.testing.assert_close(p, q, **loose, msg=lambda m, t=t: f"free step {t}: {m}")
 
 
 # ---------------------------------------------------------------------------------------------
