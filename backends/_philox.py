@@ -13,6 +13,7 @@ from typing import Any
 from array_api_compat import (
     device,
     is_jax_namespace,
+    is_torch_namespace,
 )
 
 __all__ = [
@@ -49,6 +50,8 @@ class _Int64Words:
     """
 
     masked = False
+    #: Whether :func:`_rounds` may multiply without overflow (False: it lets products wrap).
+    exact_products = False
 
     def __init__(self, xp: Any) -> None:
         self.xp = xp
@@ -72,6 +75,33 @@ class _Int64Words:
         """High word (low 32 bits valid) and the full product (low 32 bits = the low word)."""
         p = (a & _MASK) * m  # wraps in two's complement: the low 64 bits of the unsigned product
         return p >> 32, p
+
+
+class _Int64ExactWords(_Int64Words):
+    """int64 words whose products never overflow: for code generators where it is undefined.
+
+    :class:`_Int64Words` lets ``(a & MASK) * M`` wrap past 2^63. NumPy, JAX (XLA) and torch's
+    eager kernels wrap it in two's complement, but in C and C++ a signed overflow is undefined
+    behaviour, and a compiler that sees the constants may use that: in the scalar C++ kernel
+    that ``torch.compile`` (inductor) generated for a draw of one Philox block, GCC took
+    ``(a & MASK) * M`` as non-negative and below 2^63 and dropped the mask of
+    ``((a & MASK) * M >> 32) & MASK``, so the high word kept the sign bits of the wrapped
+    product (measured on torch 2.13: ``a = 0xF0000001`` gave -986968738 for 3307998558; a
+    draw of one to four float32 values came out wrong, ECDSep's jitter of a bias with it).
+    Here the product is formed from the 16-bit halves of ``M`` (every partial below 2^49), the
+    same bits with no overflow; a draw costs a few more integer operations, which the traced
+    code fuses.
+    """
+
+    exact_products = True
+
+    def mulhilo(self, a: Any, m: int) -> tuple[Any, Any]:
+        """(high word, low word) of ``a * m``, both clean, for ``a`` and ``m`` below 2^32."""
+        if isinstance(a, int):
+            return divmod((a & _MASK) * m, 1 << 32)
+        low = (a & _MASK) * (m & 0xFFFF)  # < 2^48
+        mid = (a & _MASK) * (m >> 16) + (low >> 16)  # < 2^48 + 2^32: a * m = mid 2^16 + low % 2^16
+        return mid >> 16, ((mid & 0xFFFF) << 16) | (low & 0xFFFF)
 
 
 class _Uint32Words:
@@ -108,12 +138,22 @@ class _Uint32Words:
 
 
 def _words(xp: Any) -> _Int64Words | _Uint32Words:
-    """The integer carrier for ``xp``: int64 words, or uint32 on JAX without x64."""
+    """The integer carrier for ``xp``: int64 words, or uint32 on JAX without x64.
+
+    Under ``torch.compile`` the int64 words multiply without overflow
+    (:class:`_Int64ExactWords`): inductor compiles them to C++ or Triton, where a signed
+    overflow is undefined.
+    """
     if is_jax_namespace(xp):
         import jax
 
         if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]  # flags are set at run time
             return _Uint32Words(xp)
+    if is_torch_namespace(xp):
+        import torch
+
+        if torch.compiler.is_compiling():
+            return _Int64ExactWords(xp)
     return _Int64Words(xp)
 
 
@@ -132,7 +172,7 @@ def _rounds(
         keys = [(k0, k1)]
         for _ in range(rounds - 1):
             keys.append((w.add(keys[-1][0], PHILOX_W0), w.add(keys[-1][1], PHILOX_W1)))
-    if isinstance(w, _Int64Words):
+    if isinstance(w, _Int64Words) and not w.exact_products:
         xp = w.xp
         m0 = xp.asarray(PHILOX_M0, dtype=w.dtype, device=dev)
         m1 = xp.asarray(PHILOX_M1, dtype=w.dtype, device=dev)

@@ -19,8 +19,11 @@ held in an ``int64`` array, masked to 32 bits after every add; a 32 x 32 -> 64 b
 in two's complement and keeps the bit pattern of the unsigned product, so its high word is
 ``(p >> 32) & 0xFFFFFFFF``. This works on NumPy, CuPy, array-api-strict, torch (which has no add
 or right shift for ``uint32``) and JAX with x64. JAX without x64 has no ``int64``: there the
-words are ``uint32`` and the high word of a product is assembled from 16-bit halves. Both give
-the same bits.
+words are ``uint32`` and the high word of a product is assembled from 16-bit halves. Under
+``torch.compile`` the int64 products are formed from 16-bit halves of the multiplier, never
+overflowing: inductor writes C++ (or Triton) kernels, where a signed overflow is undefined and
+GCC miscompiled the wrapping form (issue 21; ``_philox._Int64ExactWords``). All give the same
+bits.
 
 The key and counter packing (stable: seeded results depend on it)
 -----------------------------------------------------------------

@@ -29,7 +29,9 @@ Sections (``--only``, comma-separated):
               Philox-4x32-10 (``backends/_philox.py``, the one in use), from Threefry-2x32-20
               (``backends/_threefry.py``), and N/2 Philox words (a "half a word per normal"
               variant with 16-bit uniforms), on NumPy eager (cache-sized chunks, as the draws
-              run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words).
+              run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words);
+              on torch also Philox with the int64 products left to wrap (the carrier
+              torch.compile used before issue 21, undefined behaviour in inductor's C++).
 ``ensembles`` ``physopt_ref.run`` on the 2-D Ackley problem, 1e5 members, 300 steps, float64:
               BBI / heavy ball on NumPy and on JAX with ``compile=True``, alternating repeats
               (``--ensemble-repeats``), in CPU seconds of the process (one thread: the load of
@@ -231,7 +233,7 @@ def section_small(steps: int, repeats: int) -> None:
 def _generators(kind: str, n: int) -> dict[str, Callable[[], Any]]:
     """Closures producing ``n`` words (Philox, Threefry) and ``n/2`` words (Philox) on ``kind``."""
     from physopt_ref.backends import get_namespace
-    from physopt_ref.backends._philox import _CHUNK_BLOCKS, philox4x32
+    from physopt_ref.backends._philox import _CHUNK_BLOCKS, _Int64Words, _rounds, philox4x32
     from physopt_ref.backends._threefry import threefry2x32
 
     xp = get_namespace("numpy" if kind == "numpy" else kind)
@@ -263,8 +265,12 @@ def _generators(kind: str, n: int) -> dict[str, Callable[[], Any]]:
             c = torch.arange(blocks, dtype=torch.int64)
             return threefry2x32(xp, (c, 7), key)[0]
 
+        def wrapping(blocks: int) -> Any:  # the carrier used under torch.compile before issue 21
+            c = torch.arange(blocks, dtype=torch.int64)
+            return _rounds(_Int64Words(xp), c, 7, 3, 0, *key, 10)[0]
+
         fns = {"philox": lambda: tph(n // 4), "threefry": lambda: ttf(n // 2),
-               "philox-half": lambda: tph(n // 8)}
+               "philox-half": lambda: tph(n // 8), "philox-wrapping": lambda: wrapping(n // 4)}
         return {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in fns.items()}
 
     def chunked(gen: Callable[[Any], Any], blocks: int, per: int) -> Callable[[], Any]:
@@ -295,6 +301,13 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
         print(f"    {kind:<6} philox {t['philox'] * 1e3:8.2f}  threefry {t['threefry'] * 1e3:8.2f}"
               f"  philox-half {t['philox-half'] * 1e3:8.2f}   threefry / philox {r:.2f}x",
               flush=True)
+        if "philox-wrapping" in t:  # torch.compile: overflow-free products (issue 21) / wrapping
+            r = t["philox"] / t["philox-wrapping"]
+            print(f"    {kind:<6} philox with wrapping int64 products "
+                  f"{t['philox-wrapping'] * 1e3:8.2f}   overflow-free / wrapping {r:.2f}x",
+                  flush=True)
+            report("torch.compile Philox words, overflow-free / wrapping products", f"{r:.2f}x",
+                   "record", True)
     report("backends where Threefry-2x32-20 beats Philox-4x32-10", f"{sum(wins)} of {len(wins)}",
            "choose", True)
 

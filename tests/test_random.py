@@ -309,6 +309,59 @@ def test_draws_stay_on_the_device_of_like() -> None:
             assert device(out) == dev and out.dtype == like.dtype
 
 
+def test_exact_int64_products_are_the_wrapping_ones() -> None:
+    """The overflow-free 32 x 32 -> 64 bit product (the carrier under ``torch.compile``) gives
+    the high and low words of the exact product, and the known-answer vectors, on NumPy."""
+    from physopt_ref.backends._philox import (
+        PHILOX_M0,
+        PHILOX_M1,
+        _Int64ExactWords,
+        _rounds,
+    )
+
+    w = _Int64ExactWords(np)
+    a = np.asarray([0, 1, 2**31 - 1, 2**31, 0xF0000001, 2**32 - 1], dtype=np.int64)
+    for m in (PHILOX_M0, PHILOX_M1):
+        hi, lo = w.mulhilo(a, m)
+        assert hi.dtype == np.int64 and lo.dtype == np.int64
+        assert hi.tolist() == [(int(x) * m) >> 32 for x in a]
+        assert lo.tolist() == [(int(x) * m) & 0xFFFFFFFF for x in a]
+        assert w.mulhilo(int(a[4]), m) == divmod(int(a[4]) * m, 2**32)  # a word on the host
+    ctr, key, expected = _kat_arrays(np)
+    for lane, want in zip(_rounds(w, *ctr, *key, 10), expected, strict=True):
+        np.testing.assert_array_equal(lane, want)
+
+
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_draws_under_torch_compile_equal_eager() -> None:
+    """Under ``torch.compile`` (inductor, C++ on the CPU) every draw keeps its bits.
+
+    The int64 carriers let ``(a & MASK) * M`` wrap past 2^63; in the scalar C++ kernel that
+    inductor generates for one Philox block, a signed overflow is undefined behaviour and GCC
+    dropped the mask of the high word: draws of 1 to 4 float32 values (a bias's jitter in
+    ECDSep, BBI's bounce of a bias) came out different from eager (issue 21). Under a torch
+    trace the products are formed without overflow.
+    """
+    torch = pytest.importorskip("torch")
+
+    like = torch.zeros(1, dtype=torch.float32)
+    ctr, key, expected = KAT[4]  # one element per word: the scalar kernel
+
+    def draws(count: Any, *words: Any) -> list[Any]:
+        return [*philox4x32(torch, words, key), normal(5, count, (2,), like=like, stream=1),
+                uniform(9, count, (3, 2), like=like, batch_ndim=1)]  # one block, three members
+
+    args = [torch.tensor(1, dtype=torch.int32)]
+    args += [torch.tensor([c], dtype=torch.int64) for c in ctr]
+    torch._dynamo.reset()
+    got = torch.compile(draws, backend="inductor", fullgraph=True)(*args)
+    assert [int(lane) for lane in got[:4]] == list(expected)
+    want = draws(*args)[4:]
+    torch.testing.assert_close(got[5], want[1], rtol=0, atol=0)  # uniforms: exact
+    torch.testing.assert_close(got[4], want[0], rtol=2e-6, atol=2e-6)  # log, cos: last bits
+
+
 # ctr0-1 | key0-1 | expected0-1 (Random123 kat_vectors, threefry2x32 20 rounds; the same three
 # rows are JAX's own threefry2x32 test vectors)
 THREEFRY_KAT = [
