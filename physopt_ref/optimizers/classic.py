@@ -309,6 +309,10 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
     torch adapter's); the plain, overflowing form would save 0.23-0.45 ms of about 2.6
     (``docs/frameworks.md``).
 
+    In float16 :math:`\epsilon = 10^{-8}` rounds to 0 in the leaf: an element whose gradients
+    have all been 0 (:math:`m = \sqrt{v} = 0`) steps by 0 there instead of 0/0 (a select on
+    float16/bfloat16 leaves only; ``torch.optim.Adam`` gives NaN for it).
+
     Parameters
     ----------
     lr : float, per-run array or schedule
