@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from physopt_ref.problems import Problem
 
 import physopt_ref
 from physopt_ref import run
-from physopt_ref.problems import Problem
 from physopt_ref.runner import compiled as _compiled
 from physopt_ref.runner.compile_key import Uncacheable, settings_key
 
@@ -74,9 +74,11 @@ def _fresh_cache() -> Any:
 def test_second_identical_run_reuses_the_compiled_step() -> None:
     """New optimizer and problem objects with the same settings: no trace, the same bits."""
     Counted.traces = 0
-    first = run(physopt_ref.heavy_ball(lr=0.05, momentum=0.5), Counted(), _x0(), 30, compile=True, **_KW)
+    first = run(physopt_ref.heavy_ball(lr=0.05, momentum=0.5), Counted(), _x0(), 30,
+                compile=True, **_KW)
     assert Counted.traces == 1
-    second = run(physopt_ref.heavy_ball(lr=0.05, momentum=0.5), Counted(), _x0(), 30, compile=True, **_KW)
+    second = run(physopt_ref.heavy_ball(lr=0.05, momentum=0.5), Counted(), _x0(), 30,
+                 compile=True, **_KW)
     assert Counted.traces == 1  # not traced again (so not compiled again)
     info = _compiled.compile_cache_info()
     assert (info["hits"], info["misses"], info["size"]) == (1, 1, 1)
@@ -99,7 +101,8 @@ def test_cached_run_gives_the_bits_of_a_fresh_process() -> None:
     import os
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    runs = [run(physopt_ref.bbi(lr=0.05), Counted(), _x0(), 30, compile=True, **_KW) for _ in range(2)]
+    runs = [run(physopt_ref.bbi(lr=0.05), Counted(), _x0(), 30, compile=True, **_KW)
+            for _ in range(2)]
     assert _compiled.compile_cache_info()["hits"] == 1
     out = subprocess.run([sys.executable, "-c", _SCRIPT.format(
         root=root, x64=bool(jax.config.jax_enable_x64))], check=True,

@@ -51,9 +51,9 @@ def _array_key(value: Any) -> tuple[Any, ...]:
     devices = getattr(value, "devices", None)
     where = repr(sorted(map(str, devices()))) if callable(devices) else repr(
         getattr(value, "device", None))
-    return ("array", type(value), tuple(host.shape), str(host.dtype), where,
+    return ("array", type(value), tuple(np.shape(value)), str(host.dtype), where,
             bool(getattr(value, "weak_type", False)),
-            hashlib.sha256(host.view(np.uint8).reshape(-1) if host.size else b"").hexdigest())
+            hashlib.sha256(host.data).hexdigest())
 
 
 def _is_array(value: Any) -> bool:
