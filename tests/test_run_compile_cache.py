@@ -185,6 +185,24 @@ def test_per_run_arrays_and_problem_data_are_keyed_by_content() -> None:
     assert settings_key(0.05) != settings_key(np.float32(0.05))  # the type traces differently
 
 
+def test_changed_per_run_array_never_reuses_a_wrong_entry() -> None:
+    """A per-run ``lr`` of other contents compiles anew and equals the run after a clear (the
+    checks off: with them on, a per-run array under ``run(compile=True)`` is refused, as on
+    main, since the tracer reports no device)."""
+
+    def opt(lr: Any) -> Any:
+        return physopt_ref.heavy_ball(lr=jnp.asarray(lr), momentum=0.5)
+
+    with jax.enable_x64(True), physopt_ref.debug_checks(False):
+        base = run(opt([0.05, 0.04, 0.03, 0.02]), Counted(), _x0(), 30, compile=True, **_KW)
+        other = run(opt([0.02, 0.03, 0.04, 0.05]), Counted(), _x0(), 30, compile=True, **_KW)
+        assert _compiled.compile_cache_info()["misses"] == 2
+        _compiled.clear_compile_cache()
+        fresh = run(opt([0.02, 0.03, 0.04, 0.05]), Counted(), _x0(), 30, compile=True, **_KW)
+    _same(other, fresh)
+    assert not np.array_equal(base.losses, other.losses)
+
+
 def test_changed_closure_of_a_function_objective() -> None:
     """A plain function objective is keyed by its code and the values it closes over."""
 
