@@ -53,6 +53,7 @@ def test_compiled_loop_equals_the_eager_loop(name: str, monkeypatch: pytest.Monk
         return advance(*args)
 
     monkeypatch.setattr(_compiled, "_advance", counting)
+    _compiled.clear_compile_cache()  # an earlier test's compiled step would not trace again
     compiled = run(opt, Quad(), x0, 40, compile=True, **kw)
     assert len(traced) == 1 and not isinstance(traced[0], int)  # one trace, k a tracer
     _assert_same_trace(eager, compiled)

@@ -338,6 +338,9 @@ def run(
         bookkeeping) as one ``jax.jit`` call, traced once for the run. The records, the
         per-run stops and the trace are those of the eager loop, to rounding. ``problem`` must
         then be traceable (the bundled problems are). Other backends raise ``ValueError``.
+        The compiled step is kept for later runs with the same optimizer settings, objective,
+        step settings and shapes, which then give the same bits without compiling again
+        (:mod:`physopt_ref.runner.compiled`: a bounded cache, ``clear_compile_cache()``).
 
     Returns
     -------
