@@ -69,3 +69,24 @@ def test_compiled_loop_reports_divergence() -> None:
 def test_compile_needs_jax_arrays() -> None:
     with pytest.raises(ValueError, match=r"compile=True.*needs JAX arrays; x0 holds .*numpy"):
         run(physopt_ref.sgd(), Quad(), starts(2), 5, compile=True)
+
+
+def test_per_run_hyperparameters_under_debug_checks_and_no_dtype_warning():
+    """``run(compile=True)`` on JAX with a per-run lr and the debug checks on: the traced
+    parameters report no device, which the per-run check took for another device (it raised
+    "the per-run array lr is on cpu:0, the parameters on None"); and the run's status codes
+    asked JAX (32-bit mode) for int64, which warned at every run."""
+    import warnings
+
+    import jax.numpy as jnp
+    from physopt_ref.problems import quadratic
+
+    problem = quadratic(dim=2)
+    lrs = jnp.asarray([0.02, 0.01, 0.005])
+    opt = physopt_ref.heavy_ball(lr=lrs, momentum=0.5)
+    x0 = jnp.ones((3, 2))
+    with physopt_ref.debug_checks(True), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled = run(opt, problem, x0, 20, compile=True)
+    eager = run(opt, problem, x0, 20)
+    np.testing.assert_allclose(np.asarray(compiled.losses), np.asarray(eager.losses), rtol=1e-5)

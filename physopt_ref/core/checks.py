@@ -85,7 +85,8 @@ def check_per_run_arrays(
                 f"{owner}: the per-run array {name} has shape {tuple(value.shape)}; "
                 f"it must be a scalar or have the ensemble's batch shape {batch_shape}"
             )
-        if device(value) != device(like):
+        # A traced array (jax.jit) reports no device: the placement is the tracer's business.
+        if None not in (device(value), device(like)) and device(value) != device(like):
             raise ValueError(
                 f"{owner}: the per-run array {name} is on {device(value)}, the "
                 f"parameters on {device(like)}"

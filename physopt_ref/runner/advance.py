@@ -106,16 +106,22 @@ class _Ensemble:
 
     @cached_property
     def codes(self) -> dict[int, Any]:
-        """The status codes as int64 scalar arrays on the device."""
+        """The status codes as integer scalar arrays on the device."""
         return {c: self.code(c) for c in STATUS_MESSAGES}
 
+    @cached_property
+    def int_dtype(self) -> Any:
+        """The namespace's default integer dtype: int64, or int32 on JAX without x64 (which
+        would truncate an int64 request to int32 with a warning at every run)."""
+        return self.xp.__array_namespace_info__().default_dtypes(device=self.dev)["integral"]
+
     def code(self, value: int) -> Any:
-        """An int64 scalar array on the parameters' device (a status code, a step)."""
-        return self.xp.asarray(value, dtype=self.xp.int64, device=self.dev)
+        """An integer scalar array on the parameters' device (a status code, a step)."""
+        return self.xp.asarray(value, dtype=self.int_dtype, device=self.dev)
 
     def ints(self, value: int) -> Any:
-        """An int64 array of the batch shape filled with ``value``."""
-        return self.xp.full(self.batch_shape, value, dtype=self.xp.int64, device=self.dev)
+        """An integer array of the batch shape filled with ``value``."""
+        return self.xp.full(self.batch_shape, value, dtype=self.int_dtype, device=self.dev)
 
     def as_value(self, value: Any) -> Any:
         """The objective's value as an array of the parameters' dtype and the batch shape."""
