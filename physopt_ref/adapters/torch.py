@@ -334,13 +334,14 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             if not params:
                 continue
             tree = self._tree(index, groups, params[0])
-            active = []
-            for p in params:
+            active, positions = [], []
+            for i, p in enumerate(params):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("physopt_ref optimizers do not take sparse gradients")
                 active.append(p)
+                positions.append(i)
             if not active:
                 continue
             leaves = [p.detach() for p in active]
@@ -354,11 +355,10 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             assert full is not None
             functional = full
             if len(active) < len(params):  # per-parameter values cut to the active ones
-                ids = {id(p) for p in active}
-                positions = tuple(i for i, p in enumerate(params) if id(p) in ids)
-                if positions not in tree.active:
-                    tree.active[positions] = for_active(functional, positions, len(params))
-                functional = tree.active[positions]
+                key = tuple(positions)
+                if key not in tree.active:
+                    tree.active[key] = for_active(full, key, len(params))
+                functional = tree.active[key]
             if tree.compiled is None and self._use_compiled(params):
                 tree.compiled = CompiledStep(full)
             work.append((tree, functional, params, active, leaves, grads, layout, state,
