@@ -31,11 +31,17 @@ conventions (``docs/frameworks.md``):
   warm-ups from 0, ``OneCycleLR``/``CyclicLR`` cycling momentum) drive them. ``lr = 0`` is a
   legal no-op. These values live in 0-d tensors of the parameters' dtype inside the adapter, so
   a changed value is written into a tensor (checked on the host) and a compiled step does not
-  recompile. Other group values, when changed, rebuild the step.
+  recompile. Other group values, when changed, rebuild the step. The adapter's own compiled
+  step (below) takes a value that has not changed since it was built as a constant of its
+  kernels (rounded to the tensor's dtype, as the eager step reads it) and, once the value
+  changes (or is a tensor), reads it from its tensor: one more compile the first time a
+  scheduler changes it, none after.
 * **The step** is the library's functional step with those hyperparameters. Trees of 65 536
   elements or more (``compiled=None``, the default) run :func:`physopt_ref.compile`'s step
-  (``torch.compile`` of the donated step, written into the parameters: no copies), smaller ones
-  the eager donated step; ``compiled=True``/``False`` forces the choice. Under
+  (``torch.compile`` of the donated step, written into the parameters: no copies; called past
+  Dynamo after its first call, :mod:`physopt_ref.core.torch_direct`; one compiled step per
+  subset of parameters that have a gradient, up to 8), smaller ones the eager donated step;
+  ``compiled=True``/``False`` forces the choice. Under
   ``torch.compile(opt.step)`` the pure functional step is traced (exact: the same values as
   eager up to rounding) and the book-keeping runs outside the graph.
 * **The loss.** ``step(closure)`` evaluates the closure with gradients on and passes its loss
@@ -64,8 +70,10 @@ from physopt_ref.adapters.torch_values import (
     ALIASES,
     SCHEDULED,
     STEP_SIZES,
+    baked,
     check_one_value,
     for_active,
+    holds_tensor,
     host_values,
     loss_value,
     real,
@@ -281,7 +289,7 @@ class PhysicsOptimizer(Checkpoints):
         last = tree.seen
         if (last is not None and tree.key is not None and len(last) == len(seen)
                 and all(a is b for a, b in zip(seen, last, strict=True))
-                and not any(_holds_tensor(v) for v in seen)):
+                and not any(holds_tensor(v) for v in seen)):
             return tree  # the same objects as at the last step (tensors are read every step)
         tree.seen = None
         if self._one_tree and len(groups) > 1:
@@ -342,20 +350,6 @@ class PhysicsOptimizer(Checkpoints):
             tree.varying.add(name)
             tree.compiled = None
 
-    @staticmethod
-    def _baked(tree: _Tree) -> Optimizer:
-        """The tree's optimizer for its compiled step: the scheduled values that have not
-        changed as Python numbers (constants in the kernels), the others as their tensors.
-
-        A constant is the value rounded to its tensor's dtype (as the eager step reads it:
-        float32's 0.999 is 0.99900001, and Adam's :math:`1 - \\beta_2` differs by 1.3e-5
-        between the two), rounded on the host (a CPU tensor: no device synchronisation)."""
-        full = tree.functional
-        assert full is not None
-        fixed = {k: float(torch.tensor(v, dtype=tree.tensors[k].dtype))
-                 for k, v in tree.floats.items() if k not in tree.varying}
-        return with_hyperparameters(full, **fixed) if fixed else full
-
     def _use_compiled(self, params: list[torch.Tensor]) -> bool:
         if self._compiled is not None:
             return self._compiled
@@ -402,7 +396,8 @@ class PhysicsOptimizer(Checkpoints):
                     tree.active[key] = for_active(full, key, len(params))
                 functional = tree.active[key]
             if tree.compiled is None and self._use_compiled(params):
-                tree.compiled = CompiledStep(self._baked(tree), fixed_layout=True)
+                tree.compiled = CompiledStep(baked(full, tree.floats, tree.tensors,
+                                                   tree.varying), fixed_layout=True)
                 tree.runs = {}
             run = None
             if tree.compiled is not None:
@@ -490,10 +485,3 @@ class PhysicsOptimizer(Checkpoints):
 
     _prepare_outside = torch.compiler.disable(_prepare)
     _store_outside = torch.compiler.disable(_store)
-
-
-def _holds_tensor(value: Any) -> bool:
-    """A tensor, or a tuple holding one (``betas``): read at every step, in place or not."""
-    if isinstance(value, tuple):
-        return any(isinstance(v, torch.Tensor) for v in value)
-    return isinstance(value, torch.Tensor)

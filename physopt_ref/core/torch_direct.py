@@ -206,15 +206,15 @@ def _is_namedtuple(value: Any) -> bool:
 
 
 def detached(params: Any) -> Any:
-    """``params`` with leaves that require grad detached (what Dynamo traces)."""
-    if isinstance(params, list) and all(not getattr(p, "requires_grad", False) for p in params):
+    """``params`` with the leaves that require grad detached (what Dynamo traces); ``params``
+    itself where none does."""
+    if isinstance(params, list) and not any(getattr(p, "requires_grad", False) for p in params):
         return params
-    return tree_unflatten(*_flat_detached(params))
-
-
-def _flat_detached(params: Any) -> tuple[Any, list[Any]]:
     leaves, treedef = tree_flatten(params)
-    return treedef, [p.detach() if getattr(p, "requires_grad", False) else p for p in leaves]
+    if not any(getattr(p, "requires_grad", False) for p in leaves):
+        return params
+    return tree_unflatten(treedef, [p.detach() if getattr(p, "requires_grad", False) else p
+                                    for p in leaves])
 
 
 Getter = Callable[[tuple[Any, ...]], Any]
