@@ -304,9 +304,10 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
     form of :func:`physopt_ref.core.numerics.hypot` fuses into the step's one loop, where an
     element pays two divisions and one square root, as in torch's fused Adam, plus the
     max/min/select of the scaled form. On the MLP of ``benchmarks/bench_adapters.py`` (2.4 M
-    float32 parameters, one thread, ``--clock cpu --parts``) the compiled step took 1.20x
-    torch's fused Adam with Python-float hyperparameters and 1.30x with 0-d tensor ones (the
-    torch adapter's); the plain, overflowing form would save 0.23-0.45 ms of about 2.6
+    float32 parameters, one thread, ``--clock cpu --parts``) the compiled step called past
+    Dynamo (as the torch adapter calls it) took 1.01x torch's fused Adam with Python-float
+    hyperparameters and 1.14x with 0-d tensor ones (through Dynamo at every call: 1.17x and
+    1.32x); the plain, overflowing form saved 0.23-0.45 ms of about 2.6 at an earlier stage
     (``docs/frameworks.md``).
 
     In float16 :math:`\epsilon = 10^{-8}` rounds to 0 in the leaf: an element whose gradients
