@@ -54,38 +54,41 @@ class DirectStep:
         inductor's options (``torch.compile(options=...)``).
     """
 
-    __slots__ = ("_captured", "_compiled", "_options", "_plan", "direct")
+    __slots__ = ("_compiled", "_entry", "_options", "_plan", "direct")
 
     def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
         import torch
 
         self._options = dict(options)
-        self._captured: list[dict[str, Any]] = []
+        #: What the first graph's compilation recorded, until the plan is made from it.
+        self._entry: dict[str, Any] | None = None
         self._compiled = torch.compile(fn, backend=self._backend, fullgraph=True, dynamic=False)
         self._plan: _Plan | None = None
         #: False once the direct path is given up (a layout the first graph does not fit).
         self.direct = True
 
     def _backend(self, gm: Any, example_inputs: list[Any]) -> Callable[..., Any]:
-        """inductor (``compile_fx``, as ``torch.compile``'s own backend calls it), recording the
-        graph's inputs and, on its first run, its outputs."""
+        """inductor (``compile_fx``, as ``torch.compile``'s own backend calls it); for the first
+        graph, recording its inputs and the outputs of its first run."""
         from torch._inductor.compile_fx import compile_fx
 
         compiled: Any = compile_fx(gm, example_inputs, config_patches=dict(self._options))
-        sources = [node.meta.get("grapharg") for node in gm.graph.nodes
-                   if node.op == "placeholder"]
+        if not self.direct or self._plan is not None or self._entry is not None:
+            return compiled
         entry: dict[str, Any] = {
-            "sources": [getattr(g, "source", None) for g in sources],
+            "sources": [getattr(node.meta.get("grapharg"), "source", None)
+                        for node in gm.graph.nodes if node.op == "placeholder"],
             "inputs": list(example_inputs),
             "fn": compiled,
             "out": None,
+            "record": True,
         }
-        self._captured.append(entry)
+        self._entry = entry
 
         def run(*args: Any) -> Any:
             out = compiled(*args)
-            if entry["out"] is None:
-                entry["out"] = out
+            if entry["record"]:
+                entry["out"], entry["record"] = out, False
             return out
 
         return run
@@ -103,11 +106,13 @@ class DirectStep:
                     return params, plan.result(state, out)
             else:
                 self._give_up()
-        before = len(self._captured)
         params = detached(params)
         result = self._compiled(params, grads, state, loss)
-        if self.direct and self._plan is None and len(self._captured) == before + 1 == 1:
-            self._plan = _Plan.build(self._captured[0], (params, grads, state, loss), result)
+        entry = self._entry
+        if entry is not None and self._plan is None and self.direct:
+            self._entry = None
+            self._plan = _Plan.build(entry, (params, grads, state, loss), result)
+            entry["inputs"] = entry["out"] = None  # the first call's tensors are not kept
             if self._plan is None:
                 self._give_up()
         return result
@@ -115,7 +120,7 @@ class DirectStep:
     def _give_up(self) -> None:
         self.direct = False
         self._plan = None
-        self._captured.clear()
+        self._entry = None
 
 
 class _Plan:
@@ -145,7 +150,7 @@ class _Plan:
 
         plan = cls()
         plan.fn = entry["fn"]
-        inputs, entry["inputs"] = entry["inputs"], []  # the first call's tensors are not kept
+        inputs = entry["inputs"]
         state = args[2]
         if len(inputs) != len(entry["sources"]) or not _is_namedtuple(state):
             return None
