@@ -4,6 +4,7 @@ Dynamo's guards caught still caught (issue 21, the adapter's speed)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import physopt_ref.torch as pot  # noqa: E402
 from physopt_ref.core.compile import CompiledStep  # noqa: E402
 
 from .test_torch_adapter import _data  # noqa: E402
+from .test_torch_adapter import _model as _linear  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
@@ -31,7 +33,7 @@ def _closure(opt: Any, model: Any, x: Any, y: Any) -> Any:
         opt.zero_grad()
         loss = ((model(x) - y) ** 2).mean()
         loss.backward()
-        return loss
+        return loss.reshape(())  # a new tensor after backward (as Dynamo resumes there)
     return closure
 
 
@@ -197,3 +199,24 @@ def test_a_parameter_without_grad_is_skipped_on_the_compiled_path() -> None:
         eopt.step(_closure(eopt, em, x, y))
     assert _direct(copt).direct
     _close(cm, em)
+
+
+def test_a_compiled_opt_step_traces_the_pure_step_not_the_adapters_compiled_one() -> None:
+    """Under ``torch.compile(opt.step)`` (here with Dynamo's ``eager`` backend) an optimizer
+    made with ``compiled=True`` traces the functional step on detached parameters and builds
+    no compiled step of its own; the values are the eager adapter's."""
+    x, y = _data()
+    cm, em = _linear(), _linear()
+    copt = pot.HeavyBall(cm.parameters(), lr=0.1, momentum=0.8, compiled=True)
+    eopt = pot.HeavyBall(em.parameters(), lr=0.1, momentum=0.8, compiled=True)
+    step = torch.compile(copt.step, backend="eager")
+    for _ in range(3):
+        # Dynamo, resuming the closure after backward(), reads the loss's .grad and warns
+        # (torch's own; the existing compiled-step tests record warnings the same way)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            step(_closure(copt, cm, x, y))
+        eopt.step(_closure(eopt, em, x, y))
+    assert copt._trees_state[0].compiled is None
+    _close(cm, em)
+    assert all(p.is_leaf and p.requires_grad and p.grad_fn is None for p in cm.parameters())

@@ -355,13 +355,14 @@ class PhysicsOptimizer(Checkpoints):
             return self._compiled
         return sum(p.numel() for p in params) >= COMPILE_ELEMENTS
 
-    def _prepare(self, loss: Any) -> list[tuple[Any, ...]]:
+    def _prepare(self, loss: Any, traced: bool = False) -> list[tuple[Any, ...]]:
         """Everything before the arithmetic, outside any graph: trees, values, state.
 
         Per tree ``(run, functional, params, active, leaves, grads, layout, state, loss)``:
         ``run`` the compiled step for the active parameters (None: the eager step of
         ``functional``); ``leaves`` are the active parameters themselves where ``run`` steps
-        (it writes into them under ``no_grad``), detached otherwise.
+        (it writes into them under ``no_grad``), detached otherwise. ``traced``: for
+        ``torch.compile(opt.step)``, which traces the pure step (no compiled step of ours).
         """
         value = loss_value(loss, self._optimizer)
         work = []
@@ -395,12 +396,12 @@ class PhysicsOptimizer(Checkpoints):
                 if key not in tree.active:
                     tree.active[key] = for_active(full, key, len(params))
                 functional = tree.active[key]
-            if tree.compiled is None and self._use_compiled(params):
+            if tree.compiled is None and not traced and self._use_compiled(params):
                 tree.compiled = CompiledStep(baked(full, tree.floats, tree.tensors,
                                                    tree.varying), fixed_layout=True)
                 tree.runs = {}
             run = None
-            if tree.compiled is not None:
+            if tree.compiled is not None and not traced:
                 run = tree.runs.get(key)
                 if run is None and (key is None or len(tree.runs) <= _SUBSETS):
                     step = tree.compiled if key is None else CompiledStep(
@@ -454,7 +455,7 @@ class PhysicsOptimizer(Checkpoints):
                 loss = closure()
         if torch.compiler.is_compiling():  # torch.compile(opt.step): the pure step, traced
             for _, functional, params, active, leaves, grads, layout, state, value in (
-                    self._prepare_outside(loss)):
+                    self._prepare_outside(loss, True)):
                 new, state = functional.step(leaves, grads, state, loss=value)
                 torch._foreach_copy_(leaves, new)
                 self._store_outside(params, active, layout, state, None)
