@@ -29,7 +29,8 @@ conventions (``docs/frameworks.md``):
   relaxation's :math:`h`); Adam and Dyna's prototype show ``betas = (b1, b2)``; heavy ball and
   Nesterov show ``momentum``: torch's schedulers (``CosineAnnealingLR`` down to 0, ``LambdaLR``
   warm-ups from 0, ``OneCycleLR``/``CyclicLR`` cycling momentum) drive them. ``lr = 0`` is a
-  legal no-op. These values live in 0-d tensors of the parameters' dtype inside the adapter, so
+  legal no-op. These values live in 0-d tensors of the compute dtype (the parameters', float32
+  for float16/bfloat16 ones: bfloat16 rounds β₂ = 0.999 to 1) inside the adapter, so
   a changed value is written into a tensor (checked on the host) and a compiled step does not
   recompile. Other group values, when changed, rebuild the step. The adapter's own compiled
   step (below) takes a value that has not changed since it was built as a constant of its
@@ -306,7 +307,8 @@ class PhysicsOptimizer(Checkpoints):
             checked = tree.init_opt.hyperparameters
             for k in slots:  # the factory checks the tensors with values it accepts
                 if k not in tree.tensors:
-                    tree.tensors[k] = torch.zeros((), dtype=like.dtype, device=like.device)
+                    tree.tensors[k] = torch.zeros((), dtype=_slot_dtype(like.dtype),
+                                                  device=like.device)
                 tree.tensors[k].fill_(float(checked[k]) if real(checked[k]) else 0.0)
                 tree.floats.pop(k, None)
             built = {**values, **{k: tree.tensors[k] for k in slots}}
@@ -486,3 +488,9 @@ class PhysicsOptimizer(Checkpoints):
 
     _prepare_outside = torch.compiler.disable(_prepare)
     _store_outside = torch.compiler.disable(_store)
+
+
+def _slot_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the hyperparameter tensors: the compute dtype ``result_type(param dtype,
+    float32)`` (``docs/precision.md``), so that β₂ = 0.999 is not 1 on bfloat16 parameters."""
+    return torch.promote_types(dtype, torch.float32)
