@@ -7,6 +7,7 @@ the known-answer vectors. The carriers are described in :mod:`._random`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -198,6 +199,13 @@ def _rounds(
 _HOST_BLOCKS = 16
 
 
+@functools.lru_cache(maxsize=64)
+def _host_keys(k0: int, k1: int, rounds: int) -> tuple[tuple[int, int], ...]:
+    """The round keys of :func:`_host_rounds` (a step's draws share one seed: cached)."""
+    return tuple(((k0 + r * PHILOX_W0) & _MASK, (k1 + r * PHILOX_W1) & _MASK)
+                 for r in range(rounds))
+
+
 def _host_rounds(
     blocks: range, c1: int, c2: int, c3: int, k0: int, k1: int, rounds: int
 ) -> list[list[int]]:
@@ -207,7 +215,7 @@ def _host_rounds(
     products are exact (Python integers), so the high word is ``p >> 32`` and the low word
     ``p & MASK``: the bits of :func:`_rounds`.
     """
-    keys = [((k0 + r * PHILOX_W0) & _MASK, (k1 + r * PHILOX_W1) & _MASK) for r in range(rounds)]
+    keys = _host_keys(k0, k1, rounds)
     m0, m1, mask = PHILOX_M0, PHILOX_M1, _MASK
     out0, out1, out2, out3 = [], [], [], []
     for b in blocks:

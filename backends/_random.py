@@ -331,10 +331,77 @@ def _interleave(xp: Any, values: list[Any]) -> Any:
     return out
 
 
+#: The NumPy dtypes of :func:`_small_host_draw`, with their values per 4-word block.
+_SMALL_DTYPES = {np.dtype(np.float16): 4, np.dtype(np.float32): 4, np.dtype(np.float64): 2}
+
+
+def _small_host_draw(
+    kind: str, seed: int, counter: Any, shape: Sequence[int], like: np.ndarray, stream: int,
+    member: Any,
+) -> Any:
+    """A one-member NumPy draw of at most ``_HOST_BLOCKS`` blocks, or ``None`` (another case).
+
+    The same words (:func:`_host_rounds`), uniforms and Box-Muller as :func:`_draw`'s general
+    path, on NumPy directly: without the namespace lookups, ``finfo`` calls and the wrappers'
+    device checks, which were most of a dim-10 draw (about 60 of ECDSep's 85 us per jitter
+    draw; ``benchmarks/bench_ecd.py``, section ``small``). Every value comes from the same
+    NumPy operations on the same numbers (each element by itself, in one contiguous array);
+    ``tests/test_random.py::test_small_host_draws_equal_the_array_rounds`` compares the bits.
+    """
+    per_block = _SMALL_DTYPES.get(like.dtype)
+    if per_block is None or isinstance(member, bool) or not isinstance(member, int | np.integer):
+        return None
+    if isinstance(counter, np.ndarray):
+        if counter.ndim or counter.dtype.kind not in "iu":
+            return None
+        ctr = int(counter) & _MASK  # _Int64Words.clean
+    elif isinstance(counter, int | np.integer) and not isinstance(counter, bool):
+        ctr = _check_key("counter", counter, 32)
+    else:
+        return None
+    _, n_event = _split(shape, 0)
+    n_blocks = -(-n_event // per_block)
+    if not 0 < n_blocks <= _HOST_BLOCKS:
+        return None
+    seed = _check_key("seed", seed, 64)
+    words = _host_rounds(range(n_blocks), ctr, _check_key("stream", stream, 32),
+                         _check_key("member", member, 32), seed & _MASK, (seed >> 32) & _MASK,
+                         _ROUNDS)
+    form, flip = (np.float32 if per_block == 4 else np.float64), kind == "normal"
+    values = [np.array(u, dtype=form) * scale for u, scale in _host_units(words, form, flip)]
+    if flip:
+        values = _box_muller(np, values)
+    out = np.empty((n_blocks, per_block), dtype=form)  # interleaved: the block's values in order
+    for j, v in enumerate(values):
+        out[:, j] = v
+    out = out.reshape(n_blocks * per_block)
+    if form != like.dtype:
+        out = _narrow(np, out, like.dtype, kind == "uniform")
+    if n_blocks * per_block != n_event:
+        out = out[:n_event]
+    return out.reshape(tuple(shape))
+
+
+def _host_units(words: list[list[int]], form: Any, flip: bool) -> list[tuple[list[int], float]]:
+    """:func:`_uniforms`'s integers and scales on Python integers (the same exact numbers:
+    below 2^24 for float32, 2^53 for float64, so their conversion to ``form`` is exact)."""
+    if form == np.float32:
+        return [([16777216 - (w >> 8) for w in lane] if flip and i % 2 == 0
+                 else [w >> 8 for w in lane], 2.0**-24) for i, lane in enumerate(words)]
+    a, b, c, d = words
+    first = [(x >> 5) * 67108864 + (y >> 6) for x, y in zip(a, b, strict=True)]
+    return [([9007199254740992 - u for u in first] if flip else first, 2.0**-53),
+            ([(x >> 5) * 67108864 + (y >> 6) for x, y in zip(c, d, strict=True)], 2.0**-53)]
+
+
 def _draw(
     kind: str, seed: int, counter: Any, shape: Sequence[int], like: Any, batch_ndim: int,
     stream: int, member: Any,
 ) -> Any:
+    if type(like) is np.ndarray and batch_ndim == 0:
+        out = _small_host_draw(kind, seed, counter, shape, like, stream, member)
+        if out is not None:
+            return out
     xp = array_namespace(like)
     if not xp.isdtype(like.dtype, "real floating"):
         raise TypeError(f"like must have a real floating dtype, got {like.dtype}")

@@ -26,7 +26,6 @@ from array_api_compat import array_namespace
 
 from physopt_ref.core.context import StepContext, as_per_run
 from physopt_ref.core.precision import state_dtype_of
-from physopt_ref.core.tree import tree_dot, tree_sq_norm
 from physopt_ref.optimizers.ecd_common import (
     EVENT_BOUNCE,
     EVENT_FLOOR,
@@ -36,13 +35,14 @@ from physopt_ref.optimizers.ecd_common import (
     initial_momentum,
     random_directions,
     redraw_directions,
-    rescale_factor,
 )
 
 __all__ = ["bbi_small", "ecdsep_small"]
 
 #: NumPy's namespace as the general rules see it (array-api-compat's).
 _XP = array_namespace(np.zeros(1))
+
+_VECDOT = _XP.vecdot
 
 #: (state_dtype choice, parameter dtype) -> the state dtype (``state_dtype_of``).
 _WIDE: dict[tuple[Any, Any], Any] = {}
@@ -116,7 +116,7 @@ def bbi_small(
     update = bool(active) and not bounce
     new = theta
     if update:
-        r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
+        r = _rescale(p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
         v_over_e = Vs / Es
         dt = hp["lr"]
         kick = 0.5 * dt * (v_over_e + Es / Vs)
@@ -139,7 +139,7 @@ def bbi_small(
     new, fields = _finish(param, new, state, update=update, active=active, retune=retune,
                           loss=loss, bounce=bounce)
     return new, (
-        (pi,), energy, tree_sq_norm(_XP, [pi], 0), V, fields["floor"],
+        (pi,), energy, _dot(pi, pi), V, fields["floor"],
         V if new_min else state.best_potential, c0, c1, nb,
         fields["iteration"], fields["started"], fields["event"],
     )
@@ -172,9 +172,9 @@ def ecdsep_small(
         (p,), p2 = initial_momentum(ctx, [g], magnitude, init_now, (p,), p2)
     new = q
     if active:
-        c = rescale_factor(ctx, p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
+        c = _rescale(p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
         p = c * p - (dt * eta / gap_s) * g
-        p2k = tree_sq_norm(_XP, [p], 0)
+        p2k = _dot(p, p)
         total = s + p2k
         move = 2.0 * dt / total if total > 0.0 else S(0.0)
         new = q + move * p
@@ -184,11 +184,10 @@ def ecdsep_small(
                                      counter=state.count, batch_ndim=0, law="isotropic")
             moving = norm > 0.0
             inv = 1.0 / norm if moving else S(0.0)
-            u2 = 1.0 + 2.0 * nu * tree_dot(_XP, [p], [z], 0) * inv + nu * nu * tree_sq_norm(
-                _XP, [z], 0)
+            u2 = 1.0 + 2.0 * nu * _dot(p, z) * inv + nu * nu * _dot(z, z)
             fac = norm / _XP.sqrt(u2) if moving and u2 > 0.0 else S(0.0)
             p = (fac * inv) * p + (fac * nu) * z
-            p2k = tree_sq_norm(_XP, [p], 0)
+            p2k = _dot(p, p)
         p2 = p2k
     else:
         p = p.copy()
@@ -198,6 +197,22 @@ def ecdsep_small(
         (p,), exp_energy, p2, V, fields["floor"], fields["iteration"], fields["started"],
         fields["event"],
     )
+
+
+def _dot(a: Any, b: Any) -> Any:
+    """:func:`physopt_ref.core.tree.tree_dot` of one leaf and one run: the same ``vecdot``."""
+    if a.ndim == 0:
+        return a * b
+    if a.ndim > 1:
+        a, b = a.reshape(-1), b.reshape(-1)
+    return _VECDOT(a, b, axis=-1)
+
+
+def _rescale(p2: Any, target: Any, eps1: float) -> Any:
+    """:func:`~.ecd_common.rescale_factor` of one run, on scalars: the same operations."""
+    if abs(p2 - target) < eps1 or target < 0.0 or p2 == 0.0:
+        return p2.dtype.type(1.0)
+    return _XP.sqrt(target) / _XP.sqrt(p2)
 
 
 def _scaled_norm(p: Any) -> Any:
