@@ -67,24 +67,30 @@ def _one_run(
 
 def _finish(
     param: Any, new: Any, state: Any, *, update: bool, active: Any, retune: Any, loss: Any,
-    bounce: bool = False,
+    selected_event: bool,
 ) -> tuple[Any, dict[str, Any]]:
-    """The new parameter in its own dtype, and :func:`~.ecd_common.finish_call`'s fields."""
+    """The new parameter in its own dtype, and :func:`~.ecd_common.finish_call`'s fields.
+
+    Each field has the type the general rule gives it, a 0-d array where that rule selects
+    with ``where`` (``selected_event``: the event is selected there, by a bounce or a floor
+    move), a NumPy scalar where it computes: the state is the same, types included.
+    """
     event = EVENT_UPDATE if update else EVENT_NONE
-    if bounce:
-        event = EVENT_BOUNCE
     floor = state.floor
-    if retune is not None and retune:
-        event = EVENT_FLOOR
-        floor = loss - 4.0 * (floor - loss)  # ecd_common.lower_floor
+    if retune is not None:
+        if retune:
+            event = EVENT_FLOOR
+            floor = loss - 4.0 * (floor - loss)  # ecd_common.lower_floor
+        floor = np.array(floor)
     new = new.copy() if new is param else new  # a fresh array, as the general rule's select
     if new.dtype != param.dtype:
         new = new.astype(param.dtype)
+    event = state.event.dtype.type(event)
     return new, {
         "floor": floor,
         "iteration": state.iteration + (1 if update else 0),
         "started": state.started | active,
-        "event": state.event.dtype.type(event),
+        "event": np.array(event) if selected_event or retune is not None else event,
     }
 
 
@@ -131,17 +137,21 @@ def bbi_small(
     new_min = update and bool(V < state.best_potential)
     c1 = c1.dtype.type(0) if new_min or bounce else c1 + (1 if update else 0)
     c0 = c0 + (1 if update else 0)
-    if bounce and fixed_hit:
-        nb = nb + 1
-        c0 = c0.dtype.type(0) if nb < hp["n_fixed_bounces"] else c0 + 1
+    if hp["fixed_on"]:
+        nb = nb + (1 if bounce and fixed_hit else 0)
+        if bounce and fixed_hit:
+            c0 = c0.dtype.type(0) if nb < hp["n_fixed_bounces"] else c0 + 1
     if retune is not None and retune and state.started:
         energy = energy + 5.0 * -V  # a floor move of a started run keeps E - V
+    fixed_on = hp["fixed_on"]
     new, fields = _finish(param, new, state, update=update, active=active, retune=retune,
-                          loss=loss, bounce=bounce)
+                          loss=loss, selected_event=fixed_on or hp["progress_on"])
+    if bounce:
+        fields["event"] = np.array(state.event.dtype.type(EVENT_BOUNCE))
     return new, (
-        (pi,), energy, _dot(pi, pi), V, fields["floor"],
-        V if new_min else state.best_potential, c0, c1, nb,
-        fields["iteration"], fields["started"], fields["event"],
+        (pi,), np.array(energy), _dot(pi, pi), V, fields["floor"],
+        np.array(V if new_min else state.best_potential), np.array(c0) if fixed_on else c0,
+        np.array(c1), nb, fields["iteration"], fields["started"], fields["event"],
     )
 
 
@@ -192,10 +202,10 @@ def ecdsep_small(
     else:
         p = p.copy()
     new, fields = _finish(param, new, state, update=bool(active), active=active,
-                          retune=retune, loss=loss)
+                          retune=retune, loss=loss, selected_event=False)
     return new, (
-        (p,), exp_energy, p2, V, fields["floor"], fields["iteration"], fields["started"],
-        fields["event"],
+        (p,), np.array(exp_energy), np.array(p2), np.array(V), fields["floor"],
+        fields["iteration"], fields["started"], fields["event"],
     )
 
 
