@@ -90,7 +90,9 @@ from ._philox import (
     PHILOX_W0,
     PHILOX_W1,
     _host_rounds,
+    _host_unpack,
     _Int64Words,
+    _lane_ones,
     _rounds,
     _words,
     philox4x32,
@@ -215,7 +217,7 @@ class _Draw:
             # A small draw of one member on NumPy: the rounds on Python integers (the counter
             # is already in host memory), the same words as an int64 array.
             words = _host_rounds(range(b0, b1), int(ctr), self.stream, first, k0, k1, _ROUNDS)
-            host = np.asarray(words, dtype=np.int64)
+            host = _host_unpack(words, b1 - b0)
             return host[0:1], host[1:2], host[2:3], host[3:4]
         if self.members is not None:
             members = self.members[m0:m1, ...]
@@ -368,7 +370,8 @@ def _small_host_draw(
                          _check_key("member", member, 32), seed & _MASK, (seed >> 32) & _MASK,
                          _ROUNDS)
     form, flip = (np.float32 if per_block == 4 else np.float64), kind == "normal"
-    values = [np.array(u, dtype=form) * scale for u, scale in _host_units(words, form, flip)]
+    units, scale = _host_units(words, n_blocks, per_block == 4, flip)
+    values = list(_host_unpack(units, n_blocks).astype(form) * scale)
     if flip:
         values = _box_muller(np, values)
     out = np.empty((n_blocks, per_block), dtype=form)  # interleaved: the block's values in order
@@ -382,16 +385,28 @@ def _small_host_draw(
     return out.reshape(tuple(shape))
 
 
-def _host_units(words: list[list[int]], form: Any, flip: bool) -> list[tuple[list[int], float]]:
-    """:func:`_uniforms`'s integers and scales on Python integers (the same exact numbers:
-    below 2^24 for float32, 2^53 for float64, so their conversion to ``form`` is exact)."""
-    if form == np.float32:
-        return [([16777216 - (w >> 8) for w in lane] if flip and i % 2 == 0
-                 else [w >> 8 for w in lane], 2.0**-24) for i, lane in enumerate(words)]
+def _host_units(
+    words: tuple[int, ...], n: int, single: bool, flip: bool
+) -> tuple[list[int], float]:
+    """:func:`_uniforms`' integers, from :func:`_host_rounds`' packed words, still packed, and
+    their scale: one per word below 2^24 (float32, ``single``) or one per word pair below
+    2^53 (float64); with ``flip`` the first of each pair is ``2^k - u`` (exact). Each is an
+    exact integer, so its conversion to the float dtype is exact: the numbers of
+    :func:`_unit32` and :func:`_unit64`."""
+    ones = _lane_ones(n)
+    if single:
+        low24 = 0xFFFFFF * ones
+        units = [(w >> 8) & low24 for w in words]
+        if flip:
+            units[0], units[2] = (16777216 * ones) - units[0], (16777216 * ones) - units[2]
+        return units, 2.0**-24
     a, b, c, d = words
-    first = [(x >> 5) * 67108864 + (y >> 6) for x, y in zip(a, b, strict=True)]
-    return [([9007199254740992 - u for u in first] if flip else first, 2.0**-53),
-            ([(x >> 5) * 67108864 + (y >> 6) for x, y in zip(c, d, strict=True)], 2.0**-53)]
+    low27, low26 = 0x7FFFFFF * ones, 0x3FFFFFF * ones
+    first = (((a >> 5) & low27) << 26) | ((b >> 6) & low26)
+    second = (((c >> 5) & low27) << 26) | ((d >> 6) & low26)
+    if flip:
+        first = (9007199254740992 * ones) - first
+    return [first, second], 2.0**-53
 
 
 def _draw(
