@@ -103,20 +103,22 @@ def bbi_small(
         return None
     ctx, theta, g, loss = run
     one = ctx.dtype.type(1.0)
-    V = loss - state.floor
+    # The per-run fields as NumPy scalars (0-d arrays cost a ufunc dispatch per operation).
+    started, p2 = state.started[()], state.p2[()]
+    V = loss - state.floor[()]
     active, retune, init_now = energy_shell_phase(
-        ctx, V, tuning=hp["v0_tuning"], eps2=hp["eps2"], started=state.started
+        ctx, V, tuning=hp["v0_tuning"], eps2=hp["eps2"], started=started
     )
     Vs = V if active else one
-    energy = Vs + hp["delta_e"] if init_now else state.energy
+    energy = Vs + hp["delta_e"] if init_now else state.energy[()]
     Es = energy if active else one
     shell = (Es - Vs) * (Es / Vs + 1.0)
-    pi, p2 = state.momentum[0], state.p2
+    pi = state.momentum[0]
     if init_now:
         mag0 = _XP.sqrt(shell if shell > 0.0 else Es.dtype.type(0.0))
         (pi,), p2 = initial_momentum(ctx, [g], mag0, init_now, (pi,), p2)
 
-    c0, c1, nb = state.fixed_counter, state.progress_counter, state.fixed_bounces
+    c0, c1, nb = state.fixed_counter[()], state.progress_counter[()], state.fixed_bounces
     fixed_hit = bool(hp["fixed_on"] and c0 == hp["t0"])
     bounce = bool(active) and (fixed_hit or bool(hp["progress_on"] and c1 == hp["t1"]))
     update = bool(active) and not bounce
@@ -134,14 +136,15 @@ def bbi_small(
     else:
         pi = pi.copy()
 
-    new_min = update and bool(V < state.best_potential)
+    best = state.best_potential[()]
+    new_min = update and bool(V < best)
     c1 = c1.dtype.type(0) if new_min or bounce else c1 + (1 if update else 0)
     c0 = c0 + (1 if update else 0)
     if hp["fixed_on"]:
         nb = nb + (1 if bounce and fixed_hit else 0)
         if bounce and fixed_hit:
             c0 = c0.dtype.type(0) if nb < hp["n_fixed_bounces"] else c0 + 1
-    if retune is not None and retune and state.started:
+    if retune is not None and retune and started:
         energy = energy + 5.0 * -V  # a floor move of a started run keeps E - V
     fixed_on = hp["fixed_on"]
     new, fields = _finish(param, new, state, update=update, active=active, retune=retune,
@@ -150,7 +153,7 @@ def bbi_small(
         fields["event"] = np.array(state.event.dtype.type(EVENT_BOUNCE))
     return new, (
         (pi,), np.array(energy), _dot(pi, pi), V, fields["floor"],
-        np.array(V if new_min else state.best_potential), np.array(c0) if fixed_on else c0,
+        np.array(V if new_min else best), np.array(c0) if fixed_on else c0,
         np.array(c1), nb, fields["iteration"], fields["started"], fields["event"],
     )
 
@@ -165,18 +168,19 @@ def ecdsep_small(
     ctx, q, g, loss = run
     S = ctx.dtype.type
     dt, eta, nu, s, delta_e = (hp[k] for k in ("lr", "eta", "nu", "s", "delta_e"))
-    gap = loss - state.floor
+    started, p2 = state.started[()], state.p2[()]  # NumPy scalars, as in bbi_small
+    gap = loss - state.floor[()]
     positive = gap > 0.0
     gap_s = _XP.where(positive, gap, 1.0)  # 0-d, as in the general rule: the same ``**``
     V = gap_s**eta if positive else S(0.0)
     if not _XP.isfinite(gap):
         V = gap
     active, retune, init_now = energy_shell_phase(
-        ctx, V, tuning=hp["f0_tuning"], eps2=hp["eps2"], started=state.started
+        ctx, V, tuning=hp["f0_tuning"], eps2=hp["eps2"], started=started
     )
     Vs = V if active else S(1.0)
-    exp_energy = Vs * (s + delta_e) if init_now else state.exp_energy
-    p, p2 = state.momentum[0], state.p2
+    exp_energy = Vs * (s + delta_e) if init_now else state.exp_energy[()]
+    p = state.momentum[0]
     if init_now:
         magnitude = np.asarray(float(delta_e) ** 0.5, dtype=ctx.dtype)  # ctx.full
         (p,), p2 = initial_momentum(ctx, [g], magnitude, init_now, (p,), p2)
