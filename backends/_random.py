@@ -289,10 +289,10 @@ def _small_host_draw(
     values = list(_host_unpack(units, n_blocks).astype(form) * scale)
     if flip:
         values = _box_muller(np, values)
-    out = np.empty((n_blocks, per_block), dtype=form)  # interleaved: the block's values in order
+    block = np.empty((n_blocks, per_block), dtype=form)  # interleaved: a block's values in order
     for j, v in enumerate(values):
-        out[:, j] = v
-    out = out.reshape(n_blocks * per_block)
+        block[:, j] = v
+    out = block.reshape(n_blocks * per_block)
     if form != like.dtype:
         out = _narrow(np, out, like.dtype, kind == "uniform")
     if n_blocks * per_block != n_event:
