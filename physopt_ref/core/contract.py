@@ -115,6 +115,17 @@ class Optimizer:
     parameters. It must then accept any subset of the leaves, each sliced along its flattened
     event axes, reading per-leaf settings through :meth:`StepContext.per_leaf` and
     :meth:`StepContext.tree_event_shapes` (:mod:`physopt_ref.core.donate`).
+
+    A family may add a *small-problem rule*, ``small(hp, param, grad, state, loss)``, for a
+    one-array NumPy step with constant hyperparameters (Python numbers: no per-run array, no
+    schedule; decided once here), the debug checks off and no ``donate``: it returns the new
+    parameter array and the state's fields after ``count`` in order, with the **same bits
+    and types** as ``update`` (``tests/test_small_path.py`` compares both paths step by
+    step), or ``None`` where it does not apply (then ``update`` runs). At dim 10 a step is
+    mostly fixed cost (the context, the lists of leaves, 0-d per-run arrays;
+    ``benchmarks/bench_ecd.py``, section ``small``). NumPy data is in host memory, so such a
+    rule may branch on its per-run values in Python, as
+    :func:`~physopt_ref.core.control.if_any` does there (never traced: NumPy only).
     """
 
     __slots__ = (
