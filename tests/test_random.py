@@ -287,9 +287,11 @@ def test_small_host_draws_equal_the_array_rounds(
     for dtype in (np.float16, np.float32, np.float64):
         like = np.zeros(1, dtype=dtype)
         # up to 16 blocks of float32, past it for float64; an event of several axes
-        for shape in ((1,), (10,), (33,), (64,), (65,), (2, 5), ()):
+        # batch_ndim 1 with one member: the host rounds inside the general conversion
+        for shape, bn in (((1,), 0), ((10,), 0), ((33,), 0), ((64,), 0), ((65,), 0),
+                          ((2, 5), 0), ((), 0), ((1, 10), 1), ((1, 65), 1)):
             for counter in counters:
-                key = dict(like=like, stream=2**32 - 3, member=2**32 - 1)
+                key = dict(like=like, stream=2**32 - 3, member=2**32 - 1, batch_ndim=bn)
                 host = fn(2**64 - 5, counter, shape, **key)
                 with monkeypatch.context() as m:
                     m.setattr(_random, "_HOST_BLOCKS", -1)
