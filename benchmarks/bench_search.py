@@ -18,7 +18,9 @@ Usage::
     python benchmarks/bench_search.py [--quick] [--only lj38,lj13,bbob] [--dims 2]
         [--instances 1,2,3,4,5] [--no-physics-alone]
 
-``--quick`` cuts the LJ13 work to 4 seeds.
+``--quick`` cuts the LJ13 work to 4 seeds. ``--profile B`` runs the LJ38 driver around heavy
+ball with a budget of ``B`` evaluations under ``cProfile`` instead, and prints where the time
+goes (the share spent in the energy and gradient itself).
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ class _BudgetError(Exception):
     pass
 
 
+def _first_then_random(problem, starts):
+    """The driver's sampler: the given starts first, then the problem's random starts."""
+    used = [0]
+
+    def sampler(rng, n):
+        used[0] += 1
+        if used[0] == 1:
+            return starts[:n]
+        return problem.random_starts(n, int(rng.integers(2**31)))
+
+    return sampler
+
+
 def lj38(methods: set[str], budget: int = 80_000,
          members: int = 16) -> list[tuple[str, float, int, float]]:
     problem = lennard_jones(38)
@@ -50,16 +65,8 @@ def lj38(methods: set[str], budget: int = 80_000,
         if label.removeprefix("driver(").removesuffix(")") not in methods:
             continue
         t = time.perf_counter()
-        used = [0]
-
-        def sampler(rng, n, used=used):
-            used[0] += 1
-            if used[0] == 1:
-                return starts[:n]
-            return problem.random_starts(n, int(rng.integers(2**31)))
-
         r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
-                      sampler=sampler, seed=38)
+                      sampler=_first_then_random(problem, starts), seed=38)
         rows.append((label, r.best_value, r.evaluations, time.perf_counter() - t))
         print(_lj38_row(*rows[-1]), f"phases {r.phase_evaluations}, best from {r.provenance}",
               flush=True)
@@ -123,6 +130,29 @@ def bbob(dims: list[int], inst: list[int], physics_alone: bool) -> str:
     return "\n".join(out)
 
 
+def profile(budget: int) -> None:
+    """The LJ38 driver (heavy ball, the benchmark's starts) under cProfile."""
+    import cProfile
+    import pstats
+
+    problem = lennard_jones(38)
+    starts = problem.random_starts(16, 38)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    r = po.search(po.heavy_ball(lr=1e-3, momentum=0.9), problem, budget=budget, members=16,
+                  round_steps=100, sampler=_first_then_random(problem, starts), seed=38)
+    prof.disable()
+    total = time.perf_counter() - t
+    stats = pstats.Stats(prof)
+    energy = sum(v[3] for k, v in stats.stats.items()  # type: ignore[attr-defined]
+                 if k[2] == "_value_and_grad" and k[0].endswith("clusters.py"))
+    print(f"LJ38 driver(heavy_ball), budget {budget}: best {r.best_value:.4f}, {total:.2f} s, "
+          f"of which energy+gradient {energy:.2f} s ({energy / total:.0%}); "
+          f"{total / r.evaluations * 1e6:.0f} us per evaluation")
+    stats.sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -130,11 +160,16 @@ def main() -> None:
     ap.add_argument("--lj38-methods", default="heavy_ball,bbi,basinhopping",
                     help="LJ38: which of heavy_ball, bbi, basinhopping to run (the same starts "
                     "and budget; separate processes can run them side by side)")
+    ap.add_argument("--profile", type=int, default=0, metavar="BUDGET",
+                    help="profile the LJ38 driver around heavy ball at this budget, then stop")
     ap.add_argument("--dims", default="2")
     ap.add_argument("--instances", default="1,2,3,4,5")
     ap.add_argument("--no-physics-alone", action="store_true",
                     help="BBOB: leave out the driver without the polish")
     args = ap.parse_args()
+    if args.profile:
+        profile(args.profile)
+        return
     only = set(args.only.split(","))
     if "lj38" in only:
         print("LJ38, 16 random starts, 80 000 evaluations each (global minimum -173.928427)")

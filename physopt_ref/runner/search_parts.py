@@ -7,6 +7,7 @@ physics steps themselves stay on their device (:mod:`physopt_ref.runner.search`)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -72,10 +73,27 @@ class Counter:
         return float(f), np.asarray(g, dtype=np.float64)
 
 
+@functools.cache
+def _blas_threads() -> Any:
+    """The process's thread pools (``threadpoolctl``), found once, after SciPy's BLAS loaded
+    (finding them costs about 2 ms, a tenth of a short LJ38 polish)."""
+    import scipy.optimize  # noqa: F401  (loads SciPy's BLAS before the libraries are listed)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def polish_lbfgsb(counter: Counter, x: np.ndarray, f: float,
                   maxfun: int) -> tuple[np.ndarray, float]:
     """L-BFGS-B from ``x`` (value ``f``, ``inf`` when unknown); the best point seen, also when
-    the budget runs out (SciPy's default tolerances)."""
+    the budget runs out (SciPy's default tolerances).
+
+    The minimisation runs with the BLAS limited to one thread (``threadpoolctl``, restored on
+    exit): L-BFGS-B's small dense algebra (a few :math:`2m \times 2m` matrices) gains nothing
+    from threads, and on a loaded machine OpenBLAS's threads waiting for each other made
+    every L-BFGS-B iteration cost milliseconds, 5-20 times the LJ38 evaluation itself
+    (``benchmarks/bench_search.py --profile``). The result is the same.
+    """
     from scipy.optimize import minimize
 
     best_f, best_x = [f], [x]
@@ -90,8 +108,9 @@ def polish_lbfgsb(counter: Counter, x: np.ndarray, f: float,
         return value, grad
 
     try:
-        minimize(fun, x, jac=True, method="L-BFGS-B",
-                 options={"maxfun": max(1, min(maxfun, counter.left())), "maxiter": maxfun})
+        with _blas_threads().limit(limits=1, user_api="blas"):
+            minimize(fun, x, jac=True, method="L-BFGS-B",
+                     options={"maxfun": max(1, min(maxfun, counter.left())), "maxiter": maxfun})
     except BudgetExhaustedError:
         pass
     return best_x[0], float(best_f[0])
