@@ -52,10 +52,13 @@ from physopt_ref.runner.chunked import run_chunked
 from physopt_ref.runner.loop import run
 from physopt_ref.runner.search_parts import (
     Counter,
+    Crossover,
     Perturb,
     Sampler,
+    default_crossover,
     default_perturb,
     default_sampler,
+    distinct,
     metropolis,
     polish_lbfgsb,
 )
@@ -128,7 +131,8 @@ class SearchResult:
 def _check_search_args(optimizer: Any, problem: Any, budget: int, members: int,
                        round_steps: int, polish: Any, polish_maxfun: int, polish_top: int,
                        physics_share: float, elite: int, temperature: float, hop: float,
-                       accept_rate: float, patience: int) -> None:
+                       accept_rate: float, patience: int, crossover_rate: float,
+                       distinct_tol: float) -> None:
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
             f"optimizer must be a physopt_ref Optimizer, got {type(optimizer).__name__}"
@@ -150,6 +154,8 @@ def _check_search_args(optimizer: Any, problem: Any, budget: int, members: int,
     check_real("hop", hop, symbol="s", low=0.0, low_open=True)
     check_real("accept_rate", accept_rate, symbol="a", low=0.0, high=1.0, low_open=True,
                high_open=True)
+    check_real("crossover_rate", crossover_rate, symbol="c", low=0.0, high=1.0)
+    check_real("distinct_tol", distinct_tol, symbol="τ", low=0.0)
 
 
 def search(
@@ -168,10 +174,14 @@ def search(
     hop: float = 0.5,
     accept_rate: float = 0.5,
     patience: int = 5,
+    crossover_rate: float = 0.0,
+    distinct_tol: float = 0.0,
+    keep_best: bool = False,
     target: float | None = None,
     seed: int = 0,
     sampler: Sampler | None = None,
     perturb: Perturb | None = None,
+    crossover: Crossover | None = None,
     start_scale: float = 1.0,
     backend: str = "numpy",
     dtype: str = "float64",
@@ -247,7 +257,7 @@ def search(
     """
     _check_search_args(optimizer, problem, budget, members, round_steps, polish, polish_maxfun,
                        polish_top, physics_share, elite, temperature, hop, accept_rate,
-                       patience)
+                       patience, crossover_rate, distinct_tol)
     if target is not None:
         target = check_real("target", target, symbol="f*")
     if compile and executor is not None:
@@ -261,6 +271,7 @@ def search(
     xdtype = getattr(xp, dtype)
     sample = sampler or default_sampler(problem, start_scale)
     move = perturb or default_perturb(problem)
+    mate = crossover or default_crossover(problem)
     rng = np.random.default_rng(seed)
     counter = Counter(problem, budget)
     spent = {"physics": 0, "polish": 0, "basin_hop": 0}
@@ -277,6 +288,13 @@ def search(
         if y.shape != x.shape:
             raise ValueError(f"perturb must return shape {x.shape}, got {y.shape}")
         return y
+
+    def child(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        assert mate is not None
+        z = np.asarray(mate(rng, x, y), dtype=np.float64)
+        if z.shape != x.shape:
+            raise ValueError(f"crossover must return shape {x.shape}, got {z.shape}")
+        return z
 
     cur_x = fresh(members)
     cur_f = np.full(members, np.inf)
@@ -350,19 +368,32 @@ def search(
         best_walker = np.where(improved, new_f, best_walker)
         # Basin hopping of the incumbents until the physics rounds are φ of the spending.
         if polish == "lbfgsb":
-            ranks = [int(k) for k in np.argsort(cur_f, kind="stable") if np.isfinite(cur_f[k])]
-            ranks = ranks[:elite]
+            keep = distinct(cur_f, distinct_tol)
+            ranks = [int(k) for k in np.argsort(cur_f, kind="stable") if keep[k]][:elite]
             goal = spent["physics"] * (1.0 - physics_share) / physics_share
             while ranks and spent["basin_hop"] + spent["polish"] < goal and counter.left() > 0:
                 k = ranks[basin_hops % len(ranks)]
-                y_x, y_f = polish_counted(hopped(cur_x[k]), math.inf, "basin_hop")
+                mating = (mate is not None and len(ranks) > 1 and crossover_rate > 0
+                          and rng.random() < crossover_rate)
+                if mating:
+                    # A child of walker k and another elite; it competes with the worse parent.
+                    mates = [r for r in ranks if r != k]
+                    j = mates[int(rng.integers(len(mates)))]
+                    k, j = (k, j) if cur_f[k] >= cur_f[j] else (j, k)
+                    y_x, y_f = polish_counted(child(cur_x[j], cur_x[k]), math.inf, "basin_hop")
+                else:
+                    y_x, y_f = polish_counted(hopped(cur_x[k]), math.inf, "basin_hop")
                 basin_hops += 1
                 done = consider(y_x, y_f, k, "basin_hop")
                 if done:
                     break
                 ok = bool(metropolis(np.array([y_f]), cur_f[k:k + 1], rng.random(1),
                                      temperature)[0])
-                hop_tries, hop_accepts = hop_tries + 1, hop_accepts + int(ok)
+                if ok and distinct_tol > 0:  # no second copy of another elite's minimum
+                    others = np.delete(cur_f, k)
+                    ok = bool(np.all(np.abs(others - y_f) > distinct_tol * max(1.0, abs(y_f))))
+                if not mating:
+                    hop_tries, hop_accepts = hop_tries + 1, hop_accepts + int(ok)
                 if ok:
                     accepted += 1
                     cur_x[k], cur_f[k] = y_x, y_f
@@ -378,6 +409,10 @@ def search(
             hop = hop / _HOP_FACTOR if rate > accept_rate else hop * _HOP_FACTOR
         # Next starts: hops of the current points; restarts after divergence or stagnation.
         restart = (~np.isfinite(cur_f)) | (stale >= patience)
+        if distinct_tol > 0:  # a walker in the same minimum as a better one starts afresh
+            restart |= ~distinct(cur_f, distinct_tol)
+        if keep_best and np.isfinite(cur_f).any():  # the incumbent walker goes on hopping
+            restart[int(np.argmin(cur_f))] = False
         starts = np.array([hopped(x) if np.all(np.isfinite(x)) else x for x in cur_x])
         origin = ["hop"] * members
         if restart.any():

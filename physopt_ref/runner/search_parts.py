@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BudgetExhaustedError", "Counter", "Perturb", "Sampler", "default_perturb",
-           "default_sampler", "metropolis", "polish_lbfgsb"]
+__all__ = ["BudgetExhaustedError", "Counter", "Crossover", "Perturb", "Sampler",
+           "default_crossover", "default_perturb", "default_sampler", "distinct", "metropolis",
+           "polish_lbfgsb", "uniform_hop"]
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 Perturb = Callable[[np.random.Generator, np.ndarray, float], np.ndarray]
+Crossover = Callable[[np.random.Generator, np.ndarray, np.ndarray], np.ndarray]
 
 
 class BudgetExhaustedError(Exception):
@@ -39,7 +41,7 @@ def default_sampler(problem: Any, scale: float) -> Sampler:
     return lambda rng, n: x0 + scale * rng.standard_normal((n, x0.size))
 
 
-def _uniform_hop(rng: np.random.Generator, x: np.ndarray, size: float) -> np.ndarray:
+def uniform_hop(rng: np.random.Generator, x: np.ndarray, size: float) -> np.ndarray:
     """SciPy ``basinhopping``'s step: a uniform displacement in ``[-size, size]`` per coordinate."""
     return x + rng.uniform(-size, size, size=x.shape)
 
@@ -48,7 +50,28 @@ def default_perturb(problem: Any) -> Perturb:
     """Hops: the problem's own move ``problem.perturb(rng, x, size)`` (cluster problems), else
     SciPy's uniform displacement in ``[-size, size]`` per coordinate."""
     own = getattr(problem, "perturb", None)
-    return own if callable(own) else _uniform_hop
+    return own if callable(own) else uniform_hop
+
+
+def default_crossover(problem: Any) -> Crossover | None:
+    """Crossovers: the problem's own ``problem.crossover(rng, x, y)`` (cluster problems: Deaven
+    & Ho's cut and splice), else none."""
+    own = getattr(problem, "crossover", None)
+    return own if callable(own) else None
+
+
+def distinct(values: np.ndarray, tol: float) -> np.ndarray:
+    r"""Which entries of ``values`` are the first (lowest-index among equal ones, in order of
+    value) of their level: finite, and farther than :math:`\tau\max(1, |f|)` from every lower
+    value kept (``tol`` = :math:`\tau`). Walkers in the same minimum have equal values."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.zeros(values.shape, dtype=bool)
+    last = -np.inf
+    for k in np.argsort(values, kind="stable"):
+        f = values[k]
+        if np.isfinite(f) and f - last > tol * max(1.0, abs(f)):
+            keep[k], last = True, f
+    return keep
 
 
 class Counter:
