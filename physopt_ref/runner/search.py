@@ -21,6 +21,16 @@ each with a current point (a local minimum once polished); every round
 4. adapts the hop size :math:`s` to the round's acceptance rate of hops (times 0.9 below the
    wanted rate ``accept_rate``, divided by 0.9 above it: SciPy's ``AdaptiveStepsize`` rule).
 
+With ``crossover_rate`` :math:`c > 0` and a crossover move (the problem's ``crossover``,
+clusters: Deaven & Ho's cut and splice, or a ``crossover=`` argument), a share :math:`c` of the
+basin-hopping steps are crossovers instead of hops: a child of the walker in turn and another
+elite walker, polished, replaces the worst elite walker if it is lower (the selection of a
+steady-state genetic algorithm, Deaven & Ho 1995, Phys. Rev. Lett. 75, 288). With
+``distinct_tol`` :math:`\tau > 0` the elites are distinct minima (values farther apart than
+:math:`\tau\max(1,|f|)`), no step moves a walker into another walker's minimum, and a walker
+found in the same minimum as a better one restarts. With ``keep_best`` the walker at the lowest
+value never restarts (it goes on hopping from the incumbent).
+
 Without the polish (``polish=None``) a round is the physics alone, and its runs' best points
 take part in the Metropolis rule as they are.
 
@@ -89,8 +99,9 @@ class SearchResult:
     provenance : dict
         Where the best point came from: ``round``, ``member``, ``origin`` (``"start"``,
         ``"hop"`` or ``"restart"``: how the walker's physics run started), ``phase``
-        (``"physics"``, ``"polish"`` of a physics run's best point, or ``"basin_hop"``: a
-        perturb-and-polish step of the incumbents) and ``evaluations`` (spent when it was
+        (``"physics"``, ``"polish"`` of a physics run's best point, ``"basin_hop"``: a
+        perturb-and-polish step of the incumbents, or ``"crossover"``: a polished child of two
+        elites, spent in the ``basin_hop`` phase) and ``evaluations`` (spent when it was
         found).
     restarts : int
         Walkers restarted from a fresh start (divergence or stagnation).
@@ -239,10 +250,23 @@ def search(
         ``sampler(rng, n) -> (n, dim)`` fresh starts; default: the problem's
         ``random_starts`` if it has one, else uniform in its bounds, else its start plus
         ``start_scale`` times standard normal noise.
+    crossover_rate : float
+        :math:`c \in [0, 1]`, the share of basin-hopping steps that are crossovers of two elite
+        walkers (with at least two elites and a crossover move); default 0: none.
+    distinct_tol : float
+        :math:`\tau \ge 0`: two values closer than :math:`\tau\max(1, |f|)` are the same
+        minimum; the elites are distinct minima, a step into another walker's minimum is
+        refused, and the worse of two walkers in one minimum restarts. Default 0: off.
+    keep_best : bool
+        The walker at the lowest current value never restarts (default False).
     perturb : callable, optional
         ``perturb(rng, x, s) -> x'``, a hop of one point; default: the problem's ``perturb``
         if it has one (clusters: :meth:`physopt_ref.problems.Cluster.perturb`), else a
         uniform displacement in :math:`[-s, s]` per coordinate (SciPy's).
+    crossover : callable, optional
+        ``crossover(rng, x, y) -> z``, a child of two points; default: the problem's
+        ``crossover`` if it has one (clusters: :meth:`physopt_ref.problems.Cluster.crossover`),
+        else none. Used at ``crossover_rate``.
     backend, dtype : str
         Where the physics runs (:func:`physopt_ref.backends.get_namespace` names).
     compile : bool
@@ -376,19 +400,20 @@ def search(
                 mating = (mate is not None and len(ranks) > 1 and crossover_rate > 0
                           and rng.random() < crossover_rate)
                 if mating:
-                    # A child of walker k and another elite; it competes with the worse parent.
+                    # A child of walker k and another elite replaces the worst elite walker if
+                    # it is lower (Deaven & Ho's selection: the population keeps the best).
                     mates = [r for r in ranks if r != k]
                     j = mates[int(rng.integers(len(mates)))]
-                    k, j = (k, j) if cur_f[k] >= cur_f[j] else (j, k)
-                    y_x, y_f = polish_counted(child(cur_x[j], cur_x[k]), math.inf, "basin_hop")
+                    y_x, y_f = polish_counted(child(cur_x[k], cur_x[j]), math.inf, "basin_hop")
+                    k = max(ranks, key=lambda r: cur_f[r])
                 else:
                     y_x, y_f = polish_counted(hopped(cur_x[k]), math.inf, "basin_hop")
                 basin_hops += 1
-                done = consider(y_x, y_f, k, "basin_hop")
+                done = consider(y_x, y_f, k, "crossover" if mating else "basin_hop")
                 if done:
                     break
-                ok = bool(metropolis(np.array([y_f]), cur_f[k:k + 1], rng.random(1),
-                                     temperature)[0])
+                ok = bool(y_f < cur_f[k]) if mating else bool(metropolis(
+                    np.array([y_f]), cur_f[k:k + 1], rng.random(1), temperature)[0])
                 if ok and distinct_tol > 0:  # no second copy of another elite's minimum
                     others = np.delete(cur_f, k)
                     ok = bool(np.all(np.abs(others - y_f) > distinct_tol * max(1.0, abs(y_f))))
