@@ -170,3 +170,18 @@ def test_cli_search_refuses_bad_driver_settings(capsys, option, value, match):
     assert main(["search", "heavy_ball", "lj4", "--budget", "200", option, value]) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
+
+
+def test_the_search_leaves_the_samplers_starts_unchanged():
+    # The driver used to keep the sampler's array as its walkers and change it in place: a
+    # second search from the same starts array (bench_search's methods) started from the
+    # first search's walkers.
+    problem = lennard_jones(7)
+    starts = problem.random_starts(4, 3)
+    kept = starts.copy()
+    kwargs = {"budget": 1500, "members": 4, "round_steps": 20, "seed": 1}
+    opt = po.heavy_ball(lr=1e-3, momentum=0.9)
+    first = po.search(opt, problem, sampler=lambda rng, n: starts[:n], **kwargs)
+    np.testing.assert_array_equal(starts, kept)
+    again = po.search(opt, problem, sampler=lambda rng, n: starts[:n], **kwargs)
+    np.testing.assert_array_equal(first.history, again.history)

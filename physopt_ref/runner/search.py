@@ -302,7 +302,9 @@ def search(
     round_cap = max(1, int(physics_share * budget / (2 * members))) if polish else round_steps
 
     def fresh(n: int) -> np.ndarray:
-        starts = np.asarray(sample(rng, n), dtype=np.float64)
+        # A copy: the walkers change in place, and the sampler's array is the caller's (a
+        # sampler handing out a fixed set of starts must find it unchanged the next time).
+        starts = np.array(sample(rng, n), dtype=np.float64, copy=True)
         if starts.shape != (n, problem.dim):
             raise ValueError(f"sampler must return shape {(n, problem.dim)}, got {starts.shape}")
         return starts
