@@ -6,7 +6,9 @@
    polish of the 4 best runs, basin hopping of the 2 best walkers with the cluster's own hops,
    physics 25% of the spending, T = 1) against SciPy's ``basinhopping`` (L-BFGS-B local
    minimiser, its default settings, from the best of the 16 starts; stopped when it has used
-   the budget). Best energy found; the global minimum is -173.928427 (CCD).
+   the budget). Best energy found; the global minimum is -173.928427 (CCD). Each driver runs
+   with its defaults and with the documented cluster settings (:data:`CLUSTER_SETTINGS`);
+   ``--lj38-seed 38,7`` repeats everything on other sets of starts.
 2. LJ13: the fraction of driver runs (independent seeds) that reach E* = -44.326801 within
    30 000 evaluations, for heavy ball and BBI.
 3. BBOB (needs cocoex): pooled runtime ECDF at 1000 d evaluations, 24 functions, the driver
@@ -16,9 +18,12 @@
 Usage::
 
     python benchmarks/bench_search.py [--quick] [--only lj38,lj13,bbob] [--dims 2]
-        [--instances 1,2,3,4,5] [--no-physics-alone]
+        [--instances 1,2,3,4,5] [--no-physics-alone] [--lj38-seed 38,7]
+        [--lj38-methods heavy_ball,bbi,basinhopping] [--lj38-settings defaults,cluster]
 
-``--quick`` cuts the LJ13 work to 4 seeds.
+``--quick`` cuts the LJ13 work to 4 seeds. ``--profile B`` runs the LJ38 driver around heavy
+ball with a budget of ``B`` evaluations under ``cProfile`` instead, and prints where the time
+goes (the share spent in the energy and gradient itself).
 """
 
 from __future__ import annotations
@@ -40,29 +45,45 @@ class _BudgetError(Exception):
     pass
 
 
-def lj38(methods: set[str], budget: int = 80_000,
-         members: int = 16) -> list[tuple[str, float, int, float]]:
+def _first_then_random(problem, starts):
+    """The driver's sampler: the given starts first, then the problem's random starts."""
+    used = [0]
+
+    def sampler(rng, n):
+        used[0] += 1
+        if used[0] == 1:
+            return starts[:n]
+        return problem.random_starts(n, int(rng.integers(2**31)))
+
+    return sampler
+
+
+#: The documented cluster settings of the driver (docs/bbob.md, "Clusters"): passed as a user
+#: would pass them; ``--lj38-settings defaults`` runs the driver's defaults instead.
+CLUSTER_SETTINGS = {"crossover_rate": 0.5, "distinct_tol": 1e-6, "elite": 8, "keep_best": True}
+
+
+def lj38(methods: set[str], budget: int = 80_000, members: int = 16, seed: int = 38,
+         settings: tuple[str, ...] = ("defaults", "cluster"),
+         ) -> list[tuple[str, float, int, float]]:
+    from threadpoolctl import threadpool_limits
+
     problem = lennard_jones(38)
-    starts = problem.random_starts(members, 38)
+    starts = problem.random_starts(members, seed)
     rows = []
     for label, opt in [("driver(heavy_ball)", po.heavy_ball(lr=1e-3, momentum=0.9)),
                        ("driver(bbi)", po.bbi(lr=1e-3))]:
         if label.removeprefix("driver(").removesuffix(")") not in methods:
             continue
-        t = time.perf_counter()
-        used = [0]
-
-        def sampler(rng, n, used=used):
-            used[0] += 1
-            if used[0] == 1:
-                return starts[:n]
-            return problem.random_starts(n, int(rng.integers(2**31)))
-
-        r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
-                      sampler=sampler, seed=38)
-        rows.append((label, r.best_value, r.evaluations, time.perf_counter() - t))
-        print(_lj38_row(*rows[-1]), f"phases {r.phase_evaluations}, best from {r.provenance}",
-              flush=True)
+        for which in settings:
+            kwargs = CLUSTER_SETTINGS if which == "cluster" else {}
+            t = time.perf_counter()
+            r = po.search(opt, problem, budget=budget, members=members, round_steps=100,
+                          sampler=_first_then_random(problem, starts), seed=seed, **kwargs)
+            name = f"{label}, {which}"
+            rows.append((name, r.best_value, r.evaluations, time.perf_counter() - t))
+            print(_lj38_row(*rows[-1]), f"phases {r.phase_evaluations}, best from "
+                  f"{r.provenance}", flush=True)
     if "basinhopping" not in methods:
         return rows
     from scipy.optimize import basinhopping
@@ -80,9 +101,10 @@ def lj38(methods: set[str], budget: int = 80_000,
 
     e0 = problem.value(starts)
     t = time.perf_counter()
-    try:
-        basinhopping(fun, starts[int(np.argmin(e0))], niter=10**6,
-                     minimizer_kwargs={"method": "L-BFGS-B", "jac": True}, seed=38)
+    try:  # one BLAS thread, as in the driver's polish (same results, no waiting threads)
+        with threadpool_limits(limits=1, user_api="blas"):
+            basinhopping(fun, starts[int(np.argmin(e0))], niter=10**6,
+                         minimizer_kwargs={"method": "L-BFGS-B", "jac": True}, seed=seed)
     except _BudgetError:
         pass
     rows.append(("scipy basinhopping", best[0], count[0], time.perf_counter() - t))
@@ -92,19 +114,22 @@ def lj38(methods: set[str], budget: int = 80_000,
 
 def _lj38_row(label: str, e: float, n: int, s: float) -> str:
     ok = "reached" if e <= -173.25 else "missed"
-    return f"{label:24}{e:14.4f}{n:13d}{s:9.1f}  <= -173.25: {ok}"
+    return f"{label:34}{e:14.4f}{n:13d}{s:9.1f}  <= -173.25: {ok}"
 
 
-def lj13(seeds: int, budget: int = 30_000) -> list[tuple[str, int, int, float]]:
+def lj13(seeds: int, budget: int = 30_000,
+         settings: tuple[str, ...] = ("defaults",)) -> list[tuple[str, int, int, float]]:
     problem = lennard_jones(13)
     rows = []
     for label, opt in [("driver(heavy_ball)", po.heavy_ball(lr=1e-3, momentum=0.9)),
                        ("driver(bbi)", po.bbi(lr=1e-3))]:
-        t = time.perf_counter()
-        hits = sum(po.search(opt, problem, budget=budget, members=8, round_steps=100,
-                             target=LJ13_MIN + 1e-6, seed=s).reached_target
-                   for s in range(seeds))
-        rows.append((label, hits, seeds, time.perf_counter() - t))
+        for which in settings:
+            kwargs = CLUSTER_SETTINGS if which == "cluster" else {}
+            t = time.perf_counter()
+            hits = sum(po.search(opt, problem, budget=budget, members=8, round_steps=100,
+                                 target=LJ13_MIN + 1e-6, seed=s, **kwargs).reached_target
+                       for s in range(seeds))
+            rows.append((f"{label}, {which}", hits, seeds, time.perf_counter() - t))
     return rows
 
 
@@ -123,6 +148,29 @@ def bbob(dims: list[int], inst: list[int], physics_alone: bool) -> str:
     return "\n".join(out)
 
 
+def profile(budget: int) -> None:
+    """The LJ38 driver (heavy ball, the benchmark's starts) under cProfile."""
+    import cProfile
+    import pstats
+
+    problem = lennard_jones(38)
+    starts = problem.random_starts(16, 38)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    r = po.search(po.heavy_ball(lr=1e-3, momentum=0.9), problem, budget=budget, members=16,
+                  round_steps=100, sampler=_first_then_random(problem, starts), seed=38)
+    prof.disable()
+    total = time.perf_counter() - t
+    stats = pstats.Stats(prof)
+    energy = sum(v[3] for k, v in stats.stats.items()  # type: ignore[attr-defined]
+                 if k[2] == "_value_and_grad" and k[0].endswith("clusters.py"))
+    print(f"LJ38 driver(heavy_ball), budget {budget}: best {r.best_value:.4f}, {total:.2f} s, "
+          f"of which energy+gradient {energy:.2f} s ({energy / total:.0%}); "
+          f"{total / r.evaluations * 1e6:.0f} us per evaluation")
+    stats.sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -130,23 +178,39 @@ def main() -> None:
     ap.add_argument("--lj38-methods", default="heavy_ball,bbi,basinhopping",
                     help="LJ38: which of heavy_ball, bbi, basinhopping to run (the same starts "
                     "and budget; separate processes can run them side by side)")
+    ap.add_argument("--lj38-seed", default="38",
+                    help="LJ38: seeds (comma-separated) of the 16 random starts and of the "
+                    "driver / basinhopping; each seed is one set of starts")
+    ap.add_argument("--lj38-settings", default="defaults,cluster",
+                    help="LJ38: the driver's settings, 'defaults' and/or 'cluster' "
+                    "(CLUSTER_SETTINGS, docs/bbob.md)")
+    ap.add_argument("--lj13-settings", default="defaults",
+                    help="LJ13: the driver's settings, 'defaults' and/or 'cluster'")
+    ap.add_argument("--profile", type=int, default=0, metavar="BUDGET",
+                    help="profile the LJ38 driver around heavy ball at this budget, then stop")
     ap.add_argument("--dims", default="2")
     ap.add_argument("--instances", default="1,2,3,4,5")
     ap.add_argument("--no-physics-alone", action="store_true",
                     help="BBOB: leave out the driver without the polish")
     args = ap.parse_args()
+    if args.profile:
+        profile(args.profile)
+        return
     only = set(args.only.split(","))
     if "lj38" in only:
         print("LJ38, 16 random starts, 80 000 evaluations each (global minimum -173.928427)")
-        print(f"{'method':24}{'best energy':>14}{'evaluations':>13}{'seconds':>9}  target",
+        print(f"{'method':34}{'best energy':>14}{'evaluations':>13}{'seconds':>9}  target",
               flush=True)
-        lj38(set(args.lj38_methods.split(",")))
+        for seed in (int(v) for v in args.lj38_seed.split(",")):
+            print(f"starts and seed {seed}:", flush=True)
+            lj38(set(args.lj38_methods.split(",")), seed=seed,
+                 settings=tuple(args.lj38_settings.split(",")))
     if "lj13" in only:
         seeds = 4 if args.quick else 16
         print(f"\nLJ13, {seeds} driver runs x 30 000 evaluations: fraction reaching {LJ13_MIN}")
-        for label, hits, n, s in lj13(seeds):
+        for label, hits, n, s in lj13(seeds, settings=tuple(args.lj13_settings.split(","))):
             ok = "reached" if hits / n >= 0.5 else "missed"
-            print(f"{label:24}{hits:4d}/{n:<4d}{hits / n:8.0%}{s:9.1f} s  >= 50%: {ok}")
+            print(f"{label:34}{hits:4d}/{n:<4d}{hits / n:8.0%}{s:9.1f} s  >= 50%: {ok}")
     if "bbob" in only:
         if importlib.util.find_spec("cocoex") is None:
             print("\nBBOB: cocoex not installed (pip install 'physopt_ref[bbob]')")

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..backends import asarray_like, host_uniform
 from ._base import KnownMinimum, Problem
+from ._cluster_moves import cut_and_splice, hop
 
 __all__ = [
     "LJ_MINIMA",
@@ -146,38 +147,16 @@ class Cluster(Problem):
                               member=member).reshape(n, self.dim)
 
     def perturb(self, rng: np.random.Generator, x: np.ndarray, size: float) -> np.ndarray:
-        r"""A basin-hopping move of one configuration (NumPy float64, shape ``(3N,)``).
+        """A basin-hopping move of one configuration (NumPy float64, shape ``(3N,)``): all
+        atoms by up to ``size``, or a least-coordinated atom to the surface, half of the time
+        each; see :func:`physopt_ref.problems._cluster_moves.hop`. Costs no evaluation."""
+        return hop(rng, x, size, self.n_atoms, self.pair_distance)
 
-        With probability 1/2 every atom moves by a uniform displacement in :math:`[-s, s]^3`
-        (SciPy's ``basinhopping`` step, ``s = size``); otherwise one of the three atoms with
-        the fewest neighbours (pairs closer than :math:`1.3a`, ``a`` the pair distance)
-        moves to a hollow site of the cluster's surface: of 32 random directions at the radii
-        :math:`R`, :math:`R + 0.4a` and :math:`R + 0.8a` (``R`` the largest radius of the other
-        atoms from the centroid), the point with the most neighbours within :math:`1.3a` among
-        those at least :math:`0.85a` from every atom (if none is, the farthest from them). The
-        surface move is the "move the worst-bound atom to the surface" move of cluster basin
-        hopping (Wales & Doye 1997; Northby's lattice search does the same on a lattice); it
-        is pure geometry, so it costs no evaluation of the energy.
-        """
-        pos = np.asarray(x, dtype=np.float64).reshape(self.n_atoms, 3)
-        pos = pos - pos.mean(axis=0)
-        if self.n_atoms < 3 or rng.random() < 0.5:
-            return (pos + rng.uniform(-size, size, size=pos.shape)).ravel()
-        a = self.pair_distance
-        d2 = np.sum((pos[:, None, :] - pos[None, :, :]) ** 2, axis=-1)
-        neighbours = np.sum(d2 < (1.3 * a) ** 2, axis=1) - 1
-        k = int(rng.choice(np.argsort(neighbours, kind="stable")[:3]))
-        others = np.delete(pos, k, axis=0)
-        u = rng.standard_normal((32, 3))
-        u /= np.linalg.norm(u, axis=1, keepdims=True)
-        radius = np.sqrt(np.max(np.sum(others * others, axis=1)))
-        sites = np.concatenate([(radius + c * a) * u for c in (0.0, 0.4, 0.8)])
-        s2 = np.sum((sites[:, None, :] - others[None, :, :]) ** 2, axis=-1)
-        nearest = np.min(s2, axis=1)
-        score = np.where(nearest >= (0.85 * a) ** 2,
-                         np.sum(s2 < (1.3 * a) ** 2, axis=1), -1.0 / (1.0 + nearest))
-        pos[k] = sites[int(np.argmax(score))]
-        return pos.ravel()
+    def crossover(self, rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Deaven & Ho's cut-and-splice child of two configurations (shape ``(3N,)``): a top
+        part of ``x`` joined to a bottom part of ``y`` across a random plane; see
+        :func:`physopt_ref.problems._cluster_moves.cut_and_splice`. Costs no evaluation."""
+        return cut_and_splice(rng, x, y, self.n_atoms, self.pair_distance)
 
     def _value_and_grad(self, xp: Any, x: Any) -> tuple[Any, Any]:
         n = self.n_atoms

@@ -74,8 +74,46 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--round-steps", type=pos_int, default=100,
                    help="optimizer steps per round (default 100)")
     p.add_argument("--no-polish", action="store_true", help="no L-BFGS-B polish")
+    g = p.add_argument_group(
+        "driver settings", "physopt_ref.search's settings (docs/bbob.md); each left out keeps "
+        "the driver's default, each given is checked by the driver")
+    for flag, kind, text in _DRIVER_SETTINGS:
+        g.add_argument(flag, type=kind, default=None, metavar=kind.__name__.upper(), help=text)
+    g.add_argument("--keep-best", action="store_true", default=None,
+                   help="the walker at the lowest value never restarts")
+    g.add_argument("--perturb", choices=("problem", "uniform"), default=None,
+                   help="the hop: the problem's own move (clusters: all atoms or a surface "
+                   "atom; the default) or SciPy's uniform displacement of every coordinate")
     p.add_argument("--seed", type=int, default=0, help="seed of the driver")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+#: ``physopt-ref search`` options passed to :func:`physopt_ref.search` under the same name.
+_DRIVER_SETTINGS: tuple[tuple[str, Any, str], ...] = (
+    ("--polish-top", int, "runs polished per round, the best first"),
+    ("--polish-maxfun", int, "most evaluations of one L-BFGS-B polish"),
+    ("--physics-share", float, "share of the evaluations for physics rounds, in (0, 1]"),
+    ("--elite", int, "walkers the basin-hopping phase works on"),
+    ("--temperature", float, "Metropolis temperature T > 0"),
+    ("--hop", float, "initial hop size s > 0 (adapted every round)"),
+    ("--accept-rate", float, "wanted acceptance rate of hops, in (0, 1)"),
+    ("--patience", int, "rounds without improvement before a walker restarts"),
+    ("--crossover-rate", float, "share of basin-hopping steps that are crossovers of two "
+     "elites (clusters: cut and splice), in [0, 1]"),
+    ("--distinct-tol", float, "relative energy difference under which two walkers are in the "
+     "same minimum (the worse restarts); 0: off"),
+)
+
+
+def _driver_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The driver settings given on the command line, by :func:`physopt_ref.search` name."""
+    from physopt_ref.runner.search_parts import uniform_hop
+
+    names = [flag[2:].replace("-", "_") for flag, _, _ in _DRIVER_SETTINGS] + ["keep_best"]
+    out = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.perturb == "uniform":
+        out["perturb"] = uniform_hop
+    return out
 
 
 def _hyperparameters(pairs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
@@ -154,6 +192,11 @@ def _cluster(name: str) -> Any:
     raise UsageError(f"unknown problem {name!r}: give ljN or morseN (e.g. lj13, lj38)")
 
 
+def _flags(exc: Exception, settings: dict[str, Any]) -> list[str]:
+    """The command-line options a refusal of the driver names."""
+    return [n.replace("_", "-") for n in settings if str(exc).startswith(n)]
+
+
 def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
     """``physopt-ref search``."""
     import physopt_ref as po
@@ -162,16 +205,20 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
     hp = _hyperparameters([f"{args.optimizer}.{t}" for t in args.hp], [args.optimizer])
     opt = _build(args.optimizer, hp[args.optimizer], args.lr)
     target = problem.minima[0].value + 1e-6 if problem.minima else None
+    settings = _driver_settings(args)
     try:
         result = po.search(opt, problem, budget=args.budget, members=args.members,
                            round_steps=args.round_steps, target=target, seed=args.seed,
-                           polish=None if args.no_polish else "lbfgsb")
+                           polish=None if args.no_polish else "lbfgsb", **settings)
     except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
+        hint = "".join(f" (option --{n})" for n in _flags(exc, settings))
+        raise UsageError(f"search: {exc}{hint}") from exc
     record = {"problem": problem.name, "n_atoms": getattr(problem, "n_atoms", None),
               "best_value": result.best_value, "known_minimum": target and target - 1e-6,
               "evaluations": result.evaluations, "rounds": result.rounds,
               "restarts": result.restarts, "provenance": result.provenance,
+              "phase_evaluations": result.phase_evaluations,
+              "settings": {k: (v.__name__ if callable(v) else v) for k, v in settings.items()},
               "message": result.message}
     if args.json:
         json.dump(record, out, indent=2, default=str)

@@ -21,6 +21,16 @@ each with a current point (a local minimum once polished); every round
 4. adapts the hop size :math:`s` to the round's acceptance rate of hops (times 0.9 below the
    wanted rate ``accept_rate``, divided by 0.9 above it: SciPy's ``AdaptiveStepsize`` rule).
 
+With ``crossover_rate`` :math:`c > 0` and a crossover move (the problem's ``crossover``,
+clusters: Deaven & Ho's cut and splice, or a ``crossover=`` argument), a share :math:`c` of the
+basin-hopping steps are crossovers instead of hops: a child of the walker in turn and another
+elite walker, polished, replaces the worst elite walker if it is lower (the selection of a
+steady-state genetic algorithm, Deaven & Ho 1995, Phys. Rev. Lett. 75, 288). With
+``distinct_tol`` :math:`\tau > 0` the elites are distinct minima (values farther apart than
+:math:`\tau\max(1,|f|)`), no step moves a walker into another walker's minimum, and a walker
+found in the same minimum as a better one restarts. With ``keep_best`` the walker at the lowest
+value never restarts (it goes on hopping from the incumbent).
+
 Without the polish (``polish=None``) a round is the physics alone, and its runs' best points
 take part in the Metropolis rule as they are.
 
@@ -52,10 +62,13 @@ from physopt_ref.runner.chunked import run_chunked
 from physopt_ref.runner.loop import run
 from physopt_ref.runner.search_parts import (
     Counter,
+    Crossover,
     Perturb,
     Sampler,
+    default_crossover,
     default_perturb,
     default_sampler,
+    distinct,
     metropolis,
     polish_lbfgsb,
 )
@@ -86,8 +99,9 @@ class SearchResult:
     provenance : dict
         Where the best point came from: ``round``, ``member``, ``origin`` (``"start"``,
         ``"hop"`` or ``"restart"``: how the walker's physics run started), ``phase``
-        (``"physics"``, ``"polish"`` of a physics run's best point, or ``"basin_hop"``: a
-        perturb-and-polish step of the incumbents) and ``evaluations`` (spent when it was
+        (``"physics"``, ``"polish"`` of a physics run's best point, ``"basin_hop"``: a
+        perturb-and-polish step of the incumbents, or ``"crossover"``: a polished child of two
+        elites, spent in the ``basin_hop`` phase) and ``evaluations`` (spent when it was
         found).
     restarts : int
         Walkers restarted from a fresh start (divergence or stagnation).
@@ -128,7 +142,8 @@ class SearchResult:
 def _check_search_args(optimizer: Any, problem: Any, budget: int, members: int,
                        round_steps: int, polish: Any, polish_maxfun: int, polish_top: int,
                        physics_share: float, elite: int, temperature: float, hop: float,
-                       accept_rate: float, patience: int) -> None:
+                       accept_rate: float, patience: int, crossover_rate: float,
+                       distinct_tol: float) -> None:
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
             f"optimizer must be a physopt_ref Optimizer, got {type(optimizer).__name__}"
@@ -150,6 +165,8 @@ def _check_search_args(optimizer: Any, problem: Any, budget: int, members: int,
     check_real("hop", hop, symbol="s", low=0.0, low_open=True)
     check_real("accept_rate", accept_rate, symbol="a", low=0.0, high=1.0, low_open=True,
                high_open=True)
+    check_real("crossover_rate", crossover_rate, symbol="c", low=0.0, high=1.0)
+    check_real("distinct_tol", distinct_tol, symbol="τ", low=0.0)
 
 
 def search(
@@ -168,10 +185,14 @@ def search(
     hop: float = 0.5,
     accept_rate: float = 0.5,
     patience: int = 5,
+    crossover_rate: float = 0.0,
+    distinct_tol: float = 0.0,
+    keep_best: bool = False,
     target: float | None = None,
     seed: int = 0,
     sampler: Sampler | None = None,
     perturb: Perturb | None = None,
+    crossover: Crossover | None = None,
     start_scale: float = 1.0,
     backend: str = "numpy",
     dtype: str = "float64",
@@ -229,10 +250,23 @@ def search(
         ``sampler(rng, n) -> (n, dim)`` fresh starts; default: the problem's
         ``random_starts`` if it has one, else uniform in its bounds, else its start plus
         ``start_scale`` times standard normal noise.
+    crossover_rate : float
+        :math:`c \in [0, 1]`, the share of basin-hopping steps that are crossovers of two elite
+        walkers (with at least two elites and a crossover move); default 0: none.
+    distinct_tol : float
+        :math:`\tau \ge 0`: two values closer than :math:`\tau\max(1, |f|)` are the same
+        minimum; the elites are distinct minima, a step into another walker's minimum is
+        refused, and the worse of two walkers in one minimum restarts. Default 0: off.
+    keep_best : bool
+        The walker at the lowest current value never restarts (default False).
     perturb : callable, optional
         ``perturb(rng, x, s) -> x'``, a hop of one point; default: the problem's ``perturb``
         if it has one (clusters: :meth:`physopt_ref.problems.Cluster.perturb`), else a
         uniform displacement in :math:`[-s, s]` per coordinate (SciPy's).
+    crossover : callable, optional
+        ``crossover(rng, x, y) -> z``, a child of two points; default: the problem's
+        ``crossover`` if it has one (clusters: :meth:`physopt_ref.problems.Cluster.crossover`),
+        else none. Used at ``crossover_rate``.
     backend, dtype : str
         Where the physics runs (:func:`physopt_ref.backends.get_namespace` names).
     compile : bool
@@ -247,7 +281,7 @@ def search(
     """
     _check_search_args(optimizer, problem, budget, members, round_steps, polish, polish_maxfun,
                        polish_top, physics_share, elite, temperature, hop, accept_rate,
-                       patience)
+                       patience, crossover_rate, distinct_tol)
     if target is not None:
         target = check_real("target", target, symbol="f*")
     if compile and executor is not None:
@@ -261,13 +295,16 @@ def search(
     xdtype = getattr(xp, dtype)
     sample = sampler or default_sampler(problem, start_scale)
     move = perturb or default_perturb(problem)
+    mate = crossover or default_crossover(problem)
     rng = np.random.default_rng(seed)
     counter = Counter(problem, budget)
     spent = {"physics": 0, "polish": 0, "basin_hop": 0}
     round_cap = max(1, int(physics_share * budget / (2 * members))) if polish else round_steps
 
     def fresh(n: int) -> np.ndarray:
-        starts = np.asarray(sample(rng, n), dtype=np.float64)
+        # A copy: the walkers change in place, and the sampler's array is the caller's (a
+        # sampler handing out a fixed set of starts must find it unchanged the next time).
+        starts = np.array(sample(rng, n), dtype=np.float64, copy=True)
         if starts.shape != (n, problem.dim):
             raise ValueError(f"sampler must return shape {(n, problem.dim)}, got {starts.shape}")
         return starts
@@ -277,6 +314,13 @@ def search(
         if y.shape != x.shape:
             raise ValueError(f"perturb must return shape {x.shape}, got {y.shape}")
         return y
+
+    def child(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        assert mate is not None
+        z = np.asarray(mate(rng, x, y), dtype=np.float64)
+        if z.shape != x.shape:
+            raise ValueError(f"crossover must return shape {x.shape}, got {z.shape}")
+        return z
 
     cur_x = fresh(members)
     cur_f = np.full(members, np.inf)
@@ -350,19 +394,33 @@ def search(
         best_walker = np.where(improved, new_f, best_walker)
         # Basin hopping of the incumbents until the physics rounds are φ of the spending.
         if polish == "lbfgsb":
-            ranks = [int(k) for k in np.argsort(cur_f, kind="stable") if np.isfinite(cur_f[k])]
-            ranks = ranks[:elite]
+            keep = distinct(cur_f, distinct_tol)
+            ranks = [int(k) for k in np.argsort(cur_f, kind="stable") if keep[k]][:elite]
             goal = spent["physics"] * (1.0 - physics_share) / physics_share
             while ranks and spent["basin_hop"] + spent["polish"] < goal and counter.left() > 0:
                 k = ranks[basin_hops % len(ranks)]
-                y_x, y_f = polish_counted(hopped(cur_x[k]), math.inf, "basin_hop")
+                mating = (mate is not None and len(ranks) > 1 and crossover_rate > 0
+                          and rng.random() < crossover_rate)
+                if mating:
+                    # A child of walker k and another elite replaces the worst elite walker if
+                    # it is lower (Deaven & Ho's selection: the population keeps the best).
+                    mates = [r for r in ranks if r != k]
+                    j = mates[int(rng.integers(len(mates)))]
+                    y_x, y_f = polish_counted(child(cur_x[k], cur_x[j]), math.inf, "basin_hop")
+                    k = max(ranks, key=lambda r: cur_f[r])
+                else:
+                    y_x, y_f = polish_counted(hopped(cur_x[k]), math.inf, "basin_hop")
                 basin_hops += 1
-                done = consider(y_x, y_f, k, "basin_hop")
+                done = consider(y_x, y_f, k, "crossover" if mating else "basin_hop")
                 if done:
                     break
-                ok = bool(metropolis(np.array([y_f]), cur_f[k:k + 1], rng.random(1),
-                                     temperature)[0])
-                hop_tries, hop_accepts = hop_tries + 1, hop_accepts + int(ok)
+                ok = bool(y_f < cur_f[k]) if mating else bool(metropolis(
+                    np.array([y_f]), cur_f[k:k + 1], rng.random(1), temperature)[0])
+                if ok and distinct_tol > 0:  # no second copy of another elite's minimum
+                    others = np.delete(cur_f, k)
+                    ok = bool(np.all(np.abs(others - y_f) > distinct_tol * max(1.0, abs(y_f))))
+                if not mating:
+                    hop_tries, hop_accepts = hop_tries + 1, hop_accepts + int(ok)
                 if ok:
                     accepted += 1
                     cur_x[k], cur_f[k] = y_x, y_f
@@ -378,6 +436,10 @@ def search(
             hop = hop / _HOP_FACTOR if rate > accept_rate else hop * _HOP_FACTOR
         # Next starts: hops of the current points; restarts after divergence or stagnation.
         restart = (~np.isfinite(cur_f)) | (stale >= patience)
+        if distinct_tol > 0:  # a walker in the same minimum as a better one starts afresh
+            restart |= ~distinct(cur_f, distinct_tol)
+        if keep_best and np.isfinite(cur_f).any():  # the incumbent walker goes on hopping
+            restart[int(np.argmin(cur_f))] = False
         starts = np.array([hopped(x) if np.all(np.isfinite(x)) else x for x in cur_x])
         origin = ["hop"] * members
         if restart.any():

@@ -7,17 +7,20 @@ physics steps themselves stay on their device (:mod:`physopt_ref.runner.search`)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BudgetExhaustedError", "Counter", "Perturb", "Sampler", "default_perturb",
-           "default_sampler", "metropolis", "polish_lbfgsb"]
+__all__ = ["BudgetExhaustedError", "Counter", "Crossover", "Perturb", "Sampler",
+           "default_crossover", "default_perturb", "default_sampler", "distinct", "metropolis",
+           "polish_lbfgsb", "uniform_hop"]
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 Perturb = Callable[[np.random.Generator, np.ndarray, float], np.ndarray]
+Crossover = Callable[[np.random.Generator, np.ndarray, np.ndarray], np.ndarray]
 
 
 class BudgetExhaustedError(Exception):
@@ -38,7 +41,7 @@ def default_sampler(problem: Any, scale: float) -> Sampler:
     return lambda rng, n: x0 + scale * rng.standard_normal((n, x0.size))
 
 
-def _uniform_hop(rng: np.random.Generator, x: np.ndarray, size: float) -> np.ndarray:
+def uniform_hop(rng: np.random.Generator, x: np.ndarray, size: float) -> np.ndarray:
     """SciPy ``basinhopping``'s step: a uniform displacement in ``[-size, size]`` per coordinate."""
     return x + rng.uniform(-size, size, size=x.shape)
 
@@ -47,7 +50,28 @@ def default_perturb(problem: Any) -> Perturb:
     """Hops: the problem's own move ``problem.perturb(rng, x, size)`` (cluster problems), else
     SciPy's uniform displacement in ``[-size, size]`` per coordinate."""
     own = getattr(problem, "perturb", None)
-    return own if callable(own) else _uniform_hop
+    return own if callable(own) else uniform_hop
+
+
+def default_crossover(problem: Any) -> Crossover | None:
+    """Crossovers: the problem's own ``problem.crossover(rng, x, y)`` (cluster problems: Deaven
+    & Ho's cut and splice), else none."""
+    own = getattr(problem, "crossover", None)
+    return own if callable(own) else None
+
+
+def distinct(values: np.ndarray, tol: float) -> np.ndarray:
+    r"""Which entries of ``values`` are the first (lowest-index among equal ones, in order of
+    value) of their level: finite, and farther than :math:`\tau\max(1, |f|)` from every lower
+    value kept (``tol`` = :math:`\tau`). Walkers in the same minimum have equal values."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.zeros(values.shape, dtype=bool)
+    last = -np.inf
+    for k in np.argsort(values, kind="stable"):
+        f = values[k]
+        if np.isfinite(f) and f - last > tol * max(1.0, abs(f)):
+            keep[k], last = True, f
+    return keep
 
 
 class Counter:
@@ -72,10 +96,27 @@ class Counter:
         return float(f), np.asarray(g, dtype=np.float64)
 
 
+@functools.cache
+def _blas_threads() -> Any:
+    """The process's thread pools (``threadpoolctl``), found once, after SciPy's BLAS loaded
+    (finding them costs about 2 ms, a tenth of a short LJ38 polish)."""
+    import scipy.optimize  # noqa: F401  (loads SciPy's BLAS before the libraries are listed)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def polish_lbfgsb(counter: Counter, x: np.ndarray, f: float,
                   maxfun: int) -> tuple[np.ndarray, float]:
     """L-BFGS-B from ``x`` (value ``f``, ``inf`` when unknown); the best point seen, also when
-    the budget runs out (SciPy's default tolerances)."""
+    the budget runs out (SciPy's default tolerances).
+
+    The minimisation runs with the BLAS limited to one thread (``threadpoolctl``, restored on
+    exit): L-BFGS-B's small dense algebra (a few :math:`2m \times 2m` matrices) gains nothing
+    from threads, and on a loaded machine OpenBLAS's threads waiting for each other made
+    every L-BFGS-B iteration cost milliseconds, 5-20 times the LJ38 evaluation itself
+    (``benchmarks/bench_search.py --profile``). The result is the same.
+    """
     from scipy.optimize import minimize
 
     best_f, best_x = [f], [x]
@@ -90,8 +131,9 @@ def polish_lbfgsb(counter: Counter, x: np.ndarray, f: float,
         return value, grad
 
     try:
-        minimize(fun, x, jac=True, method="L-BFGS-B",
-                 options={"maxfun": max(1, min(maxfun, counter.left())), "maxiter": maxfun})
+        with _blas_threads().limit(limits=1, user_api="blas"):
+            minimize(fun, x, jac=True, method="L-BFGS-B",
+                     options={"maxfun": max(1, min(maxfun, counter.left())), "maxiter": maxfun})
     except BudgetExhaustedError:
         pass
     return best_x[0], float(best_f[0])
