@@ -20,11 +20,13 @@ import physopt_ref
 from physopt_ref.testing.compile import TORCH_COMPILE_WARNINGS
 
 #: Floor tuning (runs start on different calls), fixed and progress bounces within 8 calls:
-#: the registry's test settings. Second: isotropic bounces without the energy rescale.
+#: the registry's test settings. Second: isotropic bounces without the energy rescale. Third:
+#: backtracking (``safety``), which reads the input parameters after the update.
 SETTINGS = [
     dict(physopt_ref.REGISTRY["bbi"].test_hyperparameters),
     {"lr": 0.1, "t0": 2, "t1": None, "seed": 5, "bounce_direction": "isotropic",
      "rescale": False},
+    {"lr": 0.9, "t0": 3, "t1": None, "seed": 1, "safety": "backtrack"},
 ]
 
 
@@ -40,12 +42,12 @@ def _run(torch: Any, step: Any, opt: Any, calls: int, alias: bool) -> list[tuple
     for _ in range(calls):
         g, loss = _problem(torch, x)
         x, state = step(x, x if alias else g, state, loss)
-        out.append((x.clone(), *[v.clone() if not isinstance(v, tuple) else v[0].clone()
-                                 for v in state]))
+        out.append((x.clone(), state.event.clone(),
+                    *[v.clone() if not isinstance(v, tuple) else v[0].clone() for v in state]))
     return out
 
 
-@pytest.mark.parametrize("hp", SETTINGS, ids=["tuning", "isotropic"])
+@pytest.mark.parametrize("hp", SETTINGS, ids=["tuning", "isotropic", "backtrack"])
 @pytest.mark.parametrize("donate", [True, False], ids=["donated", "pure"])
 @pytest.mark.parametrize("alias", [False, True], ids=["grads", "grads-are-params"])
 def test_torch_graph_step_equals_eager_bit_for_bit(hp: dict, donate: bool, alias: bool) -> None:
@@ -82,7 +84,7 @@ def test_torch_graph_step_equals_eager_bit_for_bit(hp: dict, donate: bool, alias
             warnings.filterwarnings("ignore", message=message)
         got = _run(torch, step, opt, 8, alias)
     want = _run(torch, lambda p, g, s, loss: opt.step(p, g, s, loss=loss), opt, 8, alias)
-    events = [int(e) for row in got for e in row[-1].reshape(-1)]
+    events = [int(e) for row in got for e in row[1].reshape(-1)]
     assert {1, 2} <= set(events), "the run must update and bounce"
     for t, (a, b) in enumerate(zip(got, want, strict=True)):
         for i, (u, v) in enumerate(zip(a, b, strict=True)):

@@ -60,12 +60,13 @@ def graph_update(
 
     ``rare`` is the per-run predicate of the branch with the start and the bounce draw
     (``init_now | bounce``); ``bounce`` may be ``None`` (no bounces configured). The other
-    arguments are the per-run values of :func:`.bbi._bbi_update`. With ``ctx.in_place`` the
-    returned leaves are ``params`` and ``state.momentum``, written in place.
+    arguments are the per-run values of :func:`.bbi._bbi_update`. With ``ctx.in_place`` (and
+    no ``safety``) the returned leaves are ``params`` and ``state.momentum``, written in place.
     """
     xp, bn = ctx.xp, ctx.batch_ndim
     n = len(params)
-    in_place = ctx.in_place
+    # The backtracking guard (``safety``) reads the input parameters after this: no writes.
+    in_place = ctx.in_place and hp["safety"] is None
 
     def body(started: bool) -> Callable[..., tuple[Any, ...]]:
         def fn(*leaves: Any) -> tuple[Any, ...]:
