@@ -23,7 +23,7 @@ Sections (``--only``, comma-separated):
               ``--floor-steps``).
 ``compile``   ``physopt_ref.compile(opt)`` / the plain ``opt.step``, every registered optimizer,
               NumPy, torch and JAX (the plain step is the eager step on the same arrays;
-              ``--compile-backends``).
+              CPU time of the process; ``--compile-backends``).
 ``nesterov``  ``physopt_ref.compile(nesterov)`` on JAX / optax's Nesterov SGD under
               ``jax.jit`` with donation.
 ``small``     dim-10 step (float64, one run, one array, checks off) / a hand-written NumPy loop
@@ -170,13 +170,14 @@ def section_compile(n: int, repeats: int,
                     kinds: tuple[str, ...] = ("numpy", "torch", "jax")) -> None:
     import physopt_ref as po
 
-    print(f"physopt_ref.compile / plain step, N = {n:.0e} float32:")
+    print(f"physopt_ref.compile / plain step, N = {n:.0e} float32, CPU ms a step (one thread):")
     worst: dict[str, tuple[float, str]] = {}
     for kind in kinds:
         for name in po.registered_names():
             fast, sync = _stepper(kind, name, n, compiled=True)
             plain, _ = _stepper(kind, name, n, compiled=False)
-            t = interleaved({"compiled": fast, "plain": plain}, sync, repeats)
+            t = interleaved({"compiled": fast, "plain": plain}, sync, repeats,
+                            clock=time.process_time)
             r = t["compiled"] / t["plain"]
             print(f"    {kind:<6}{name:<20}{t['compiled'] * 1e3:>9.2f} ms {t['plain'] * 1e3:>9.2f}"
                   f" ms {r:>6.2f}x", flush=True)
