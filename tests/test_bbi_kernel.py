@@ -125,5 +125,6 @@ def test_compiled_donated_common_step_is_one_pass() -> None:
     source = source[: source.index("''')")]
     loops = re.findall(rf"x0<static_cast<int64_t>\({n}L\)", source)
     assert len(loops) == 1, f"{len(loops)} loops over the parameters in the common branch"
-    np.testing.assert_allclose(x.numpy(), np.linspace(-1.0, 1.0, n, dtype=np.float32),
-                               rtol=0, atol=1e-6)
+    start = torch.linspace(-1.0, 1.0, n, dtype=torch.float32)
+    want, _ = opt.step(start, g, opt.init(start), loss=loss)
+    np.testing.assert_allclose(x.numpy(), want.numpy(), rtol=1e-6, atol=0)
