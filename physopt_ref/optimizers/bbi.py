@@ -29,7 +29,7 @@ from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
 from physopt_ref.core.validate import check_bool, check_int, check_real
 from physopt_ref.optimizers import ecd_safety
-from physopt_ref.optimizers.bbi_kernel import eager_update, graph_update
+from physopt_ref.optimizers.bbi_kernel import PerRun, eager_update, graph_update
 from physopt_ref.optimizers.ecd_common import (
     check_direction,
     check_eps2,
@@ -370,19 +370,13 @@ def _bbi_update(
     v_over_e = Vs / Es
     kick = guard.scale(0.5 * dt * (v_over_e + Es / Vs))  # the run's Δt: 2^(-k/2) Δt
     drift = guard.scale(dt * v_over_e)
+    run = PerRun(mag0, init_now, shell, update, bounce if hit is not None else None, kick, drift)
     if graph_cond_active(xp):
         # In a torch graph: all the full-size work in one torch.cond (.bbi_kernel).
         rare = init_now if hit is None else init_now | bounce
-        theta_new, pi_new, p2_new = graph_update(
-            hp, ctx, params, grads, state, rare=rare, mag0=mag0, init_now=init_now,
-            shell=shell, update=update, bounce=bounce if hit is not None else None,
-            kick=kick, drift=drift,
-        )
+        theta_new, pi_new, p2_new = graph_update(hp, ctx, params, grads, state, run, rare)
     else:
-        theta_new, pi_new = eager_update(hp, ctx, params, grads, state, mag0=mag0,
-                                         init_now=init_now, shell=shell, update=update,
-                                         bounce=bounce if hit is not None else None,
-                                         kick=kick, drift=drift)
+        theta_new, pi_new = eager_update(hp, ctx, params, grads, state, run)
         p2_new = tree_sq_norm(xp, pi_new, bn)
 
     # Counters: c1 restarts on a new minimum or a bounce and counts the other updates; c0

@@ -30,38 +30,66 @@ give where no run starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.control import if_any
 from physopt_ref.core.tree import select_tree, tree_sq_norm
 from physopt_ref.optimizers.ecd_common import initial_momentum, redraw_directions, rescale_factor
 
-__all__ = ["eager_update", "graph_update"]
+__all__ = ["PerRun", "eager_update", "graph_update"]
+
+
+class PerRun(NamedTuple):
+    """The per-run values of a BBI call that its full-size work reads (:func:`.bbi._bbi_update`).
+
+    ``mag0`` is the initial momentum's size, ``init_now`` the runs that start now, ``shell``
+    :math:`E^2/V - V`, ``update`` the runs that update, ``bounce`` the runs that bounce
+    (``None``: no bounces configured), ``kick`` and ``drift`` the coefficients.
+    """
+
+    mag0: Any
+    init_now: Any
+    shell: Any
+    update: Any
+    bounce: Any
+    kick: Any
+    drift: Any
+
+
+def _momentum(hp: Mapping[str, Any], ctx: StepContext, run: PerRun, grads: list[Any],
+              pi: list[Any], p2: Any, other: Callable[[], list[Any]] | None) -> list[Any]:
+    """``pi`` (|π|² = ``p2``) rescaled and kicked where ``update``; elsewhere ``other()`` (the
+    bounce) or ``pi``."""
+    r = rescale_factor(ctx, p2, run.shell, hp["eps1"]) if hp["rescale"] else 1.0
+    kicked = [ctx.leaf(r, p) * p - ctx.leaf(run.kick, g) * g
+              for p, g in zip(pi, grads, strict=True)]
+    return select_tree(ctx.xp, run.update, kicked, pi if other is None else other(),
+                       ctx.batch_ndim)
+
+
+def _drift(ctx: StepContext, run: PerRun, theta: list[Any], pi_new: list[Any]) -> list[Any]:
+    """Where ``update``, the drift with the kicked momentum (the official order)."""
+    theta_u = [th + ctx.leaf(run.drift, p) * p for th, p in zip(theta, pi_new, strict=True)]
+    return select_tree(ctx.xp, run.update, theta_u, theta, ctx.batch_ndim)
+
+
+def _redraw(hp: Mapping[str, Any], ctx: StepContext, run: PerRun, pi: list[Any], p2: Any
+            ) -> Callable[[], list[Any]]:
+    """The bounce: ``pi`` with a new direction at the same |π| where ``bounce``."""
+    return lambda: redraw_directions(ctx, pi, p2, run.bounce, seed=hp["seed"],
+                                     member=hp["member"], law=hp["bounce_direction"])
 
 
 def graph_update(
-    hp: Mapping[str, Any],
-    ctx: StepContext,
-    params: list[Any],
-    grads: list[Any],
-    state: Any,
-    *,
-    rare: Any,
-    mag0: Any,
-    init_now: Any,
-    shell: Any,
-    update: Any,
-    bounce: Any,
-    kick: Any,
-    drift: Any,
+    hp: Mapping[str, Any], ctx: StepContext, params: list[Any], grads: list[Any], state: Any,
+    run: PerRun, rare: Any,
 ) -> tuple[list[Any], list[Any], Any]:
     r"""BBI's new parameters, momentum and :math:`|\pi|^2`, computed in one ``torch.cond``.
 
     ``rare`` is the per-run predicate of the branch with the start and the bounce draw
-    (``init_now | bounce``); ``bounce`` may be ``None`` (no bounces configured). The other
-    arguments are the per-run values of :func:`.bbi._bbi_update`. With ``ctx.in_place`` (and
-    no ``safety``) the returned leaves are ``params`` and ``state.momentum``, written in place.
+    (``init_now | bounce``). With ``ctx.in_place`` (and no ``safety``) the returned leaves are
+    ``params`` and ``state.momentum``, written in place.
     """
     xp, bn = ctx.xp, ctx.batch_ndim
     n = len(params)
@@ -72,19 +100,13 @@ def graph_update(
         def fn(*leaves: Any) -> tuple[Any, ...]:
             theta, momentum = list(leaves[:n]), list(leaves[n:])
             if started:
-                pi, p2 = initial_momentum(ctx, grads, mag0, init_now, momentum, state.p2)
+                pi, p2 = initial_momentum(ctx, grads, run.mag0, run.init_now, momentum,
+                                          state.p2)
             else:
                 pi, p2 = momentum, state.p2
-            r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
-            kicked = [ctx.leaf(r, p) * p - ctx.leaf(kick, g) * g
-                      for p, g in zip(pi, grads, strict=True)]
-            other = pi
-            if started and bounce is not None:
-                other = redraw_directions(ctx, pi, p2, bounce, seed=hp["seed"],
-                                          member=hp["member"], law=hp["bounce_direction"])
-            pi_new = select_tree(xp, update, kicked, other, bn)
-            theta_u = [th + ctx.leaf(drift, p) * p for th, p in zip(theta, pi_new, strict=True)]
-            theta_new = select_tree(xp, update, theta_u, theta, bn)
+            other = _redraw(hp, ctx, run, pi, p2) if started and run.bounce is not None else None
+            pi_new = _momentum(hp, ctx, run, grads, pi, p2, other)
+            theta_new = _drift(ctx, run, theta, pi_new)
             p2_new = tree_sq_norm(xp, pi_new, bn)
             if in_place:
                 for dst, src in zip(leaves, theta_new + pi_new, strict=True):
@@ -101,44 +123,22 @@ def graph_update(
 
 
 def eager_update(
-    hp: Mapping[str, Any],
-    ctx: StepContext,
-    params: list[Any],
-    grads: list[Any],
-    state: Any,
-    *,
-    mag0: Any,
-    init_now: Any,
-    shell: Any,
-    update: Any,
-    bounce: Any,
-    kick: Any,
-    drift: Any,
+    hp: Mapping[str, Any], ctx: StepContext, params: list[Any], grads: list[Any], state: Any,
+    run: PerRun,
 ) -> tuple[list[Any], list[Any]]:
     """The new parameters and momentum outside a torch graph (eager, ``jax.jit``).
 
     The initial momentum and the bounce draw are paid for only when some run needs them
     (:func:`physopt_ref.core.control.if_any`: a host branch, or ``jax.lax.cond`` under jit).
     """
-    xp, bn = ctx.xp, ctx.batch_ndim
-    pi, p2 = initial_momentum(ctx, grads, mag0, init_now, state.momentum, state.p2)
-    # Energy rescale factor r (1 where it is skipped).
-    r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
-
-    def kicked(momentum: list[Any]) -> list[Any]:
-        return [ctx.leaf(r, p) * p - ctx.leaf(kick, g) * g
-                for p, g in zip(momentum, grads, strict=True)]
+    xp = ctx.xp
+    pi, p2 = initial_momentum(ctx, grads, run.mag0, run.init_now, state.momentum, state.p2)
 
     def plain(momentum: list[Any]) -> list[Any]:
-        return select_tree(xp, update, kicked(momentum), momentum, bn)
+        return _momentum(hp, ctx, run, grads, momentum, p2, None)
 
-    # A bounce redraws the direction at the same |π|.
     def bounced(momentum: list[Any]) -> list[Any]:
-        pi_b = redraw_directions(ctx, momentum, p2, bounce, seed=hp["seed"],
-                                 member=hp["member"], law=hp["bounce_direction"])
-        return select_tree(xp, update, kicked(momentum), pi_b, bn)
+        return _momentum(hp, ctx, run, grads, momentum, p2, _redraw(hp, ctx, run, momentum, p2))
 
-    pi_new = plain(pi) if bounce is None else if_any(xp, bounce, bounced, plain, pi)
-    # Where `update`, pi_new is the kicked momentum: the drift of the official order.
-    theta_u = [th + ctx.leaf(drift, p) * p for th, p in zip(params, pi_new, strict=True)]
-    return select_tree(xp, update, theta_u, params, bn), pi_new
+    pi_new = plain(pi) if run.bounce is None else if_any(xp, run.bounce, bounced, plain, pi)
+    return _drift(ctx, run, params, pi_new), pi_new
