@@ -7,9 +7,11 @@ the known-answer vectors. The carriers are described in :mod:`._random`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from array_api_compat import (
     device,
     is_jax_namespace,
@@ -194,32 +196,65 @@ def _rounds(
 
 #: At most this many blocks of one member take :func:`_host_rounds` on NumPy (``_random``): a
 #: small draw's Philox rounds are ~100 ufunc calls on a few elements each (88 us for the 5
-#: blocks of a dim-10 float64 normal draw, measured here), where Python integers take ~20 us.
+#: blocks of a dim-10 float64 normal draw, measured here), where Python integers take ~6 us.
 _HOST_BLOCKS = 16
+
+#: Bits per block in :func:`_host_rounds`' packed integers: a 32 x 32 bit product fits.
+_SLOT = 128
+
+
+@functools.lru_cache(maxsize=64)
+def _lane_ones(n: int) -> int:
+    """A 1 in each of ``n`` packed slots (times a word: the word in every slot)."""
+    return sum(1 << (_SLOT * i) for i in range(n))
+
+
+@functools.lru_cache(maxsize=64)
+def _host_keys(
+    b0: int, n: int, k0: int, k1: int, rounds: int
+) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """The packed block counters of :func:`_host_rounds` and its packed round keys (a step's
+    draws share one seed and size: cached)."""
+    ones = _lane_ones(n)
+    blocks = sum((b0 + i) << (_SLOT * i) for i in range(n))
+    keys = tuple((((k0 + r * PHILOX_W0) & _MASK) * ones, ((k1 + r * PHILOX_W1) & _MASK) * ones)
+                 for r in range(rounds))
+    return blocks, keys
 
 
 def _host_rounds(
     blocks: range, c1: int, c2: int, c3: int, k0: int, k1: int, rounds: int
-) -> list[list[int]]:
-    """Philox rounds on Python integers, one block at a time: the four output lanes as lists.
+) -> tuple[int, int, int, int]:
+    """Philox rounds on Python integers, every block at once: the four output lanes, packed.
 
-    The counters of block ``b`` are ``(b, c1, c2, c3)``; every input is a 32-bit word. The
-    products are exact (Python integers), so the high word is ``p >> 32`` and the low word
-    ``p & MASK``: the bits of :func:`_rounds`.
+    The counters of block ``b`` are ``(b, c1, c2, c3)``; every input is a 32-bit word. Block
+    ``i`` of ``blocks`` (a ``range`` of step 1) lives in bits ``[128 i, 128 i + 128)`` of
+    each integer, so one Python multiplication forms every block's product, exactly (at
+    most 64 bits: no carry into the next slot), the high word is ``(p >> 32)`` and the low
+    word ``p``, each masked to the 32 bits of every slot: the bits of :func:`_rounds`.
+    :func:`_host_unpack` gives the words as arrays.
     """
-    keys = [((k0 + r * PHILOX_W0) & _MASK, (k1 + r * PHILOX_W1) & _MASK) for r in range(rounds)]
-    m0, m1, mask = PHILOX_M0, PHILOX_M1, _MASK
-    out0, out1, out2, out3 = [], [], [], []
-    for b in blocks:
-        x0, x1, x2, x3 = b, c1, c2, c3
-        for r0, r1 in keys:
-            p0, p1 = x0 * m0, x2 * m1
-            x0, x1, x2, x3 = (p1 >> 32) ^ x1 ^ r0, p1 & mask, (p0 >> 32) ^ x3 ^ r1, p0 & mask
-        out0.append(x0)
-        out1.append(x1)
-        out2.append(x2)
-        out3.append(x3)
-    return [out0, out1, out2, out3]
+    n = len(blocks)
+    ones = _lane_ones(n)
+    x0, keys = _host_keys(blocks.start, n, k0, k1, rounds)
+    mask = _MASK * ones
+    x1, x2, x3 = c1 * ones, c2 * ones, c3 * ones
+    m0, m1 = PHILOX_M0, PHILOX_M1
+    for r0, r1 in keys:
+        p0, p1 = x0 * m0, x2 * m1
+        hi0, hi1 = (p0 >> 32) & mask, (p1 >> 32) & mask
+        x0, x1, x2, x3 = hi1 ^ x1 ^ r0, p1 & mask, hi0 ^ x3 ^ r1, p0 & mask
+    return x0, x1, x2, x3
+
+
+def _host_unpack(packed: Sequence[int], n: int) -> Any:
+    """Packed integers of ``n`` slots (each value below 2^63) as an ``int64`` NumPy array of
+    shape ``(len(packed), n)``."""
+    whole = 0
+    for j, x in enumerate(packed):
+        whole |= x << (_SLOT * n * j)
+    raw = np.frombuffer(whole.to_bytes(_SLOT // 8 * n * len(packed), "little"), dtype="<i8")
+    return raw[::2].astype(np.int64).reshape(len(packed), n)
 
 
 def philox4x32(

@@ -75,11 +75,11 @@ from array_api_compat import (
     array_namespace,
     device,
     is_array_api_strict_namespace,
-    is_jax_namespace,
     is_numpy_namespace,
     is_torch_namespace,
 )
 
+from ._floats import _box_muller, _form_dtype, _host_units, _interleave, _narrow, _uniforms
 from ._philox import (
     _CHUNK_BLOCKS,
     _HOST_BLOCKS,
@@ -90,6 +90,7 @@ from ._philox import (
     PHILOX_W0,
     PHILOX_W1,
     _host_rounds,
+    _host_unpack,
     _Int64Words,
     _rounds,
     _words,
@@ -215,7 +216,7 @@ class _Draw:
             # A small draw of one member on NumPy: the rounds on Python integers (the counter
             # is already in host memory), the same words as an int64 array.
             words = _host_rounds(range(b0, b1), int(ctr), self.stream, first, k0, k1, _ROUNDS)
-            host = np.asarray(words, dtype=np.int64)
+            host = _host_unpack(words, b1 - b0)
             return host[0:1], host[1:2], host[2:3], host[3:4]
         if self.members is not None:
             members = self.members[m0:m1, ...]
@@ -247,94 +248,66 @@ class _Draw:
         return [(i, min(m, i + step), 0, nb) for i in range(0, m, step)]
 
 
-def _unit32(xp: Any, w: Any, dtype: Any, flip: bool = False) -> Any:
-    """u = (w >> 8) 2^-24 in [0, 1), or exactly 1 - u in (0, 1] with ``flip``.
+#: The NumPy dtypes of :func:`_small_host_draw`, with their values per 4-word block.
+_SMALL_DTYPES = {np.dtype(np.float16): 4, np.dtype(np.float32): 4, np.dtype(np.float64): 2}
 
-    ``dtype`` is the dtype the value is formed in, float32 (exact: 24 bits) or wider; a
-    narrower target is cast afterwards (:func:`_form_dtype`): 2^24 itself overflows float16.
+
+def _small_host_draw(
+    kind: str, seed: int, counter: Any, shape: Sequence[int], like: np.ndarray, stream: int,
+    member: Any,
+) -> Any:
+    """A one-member NumPy draw of at most ``_HOST_BLOCKS`` blocks, or ``None`` (another case).
+
+    The same words (:func:`_host_rounds`), uniforms and Box-Muller as :func:`_draw`'s general
+    path, on NumPy directly: without the namespace lookups, ``finfo`` calls and the wrappers'
+    device checks, which were most of a dim-10 draw (about 60 of ECDSep's 85 us per jitter
+    draw; ``benchmarks/bench_ecd.py``, section ``small``). Every value comes from the same
+    NumPy operations on the same numbers (each element by itself, in one contiguous array);
+    ``tests/test_random.py::test_small_host_draws_equal_the_array_rounds`` compares the bits.
     """
-    top = w >> 8
-    return xp.astype(16777216 - top if flip else top, dtype) * (2.0**-24)
-
-
-def _unit64(xp: Any, a: Any, b: Any, dtype: Any, flip: bool = False) -> Any:
-    """u = (a >> 5, b >> 6) 2^-53 in [0, 1), or exactly 1 - u in (0, 1] with ``flip``."""
-    bits = (a >> 5) * 67108864 + (b >> 6)
-    return xp.astype(9007199254740992 - bits if flip else bits, dtype) * (2.0**-53)
-
-
-def _form_dtype(xp: Any, dtype: Any) -> Any:
-    """The dtype a draw is formed in: ``dtype``, or float32 for a narrower one.
-
-    float16 and bfloat16 draws are formed in float32 (the uniform's 24 bits, the logarithm,
-    cosine and sine of Box-Muller) and rounded once to the target at the end: the words scaled
-    in float16 overflow (2^24 > 65504), and bfloat16's 8 bits of mantissa make ``1 - u`` and
-    ``log`` too coarse for the tails.
-    """
-    return dtype if xp.finfo(dtype).bits >= 32 else xp.float32
-
-
-def _narrow(xp: Any, values: Any, dtype: Any, uniform: bool) -> Any:
-    """float32 draws rounded to a narrower ``dtype``; uniforms kept below 1 (the [0, 1) contract).
-
-    Rounding to nearest takes the uniforms above 1 - ulp/2 to 1.0; they become the largest
-    value below 1 instead, ``1 - eps/2`` (a shift within the dtype's rounding).
-    """
-    out = xp.astype(values, dtype)
-    if uniform:
-        below_one = 1.0 - float(xp.finfo(dtype).eps) / 2.0
-        out = xp.minimum(out, xp.asarray(below_one, dtype=dtype, device=device(values)))
-    return out
-
-
-def _uniforms(xp: Any, lanes: tuple[Any, ...], dtype: Any, pairs: bool = False) -> list[Any]:
-    """A block's uniforms in order: four (float32, one word each) or two (float64, two each).
-
-    ``dtype`` is float32 or float64 (:func:`_form_dtype`).
-
-    With ``pairs`` the first of each pair comes as ``1 - u`` (exact), what Box-Muller takes the
-    logarithm of: ``log(1 - u)`` of the exact value equals ``log1p(-u)``, and NumPy's ``log``
-    is vectorised where ``log1p`` is not (17 ns against 3 ns per float32 element here).
-    """
-    if xp.finfo(dtype).bits <= 32:
-        return [_unit32(xp, lane, dtype, pairs and i % 2 == 0) for i, lane in enumerate(lanes)]
-    return [
-        _unit64(xp, lanes[0], lanes[1], dtype, pairs),
-        _unit64(xp, lanes[2], lanes[3], dtype, False),
-    ]
-
-
-def _box_muller(xp: Any, us: list[Any]) -> list[Any]:
-    """Normals from pairs (1 - u1, u2), both outputs: (ρ cos θ, ρ sin θ) per pair."""
-    out = []
-    for v1, u2 in zip(us[0::2], us[1::2], strict=True):
-        radius = xp.sqrt(-2.0 * xp.log(v1))
-        theta = (2.0 * math.pi) * u2
-        out += [radius * xp.cos(theta), radius * xp.sin(theta)]
-    return out
-
-
-def _interleave(xp: Any, values: list[Any]) -> Any:
-    """``stack(values, axis=-1)``: a block's values in order, for arrays of one shape.
-
-    On JAX the stack is written as a chain of ``where`` over a broadcast position index: XLA's
-    CPU backend fuses a ``concatenate`` with the Philox rounds that feed it so badly that a
-    jitted draw of 1e6 float32 uniforms took 2.2 s (measured here; 92 ms this way, and the same
-    bits: it only moves data).
-    """
-    if not is_jax_namespace(xp):
-        return xp.stack(values, axis=-1)
-    pos = xp.arange(len(values), dtype=xp.int32)
-    out = xp.expand_dims(values[-1], axis=-1)
-    for i in range(len(values) - 2, -1, -1):
-        out = xp.where(pos == i, xp.expand_dims(values[i], axis=-1), out)
-    return out
+    per_block = _SMALL_DTYPES.get(like.dtype)
+    if per_block is None or isinstance(member, bool) or not isinstance(member, int | np.integer):
+        return None
+    if isinstance(counter, np.ndarray):
+        if counter.ndim or counter.dtype.kind not in "iu":
+            return None
+        ctr = int(counter) & _MASK  # _Int64Words.clean
+    elif isinstance(counter, int | np.integer) and not isinstance(counter, bool):
+        ctr = _check_key("counter", counter, 32)
+    else:
+        return None
+    _, n_event = _split(shape, 0)
+    n_blocks = -(-n_event // per_block)
+    if not 0 < n_blocks <= _HOST_BLOCKS:
+        return None
+    seed = _check_key("seed", seed, 64)
+    words = _host_rounds(range(n_blocks), ctr, _check_key("stream", stream, 32),
+                         _check_key("member", member, 32), seed & _MASK, (seed >> 32) & _MASK,
+                         _ROUNDS)
+    form, flip = (np.float32 if per_block == 4 else np.float64), kind == "normal"
+    units, scale = _host_units(words, n_blocks, per_block == 4, flip)
+    values = list(_host_unpack(units, n_blocks).astype(form) * scale)
+    if flip:
+        values = _box_muller(np, values)
+    block = np.empty((n_blocks, per_block), dtype=form)  # interleaved: a block's values in order
+    for j, v in enumerate(values):
+        block[:, j] = v
+    out = block.reshape(n_blocks * per_block)
+    if form != like.dtype:
+        out = _narrow(np, out, like.dtype, kind == "uniform")
+    if n_blocks * per_block != n_event:
+        out = out[:n_event]
+    return out.reshape(tuple(shape))
 
 
 def _draw(
     kind: str, seed: int, counter: Any, shape: Sequence[int], like: Any, batch_ndim: int,
     stream: int, member: Any,
 ) -> Any:
+    if type(like) is np.ndarray and batch_ndim == 0:
+        out = _small_host_draw(kind, seed, counter, shape, like, stream, member)
+        if out is not None:
+            return out
     xp = array_namespace(like)
     if not xp.isdtype(like.dtype, "real floating"):
         raise TypeError(f"like must have a real floating dtype, got {like.dtype}")

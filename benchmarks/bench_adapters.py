@@ -15,9 +15,12 @@ median over ``--repeats`` rounds in which every contender steps three times in t
   ``torch.optim.SGD(momentum=0.9)`` (``fused=True``, and ``foreach=True``). The adapter runs
   its default for a model of this size: the compiled, donated step (compiled before timing).
   Target: at most 1.2x the fused step. With ``--parts``, the same steps without the adapter
-  (``physopt_ref.compile`` on the model's tensors), with the hyperparameters as the adapter
-  holds them (0-d tensors, so that schedulers never recompile) and as Python floats (baked
-  into the kernel): what the adapter's own work and the tensors cost.
+  (``physopt_ref.compile`` on the model's tensors: ``compile`` through Dynamo, ``direct``
+  with ``fixed_layout=True``, called past Dynamo as the adapter calls it), with the
+  hyperparameters as 0-d tensors (how the adapter reads a value that a scheduler changes)
+  and as Python floats (constants in the kernel: how the adapter bakes a value that has not
+  changed); and both optimizers with a new lr written into the group before every step (as a
+  scheduler does; ``lr changed``).
 * **optax**: ``physopt_ref.optax.ecdsep`` and ``physopt_ref.optax.adam`` in a jitted
   ``update`` + ``apply_updates`` against ``physopt_ref.compile`` of the same optimizer (JAX:
   ``jax.jit`` with donated buffers) and ``optax.adam`` under jit. Target: ECDSep through optax
@@ -70,6 +73,7 @@ def _torch_rows(repeats: int, clock: Callable[[], float], with_parts: bool) -> l
 
     import physopt_ref as po
     import physopt_ref.torch as pot
+    from physopt_ref.core.compile import CompiledStep
 
     def model() -> Any:
         torch.manual_seed(0)
@@ -79,19 +83,33 @@ def _torch_rows(repeats: int, clock: Callable[[], float], with_parts: bool) -> l
             p.grad = torch.randn_like(p) * 1e-2
         return params
 
-    def stepper(make: Callable[[list[Any]], Any]) -> Callable[[], Any]:
+    def stepper(make: Callable[[list[Any]], Any], scheduled: bool = False) -> Callable[[], Any]:
+        """``opt.step``; ``scheduled``: with a new lr in the group before every step (as a
+        scheduler writes it), alternating between two values."""
         opt = make(model())
-        opt.step()  # compiles where it compiles
-        opt.step()
-        return opt.step
+        if not scheduled:
+            opt.step()  # compiles where it compiles
+            opt.step()
+            return opt.step
+        group = opt.param_groups[0]
+        values = [1e-3, 9e-4]
 
-    def compiled(opt: Any) -> Callable[[], Any]:
-        """``physopt_ref.compile`` on the model's tensors, without the adapter around it."""
+        def step() -> None:
+            values.reverse()
+            group["lr"] = float(values[0])  # a new float object, as a scheduler's
+            opt.step()
+        for _ in range(3):
+            step()
+        return step
+
+    def compiled(opt: Any, direct: bool = False) -> Callable[[], Any]:
+        """``physopt_ref.compile`` on the model's tensors, without the adapter around it
+        (``direct``: ``fixed_layout=True``, called past Dynamo as the adapter does)."""
         params = model()
         box = [[p.detach() for p in params], None]
         box[1] = opt.init(box[0])
         grads = [p.grad for p in params]
-        step = po.compile(opt)
+        step = CompiledStep(opt, fixed_layout=direct)
 
         def run() -> None:
             box[0], box[1] = step(box[0], grads, box[1])
@@ -108,6 +126,18 @@ def _torch_rows(repeats: int, clock: Callable[[], float], with_parts: bool) -> l
         "compile(heavy_ball), tensor hps": compiled(
             po.heavy_ball(**hp(lr=1e-3, momentum=0.9))),
         "compile(heavy_ball), float hps": compiled(po.heavy_ball(lr=1e-3, momentum=0.9)),
+        "direct(adam), tensor hps": compiled(po.adam(**hp(lr=1e-3, b1=0.9, b2=0.999)), True),
+        "direct(adam), float hps": compiled(po.adam(lr=1e-3), True),
+        "direct(heavy_ball), tensor hps": compiled(
+            po.heavy_ball(**hp(lr=1e-3, momentum=0.9)), True),
+        "direct(heavy_ball), float hps": compiled(po.heavy_ball(lr=1e-3, momentum=0.9), True),
+        "pot.Adam, lr changed": stepper(lambda p: pot.Adam(p, lr=1e-3), True),
+        "Adam fused, lr changed": stepper(
+            lambda p: torch.optim.Adam(p, lr=1e-3, fused=True), True),
+        "pot.HeavyBall, lr changed": stepper(
+            lambda p: pot.HeavyBall(p, lr=1e-3, momentum=0.9), True),
+        "SGD(momentum) fused, lr changed": stepper(
+            lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, fused=True), True),
     } if with_parts else {}
     contenders = {
         **parts,
@@ -128,6 +158,12 @@ def _torch_rows(repeats: int, clock: Callable[[], float], with_parts: bool) -> l
             ("compile(adam), float hps", "torch Adam fused"),
             ("compile(heavy_ball), tensor hps", "torch SGD(momentum) fused"),
             ("compile(heavy_ball), float hps", "torch SGD(momentum) fused"),
+            ("direct(adam), tensor hps", "torch Adam fused"),
+            ("direct(adam), float hps", "torch Adam fused"),
+            ("direct(heavy_ball), tensor hps", "torch SGD(momentum) fused"),
+            ("direct(heavy_ball), float hps", "torch SGD(momentum) fused"),
+            ("pot.Adam, lr changed", "Adam fused, lr changed"),
+            ("pot.HeavyBall, lr changed", "SGD(momentum) fused, lr changed"),
         )] if with_parts else []
     return [
         *part_rows,

@@ -277,22 +277,32 @@ def test_small_host_draws_equal_the_array_rounds(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A small one-member NumPy draw runs the Philox rounds on Python integers
-    (``_philox._host_rounds``); the numbers are those of the rounds on int64 arrays."""
+    (``_philox._host_rounds``) and forms its floats on NumPy directly
+    (``_random._small_host_draw``); the numbers are those of the rounds on int64 arrays and
+    the general conversion, bit for bit."""
     from physopt_ref.backends import _random
 
     fn = uniform if kind == "uniform" else normal
     counters = [0, 7, 2**31 - 1, np.int32(12), np.asarray(2**31 - 2, dtype=np.int32)]
     for dtype in (np.float16, np.float32, np.float64):
         like = np.zeros(1, dtype=dtype)
-        for n in (1, 10, 33, 64, 65):  # up to 16 blocks of float32, past it for float64
+        # up to 16 blocks of float32, past it for float64; an event of several axes
+        # batch_ndim 1 with one member: the host rounds inside the general conversion
+        for shape, bn in (((1,), 0), ((10,), 0), ((33,), 0), ((64,), 0), ((65,), 0),
+                          ((2, 5), 0), ((), 0), ((1, 10), 1), ((1, 65), 1)):
             for counter in counters:
-                key = dict(like=like, stream=2**32 - 3, member=2**32 - 1)
-                host = fn(2**64 - 5, counter, (n,), **key)
+                key = dict(like=like, stream=2**32 - 3, member=2**32 - 1, batch_ndim=bn)
+                host = fn(2**64 - 5, counter, shape, **key)
                 with monkeypatch.context() as m:
                     m.setattr(_random, "_HOST_BLOCKS", -1)
-                    arrays = fn(2**64 - 5, counter, (n,), **key)
+                    arrays = fn(2**64 - 5, counter, shape, **key)
                 assert type(host) is type(arrays) and host.dtype == dtype
-                np.testing.assert_array_equal(host, arrays)
+                assert host.shape == arrays.shape == shape
+                assert host.tobytes() == arrays.tobytes()
+    with pytest.raises(ValueError, match="counter"):
+        fn(0, -1, (3,), like=np.zeros(1))
+    with pytest.raises(ValueError, match="seed"):
+        fn(2**64, 0, (3,), like=np.zeros(1))
 
 
 def test_draws_stay_on_the_device_of_like() -> None:

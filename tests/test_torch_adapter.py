@@ -123,7 +123,7 @@ def _closure(opt: Any, model: Any, x: Any, y: Any) -> Any:
 
 def as_tensors(hp: dict[str, Any], dtype: Any) -> dict[str, Any]:
     """The hyperparameters a torch scheduler may change (lr, momentum, betas; Dyna's γ,
-    dynamic relaxation's h) as the adapter keeps them: 0-d tensors of the parameters' dtype."""
+    dynamic relaxation's h) as the adapter keeps them: 0-d tensors of the compute dtype."""
     return {k: torch.tensor(v, dtype=dtype)
             if k in ("lr", "gamma", "h", "momentum", "b1", "b2")
             and isinstance(v, int | float) and not isinstance(v, bool) else v
@@ -337,3 +337,29 @@ def test_a_group_without_weight_decay() -> None:
     assert torch.equal(model.bias.detach(), want)
     decayed = po.coolmomentum(lr=0.1, cool_steps=10, weight_decay=0.5)
     assert not torch.equal(want, decayed.step(b0, model.bias.grad, decayed.init(b0))[0])
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("name", ["adam", "heavy_ball"])
+def test_half_precision_parameters_step_with_float32_hyperparameters(
+        name: str, dtype: str) -> None:
+    """The scheduled values live in float32 tensors on half-precision parameters: in
+    bfloat16 β₂ = 0.999 rounds to 1, which the factory refuses (Adam on bfloat16 parameters
+    failed at its first step). The steps equal the functional steps with float32 tensors."""
+    kind = getattr(torch, dtype)
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(7, dtype=kind))
+    start = p.detach().clone()
+    hp = REGISTRY[name].test_hyperparameters
+    opt = PhysicsOptimizer([p], name, **hp)
+    fn = po.get_optimizer(name, **as_tensors(
+        dict(po.get_optimizer(name, **hp).hyperparameters), torch.float32))
+    want, state = [start.clone()], fn.init([start])
+    for t in range(3):
+        g = torch.linspace(-1.0, 1.0 + t, 7, dtype=kind)
+        p.grad = g.clone()
+        opt.step()
+        want, state = fn.step(want, [g], state)
+    assert opt._trees_state[0].tensors["lr"].dtype == torch.float32
+    assert p.dtype == kind and not torch.equal(p.detach(), start)
+    assert torch.equal(p.detach(), want[0])

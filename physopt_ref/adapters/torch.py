@@ -29,13 +29,20 @@ conventions (``docs/frameworks.md``):
   relaxation's :math:`h`); Adam and Dyna's prototype show ``betas = (b1, b2)``; heavy ball and
   Nesterov show ``momentum``: torch's schedulers (``CosineAnnealingLR`` down to 0, ``LambdaLR``
   warm-ups from 0, ``OneCycleLR``/``CyclicLR`` cycling momentum) drive them. ``lr = 0`` is a
-  legal no-op. These values live in 0-d tensors of the parameters' dtype inside the adapter, so
+  legal no-op. These values live in 0-d tensors of the compute dtype (the parameters', float32
+  for float16/bfloat16 ones: bfloat16 rounds β₂ = 0.999 to 1) inside the adapter, so
   a changed value is written into a tensor (checked on the host) and a compiled step does not
-  recompile. Other group values, when changed, rebuild the step.
+  recompile. Other group values, when changed, rebuild the step. The adapter's own compiled
+  step (below) takes a value that has not changed since it was built as a constant of its
+  kernels (rounded to the tensor's dtype, as the eager step reads it) and, once the value
+  changes (or is a tensor), reads it from its tensor: one more compile the first time a
+  scheduler changes it, none after.
 * **The step** is the library's functional step with those hyperparameters. Trees of 65 536
   elements or more (``compiled=None``, the default) run :func:`physopt_ref.compile`'s step
-  (``torch.compile`` of the donated step, written into the parameters: no copies), smaller ones
-  the eager donated step; ``compiled=True``/``False`` forces the choice. Under
+  (``torch.compile`` of the donated step, written into the parameters: no copies; called past
+  Dynamo after its first call, :mod:`physopt_ref.core.torch_direct`; one compiled step per
+  subset of parameters that have a gradient, up to 8), smaller ones the eager donated step;
+  ``compiled=True``/``False`` forces the choice. Under
   ``torch.compile(opt.step)`` the pure functional step is traced (exact: the same values as
   eager up to rounding) and the book-keeping runs outside the graph.
 * **The loss.** ``step(closure)`` evaluates the closure with gradients on and passes its loss
@@ -59,18 +66,15 @@ from typing import Any
 
 import torch
 
-from physopt_ref.adapters.torch_state import (
-    check_loaded_layout,
-    decode_groups,
-    encode_groups,
-    restore_exact_dtypes,
-)
+from physopt_ref.adapters.torch_state import Checkpoints, state_fields
 from physopt_ref.adapters.torch_values import (
     ALIASES,
     SCHEDULED,
     STEP_SIZES,
+    baked,
     check_one_value,
     for_active,
+    holds_tensor,
     host_values,
     loss_value,
     real,
@@ -86,20 +90,21 @@ from physopt_ref.transforms.chain import optimizer_parts
 
 __all__ = ["ALIASES", "COMPILE_ELEMENTS", "PhysicsOptimizer"]
 
-_STATE_KEY = "physopt_ref"
-
 silence_dynamo_lru_warnings()
 
 #: Trees with at least this many elements run the compiled step by default (``compiled=None``):
 #: below it the one-off compile time outweighs the gain.
 COMPILE_ELEMENTS = 1 << 16
+#: At most this many compiled steps a tree for subsets of its parameters (those with a
+#: gradient, when some have none); further subsets run the eager step.
+_SUBSETS = 8
 
 
 class _Tree:
     """One tree's step: its functional optimizer, hyperparameter tensors and compiled step."""
 
     __slots__ = ("active", "compiled", "floats", "functional", "init_opt", "key", "layout",
-                 "tensors")
+                 "runs", "seen", "tensors", "varying")
 
     def __init__(self) -> None:
         self.functional: Optimizer | None = None
@@ -107,13 +112,21 @@ class _Tree:
         self.key: tuple[Any, ...] | None = None
         self.tensors: dict[str, torch.Tensor] = {}
         self.floats: dict[str, float] = {}
+        #: Scheduled values the compiled step reads from their tensors (tensor values, and
+        #: values that changed); the others are constants in its kernels.
+        self.varying: set[str] = set()
         self.compiled: CompiledStep | None = None
+        #: The compiled steps' functions, by the positions of the parameters that step (None:
+        #: all of them, ``compiled``'s).
+        self.runs: dict[tuple[int, ...] | None, Any] = {}
+        #: The group values of the last step (compared by identity: unchanged, nothing to do).
+        self.seen: list[Any] | None = None
         self.layout: tuple[tuple[str, bool], ...] = ()
         #: The step for a subset of the parameters (some without a gradient), by positions.
         self.active: dict[tuple[int, ...], Optimizer] = {}
 
 
-class PhysicsOptimizer(torch.optim.Optimizer):
+class PhysicsOptimizer(Checkpoints):
     """A physopt_ref optimizer as a ``torch.optim.Optimizer`` (see the module notes).
 
     Parameters
@@ -272,6 +285,14 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         tree = self._trees_state.get(index)
         if tree is None:
             tree = self._trees_state[index] = _Tree()
+        keys = self._keys
+        seen = [g[k] for g in groups for k in keys]
+        last = tree.seen
+        if (last is not None and tree.key is not None and len(last) == len(seen)
+                and all(a is b for a, b in zip(seen, last, strict=True))
+                and not any(holds_tensor(v) for v in seen)):
+            return tree  # the same objects as at the last step (tensors are read every step)
+        tree.seen = None
         if self._one_tree and len(groups) > 1:
             self._check_same_values(groups)
         values = self._values(groups[0])
@@ -286,7 +307,8 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             checked = tree.init_opt.hyperparameters
             for k in slots:  # the factory checks the tensors with values it accepts
                 if k not in tree.tensors:
-                    tree.tensors[k] = torch.zeros((), dtype=like.dtype, device=like.device)
+                    tree.tensors[k] = torch.zeros((), dtype=_slot_dtype(like.dtype),
+                                                  device=like.device)
                 tree.tensors[k].fill_(float(checked[k]) if real(checked[k]) else 0.0)
                 tree.floats.pop(k, None)
             built = {**values, **{k: tree.tensors[k] for k in slots}}
@@ -299,6 +321,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         else:
             for k in slots:
                 self._refresh(tree, k, values[k])
+        tree.seen = seen
         return tree
 
     def _refresh(self, tree: _Tree, name: str, value: Any) -> None:
@@ -307,6 +330,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         if isinstance(value, torch.Tensor):
             slot.copy_(value.reshape(()))
             tree.floats.pop(name, None)
+            self._vary(tree, name)
             return
         if tree.floats.get(name) == value:
             return
@@ -317,16 +341,31 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         else:
             with_hyperparameters(self._optimizer, **{name: value})  # the factory's checks
         slot.fill_(value)
+        if name in tree.floats:  # changed since the compiled step was built
+            self._vary(tree, name)
         tree.floats[name] = value
+
+    @staticmethod
+    def _vary(tree: _Tree, name: str) -> None:
+        """From now on the compiled step reads ``name`` from its tensor (one more compile)."""
+        if name not in tree.varying:
+            tree.varying.add(name)
+            tree.compiled = None
 
     def _use_compiled(self, params: list[torch.Tensor]) -> bool:
         if self._compiled is not None:
             return self._compiled
         return sum(p.numel() for p in params) >= COMPILE_ELEMENTS
 
-    @torch.compiler.disable
-    def _prepare(self, loss: Any) -> list[tuple[Any, ...]]:
-        """Everything before the arithmetic, outside any graph: trees, values, state."""
+    def _prepare(self, loss: Any, traced: bool = False) -> list[tuple[Any, ...]]:
+        """Everything before the arithmetic, outside any graph: trees, values, state.
+
+        Per tree ``(run, functional, params, active, leaves, grads, layout, state, loss)``:
+        ``run`` the compiled step for the active parameters (None: the eager step of
+        ``functional``); ``leaves`` are the active parameters themselves where ``run`` steps
+        (it writes into them under ``no_grad``), detached otherwise. ``traced``: for
+        ``torch.compile(opt.step)``, which traces the pure step (no compiled step of ours).
+        """
         value = loss_value(loss, self._optimizer)
         work = []
         for index, groups in enumerate(self._trees()):
@@ -334,34 +373,45 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             if not params:
                 continue
             tree = self._tree(index, groups, params[0])
-            active, positions = [], []
+            active, grads, positions = [], [], []
             for i, p in enumerate(params):
-                if p.grad is None:
+                grad = p.grad
+                if grad is None:
                     continue
-                if p.grad.is_sparse:
+                if grad.is_sparse:
                     raise RuntimeError("physopt_ref optimizers do not take sparse gradients")
                 active.append(p)
+                grads.append(grad.detach() if grad.requires_grad else grad)
                 positions.append(i)
             if not active:
                 continue
-            leaves = [p.detach() for p in active]
-            grads = [p.grad.detach() for p in active]
             layout, state = self._read_state(tree, params, active)
             tree_loss = value
             if tree_loss is not None and not isinstance(tree_loss, torch.Tensor):
-                tree_loss = torch.tensor(tree_loss, dtype=leaves[0].dtype,
-                                         device=leaves[0].device)
+                tree_loss = torch.tensor(tree_loss, dtype=params[0].dtype,
+                                         device=params[0].device)
             full = tree.functional
             assert full is not None
             functional = full
-            if len(active) < len(params):  # per-parameter values cut to the active ones
-                key = tuple(positions)
+            key = tuple(positions) if len(active) < len(params) else None
+            if key is not None:  # per-parameter values cut to the active ones
                 if key not in tree.active:
                     tree.active[key] = for_active(full, key, len(params))
                 functional = tree.active[key]
-            if tree.compiled is None and self._use_compiled(params):
-                tree.compiled = CompiledStep(full)
-            work.append((tree, functional, params, active, leaves, grads, layout, state,
+            if tree.compiled is None and not traced and self._use_compiled(params):
+                tree.compiled = CompiledStep(baked(full, tree.floats, tree.tensors,
+                                                   tree.varying), fixed_layout=True)
+                tree.runs = {}
+            run = None
+            if tree.compiled is not None and not traced:
+                run = tree.runs.get(key)
+                if run is None and (key is None or len(tree.runs) <= _SUBSETS):
+                    step = tree.compiled if key is None else CompiledStep(
+                        for_active(tree.compiled.optimizer, key, len(params)), fixed_layout=True)
+                    run = tree.runs[key] = step.for_array(params[0])
+            # the compiled step writes into the parameters themselves (under no_grad)
+            leaves = active if run is not None else [p.detach() for p in active]
+            work.append((run, functional, params, active, leaves, grads, layout, state,
                          tree_loss))
         return work
 
@@ -371,7 +421,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         first = self.state[params[0]]
         opt = tree.init_opt
         assert opt is not None
-        fields = _fields(opt)
+        fields = state_fields(opt)
         if not tree.layout:
             template = opt.init([torch.empty_like(p, device="meta") for p in params])
             tree.layout = tuple((n, isinstance(v, tuple))
@@ -383,7 +433,7 @@ class PhysicsOptimizer(torch.optim.Optimizer):
             made = opt.state_type(*[
                 tuple(v.clone() if id(v) in ids else v for v in value)
                 if isinstance(value, tuple) else value for value in made])
-            self._store(params, params, tree.layout, made)
+            self._store(params, params, tree.layout, made, None)
         try:
             values = [tuple(self.state[p][n] for p in active) if per_param else first[n]
                       for n, per_param in tree.layout]
@@ -405,75 +455,42 @@ class PhysicsOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for tree, functional, params, active, leaves, grads, layout, state, value in (
-                self._prepare(loss)):
-            if torch.compiler.is_compiling():  # torch.compile(opt.step): the pure step, traced
+        if torch.compiler.is_compiling():  # torch.compile(opt.step): the pure step, traced
+            for _, functional, params, active, leaves, grads, layout, state, value in (
+                    self._prepare_outside(loss, True)):
                 new, state = functional.step(leaves, grads, state, loss=value)
                 torch._foreach_copy_(leaves, new)
-            elif tree.compiled is not None and functional is tree.functional:
-                _, state = tree.compiled(leaves, grads, state, loss=value)
-            else:  # eager; also a subset whose per-parameter values were cut (for_active)
-                _, state = functional.step(leaves, grads, state, loss=value, donate=True)
-            self._store(params, active, layout, state)
+                self._store_outside(params, active, layout, state, None)
+            return loss
+        # Eager: the book-keeping called as it is (a torch.compiler.disable wrapper costs
+        # microseconds a call).
+        for run, functional, params, active, leaves, grads, layout, state, value in (
+                self._prepare(loss)):
+            if run is not None:
+                _, new = run(leaves, grads, state, value)
+            else:
+                _, new = functional.step(leaves, grads, state, loss=value, donate=True)
+            self._store(params, active, layout, new, state)
         return loss
 
-    @torch.compiler.disable
     def _store(self, params: list[torch.Tensor], active: list[torch.Tensor],
-               layout: tuple[tuple[str, bool], ...], state: Any) -> None:
+               layout: tuple[tuple[str, bool], ...], state: Any, old: Any) -> None:
+        """The new state into ``self.state``: per-parameter fields under their parameters, the
+        tree's fields under its first parameter. A per-parameter field that is ``old``'s own
+        tuple (the compiled step wrote into its tensors) is already there."""
         first = self.state[params[0]]
-        for (name, per_param), value in zip(layout, state, strict=True):
-            if per_param:
+        for i, ((name, per_param), value) in enumerate(zip(layout, state, strict=True)):
+            if not per_param:
+                first[name] = value
+            elif old is None or value is not old[i]:
                 for p, v in zip(active, value, strict=True):
                     self.state[p][name] = v
-            else:
-                first[name] = value
 
-    # -- checkpoints -----------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state dict, with the optimizer's name and state fields under
-        ``"physopt_ref"`` (checked when loading).
-
-        Group values other than numbers, strings, tuples of numbers and tensors (schedules,
-        trees of per-leaf settings) are stored as plain data (:mod:`physopt_ref.runner.spec`),
-        so that ``torch.load(..., weights_only=True)`` reads the file; a function of the
-        user's is stored by name and taken from the loading optimizer's group.
-        """
-        out = super().state_dict()
-        encode_groups(out["param_groups"], list(self._keys))
-        out[_STATE_KEY] = {"optimizer": repr(self._optimizer), "name": self._optimizer.name,
-                           "fields": list(_fields(self._optimizer))}
-        return out
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load a state dict of the same optimizer, every field with its own dtype.
-
-        Refused (``ValueError``, naming the parameter) when a field's shape or dtype does not
-        fit the parameters (a model of other shapes, an ``int8`` count, a field missing).
-        """
-        mine = {"name": self._optimizer.name, "fields": list(_fields(self._optimizer))}
-        theirs = state_dict.get(_STATE_KEY)
-        if theirs is None or any(theirs.get(k) != v for k, v in mine.items()):
-            made_by = theirs["optimizer"] if theirs else "another optimizer (not physopt_ref)"
-            raise ValueError(
-                f"this state dict was made by {made_by}, not by {self._optimizer!r}"
-            )
-        check_loaded_layout(self, state_dict)
-        plain = {k: v for k, v in state_dict.items() if k != _STATE_KEY}
-        plain["param_groups"] = decode_groups(self.param_groups, state_dict["param_groups"])
-        super().load_state_dict(plain)
-        restore_exact_dtypes(self, state_dict)
-        for tree in self._trees_state.values():
-            tree.key = None  # rebuilt from the loaded groups at the next step
-
-    def _template(self, index: int, groups: list[dict[str, Any]]) -> Any:
-        """The state ``init`` makes for a tree, on the ``meta`` device (no memory)."""
-        params = [p for g in groups for p in g["params"]]
-        values = host_values(self._values(groups[0]))
-        opt = rebuilt(self._optimizer, values)
-        return opt.init([torch.empty_like(p, device="meta") for p in params])
+    _prepare_outside = torch.compiler.disable(_prepare)
+    _store_outside = torch.compiler.disable(_store)
 
 
-def _fields(optimizer: Optimizer) -> tuple[str, ...]:
-    """The names of the optimizer's state fields (its ``NamedTuple``'s)."""
-    return tuple(optimizer.state_type._fields)
+def _slot_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the hyperparameter tensors: the compute dtype ``result_type(param dtype,
+    float32)`` (``docs/precision.md``), so that β₂ = 0.999 is not 1 on bfloat16 parameters."""
+    return torch.promote_types(dtype, torch.float32)

@@ -15,9 +15,20 @@ from typing import Any
 
 import torch
 
+from physopt_ref.adapters.torch_values import host_values, rebuilt
+from physopt_ref.core.contract import Optimizer
 from physopt_ref.runner.spec import SpecError, decode_value, encode_value
 
-__all__ = ["check_loaded_layout", "decode_groups", "encode_groups", "restore_exact_dtypes"]
+__all__ = [
+    "Checkpoints",
+    "check_loaded_layout",
+    "decode_groups",
+    "encode_groups",
+    "restore_exact_dtypes",
+    "state_fields",
+]
+
+_STATE_KEY = "physopt_ref"
 
 _ENCODED = "physopt_ref_value"  # a group value stored as data (see encode_groups)
 
@@ -156,3 +167,63 @@ def restore_exact_dtypes(opt: Any, state_dict: Mapping[str, Any]) -> None:
             value = saved_of[id(p)].get(name)
             if isinstance(value, torch.Tensor) and name in opt.state[p]:
                 opt.state[p][name] = value.to(device=p.device, dtype=want.dtype, copy=True)
+
+
+def state_fields(optimizer: Optimizer) -> tuple[str, ...]:
+    """The names of the optimizer's state fields (its ``NamedTuple``'s)."""
+    return tuple(optimizer.state_type._fields)
+
+
+class Checkpoints(torch.optim.Optimizer):
+    """``state_dict`` / ``load_state_dict`` of
+    :class:`~physopt_ref.adapters.torch.PhysicsOptimizer` (its base class)."""
+
+    _optimizer: Optimizer
+    _keys: tuple[str, ...]
+    _trees_state: dict[int, Any]
+
+    def _values(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, with the optimizer's name and state fields under
+        ``"physopt_ref"`` (checked when loading).
+
+        Group values other than numbers, strings, tuples of numbers and tensors (schedules,
+        trees of per-leaf settings) are stored as plain data (:mod:`physopt_ref.runner.spec`),
+        so that ``torch.load(..., weights_only=True)`` reads the file; a function of the
+        user's is stored by name and taken from the loading optimizer's group.
+        """
+        out = super().state_dict()
+        encode_groups(out["param_groups"], list(self._keys))
+        out[_STATE_KEY] = {"optimizer": repr(self._optimizer), "name": self._optimizer.name,
+                           "fields": list(state_fields(self._optimizer))}
+        return out
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load a state dict of the same optimizer, every field with its own dtype.
+
+        Refused (``ValueError``, naming the parameter) when a field's shape or dtype does not
+        fit the parameters (a model of other shapes, an ``int8`` count, a field missing).
+        """
+        mine = {"name": self._optimizer.name, "fields": list(state_fields(self._optimizer))}
+        theirs = state_dict.get(_STATE_KEY)
+        if theirs is None or any(theirs.get(k) != v for k, v in mine.items()):
+            made_by = theirs["optimizer"] if theirs else "another optimizer (not physopt_ref)"
+            raise ValueError(
+                f"this state dict was made by {made_by}, not by {self._optimizer!r}"
+            )
+        check_loaded_layout(self, state_dict)
+        plain = {k: v for k, v in state_dict.items() if k != _STATE_KEY}
+        plain["param_groups"] = decode_groups(self.param_groups, state_dict["param_groups"])
+        super().load_state_dict(plain)
+        restore_exact_dtypes(self, state_dict)
+        for tree in self._trees_state.values():
+            tree.key = None  # rebuilt from the loaded groups at the next step
+
+    def _template(self, index: int, groups: list[dict[str, Any]]) -> Any:
+        """The state ``init`` makes for a tree, on the ``meta`` device (no memory)."""
+        params = [p for g in groups for p in g["params"]]
+        values = host_values(self._values(groups[0]))
+        opt = rebuilt(self._optimizer, values)
+        return opt.init([torch.empty_like(p, device="meta") for p in params])

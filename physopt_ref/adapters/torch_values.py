@@ -18,8 +18,10 @@ __all__ = [
     "PER_LEAF",
     "SCHEDULED",
     "STEP_SIZES",
+    "baked",
     "check_one_value",
     "for_active",
+    "holds_tensor",
     "host_values",
     "loss_value",
     "real",
@@ -137,3 +139,25 @@ def loss_value(loss: Any, optimizer: Optimizer) -> Any:
             )
         return loss.detach().reshape(())
     return loss
+
+
+def holds_tensor(value: Any) -> bool:
+    """A tensor, or a tuple holding one (``betas``): read at every step, in place or not."""
+    if isinstance(value, tuple):
+        return any(isinstance(v, torch.Tensor) for v in value)
+    return isinstance(value, torch.Tensor)
+
+
+def baked(functional: Optimizer, floats: Mapping[str, float],
+          tensors: Mapping[str, torch.Tensor], varying: set[str]) -> Optimizer:
+    """The optimizer for the torch adapter's compiled step: the scheduled values (``floats``,
+    held in ``tensors``) that are not ``varying`` as Python numbers (constants in the
+    kernels), the others as their tensors (``functional``'s).
+
+    A constant is the value rounded to its tensor's dtype (as the eager step reads it:
+    float32's 0.999 is 0.99900001, and Adam's :math:`1 - \\beta_2` differs by 1.3e-5
+    between the two), rounded on the host (a CPU tensor: no device synchronisation).
+    """
+    fixed = {k: float(torch.tensor(v, dtype=tensors[k].dtype))
+             for k, v in floats.items() if k not in varying}
+    return with_hyperparameters(functional, **fixed) if fixed else functional

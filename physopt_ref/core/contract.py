@@ -53,6 +53,7 @@ from physopt_ref.core.context import (
 )
 from physopt_ref.core.donate import donated_update
 from physopt_ref.core.precision import state_dtype_of
+from physopt_ref.core.schedules import Schedule
 from physopt_ref.core.tracing import (
     _torch_compiling,
     _torch_step_without_autograd,
@@ -69,6 +70,7 @@ from physopt_ref.core.validate import is_array
 __all__ = [
     "InitRule",
     "Optimizer",
+    "SmallRule",
     "UpdateRule",
 ]
 
@@ -76,6 +78,8 @@ __all__ = [
 
 InitRule = Callable[[Mapping[str, Any], StepContext, list[Any]], dict[str, Any]]
 UpdateRule = Callable[..., tuple[list[Any], dict[str, Any]]]
+#: ``small(hp, param, grad, state, loss) -> (new_param, fields) | None``: see :class:`Optimizer`.
+SmallRule = Callable[..., tuple[Any, tuple[Any, ...]] | None]
 
 
 class Optimizer:
@@ -111,6 +115,17 @@ class Optimizer:
     parameters. It must then accept any subset of the leaves, each sliced along its flattened
     event axes, reading per-leaf settings through :meth:`StepContext.per_leaf` and
     :meth:`StepContext.tree_event_shapes` (:mod:`physopt_ref.core.donate`).
+
+    A family may add a *small-problem rule*, ``small(hp, param, grad, state, loss)``, for a
+    one-array NumPy step with constant hyperparameters (Python numbers: no per-run array, no
+    schedule; decided once here), the debug checks off and no ``donate``: it returns the new
+    parameter array and the state's fields after ``count`` in order, with the **same bits
+    and types** as ``update`` (``tests/test_small_path.py`` compares both paths step by
+    step), or ``None`` where it does not apply (then ``update`` runs). At dim 10 a step is
+    mostly fixed cost (the context, the lists of leaves, 0-d per-run arrays;
+    ``benchmarks/bench_ecd.py``, section ``small``). NumPy data is in host memory, so such a
+    rule may branch on its per-run values in Python, as
+    :func:`~physopt_ref.core.control.if_any` does there (never traced: NumPy only).
     """
 
     __slots__ = (
@@ -118,6 +133,7 @@ class Optimizer:
         "_hp",
         "_init_rule",
         "_rule_hp",
+        "_small",
         "_update_rule",
         "elementwise",
         "name",
@@ -138,6 +154,7 @@ class Optimizer:
         derived: Mapping[str, Any] | None = None,
         elementwise: bool = False,
         squares_gradient: bool = False,
+        small: SmallRule | None = None,
     ) -> None:
         self.name = name
         self._hp = dict(hyperparameters)
@@ -152,6 +169,9 @@ class Optimizer:
         # The rule forms |g|² unscaled (BBI, ECDSep): the debug checks refuse a gradient
         # whose squared norm overflows the dtype.
         self.squares_gradient = bool(squares_gradient)
+        # The small-problem rule, only where every hyperparameter is a constant (no per-run
+        # array, no schedule): see step().
+        self._small = small if small is not None and _constant(self._hp.values()) else None
 
     def _state_dtype(self, xp: Any, dtype: Any) -> Any:
         """The dtype of the leaf-shaped state for parameters of ``dtype`` (``state_dtype``)."""
@@ -209,6 +229,13 @@ class Optimizer:
             if type(state) is not self.state_type or _CHECKS[0]:
                 return self._step(params, grads, state, loss, donate)
             count = state.count
+            small = self._small
+            if small is not None:
+                out = small(self._rule_hp, params, grads, state, loss)
+                if out is not None:  # the new parameters and the state's fields after count
+                    return out[0], tuple.__new__(
+                        self.state_type, (count + (count < COUNT_MAX), *out[1])
+                    )
             ctx = StepContext(_NUMPY_XP, count, params, _ONE_LEAF)
             if self.needs_loss:
                 loss = as_per_run(_NUMPY_XP, loss, params, ctx.batch_shape, "loss")
@@ -408,6 +435,11 @@ _NUMPY_XP = array_namespace(np.zeros(1))
 
 #: The structure of a one-array tree.
 _ONE_LEAF = tree_flatten(np.zeros(1))[1]
+
+
+def _constant(values: Any) -> bool:
+    """No value is an array or a schedule (what a small-problem rule may assume)."""
+    return not any(is_array(v) or isinstance(v, Schedule) for v in values)
 
 
 def _check_gradient_leaf(p: Any, g: Any) -> None:

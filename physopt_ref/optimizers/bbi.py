@@ -41,6 +41,7 @@ from physopt_ref.optimizers.ecd_common import (
     int_zeros,
     tree_sq_norm,
 )
+from physopt_ref.optimizers.ecd_small import bbi_small
 
 __all__ = ["BBIState", "bbi"]
 
@@ -304,6 +305,7 @@ def bbi(
         state_type=ecd_safety.safety_state_type(BBIState, hp["safety"]),
         needs_loss=True,
         squares_gradient=True,
+        small=bbi_small,
         derived=derived,
     )
 

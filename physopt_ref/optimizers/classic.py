@@ -87,12 +87,26 @@ def _zeros_previous(hp: Hyper, ctx: StepContext, leaves: list[Any]) -> dict[str,
     return {"previous": ctx.zeros_like(leaves)}
 
 
+# Each update is written once per leaf (``_*_leaf``): the rule applies it to every leaf with
+# the per-run values shaped by the context, and the small-problem rule (``_*_small``: one NumPy
+# array, constant hyperparameters; Optimizer's ``small``) applies it directly, with the same
+# bits and without the context's fixed cost (benchmarks/bench_ecd.py, section small).
+
+
+def _sgd_leaf(p: Any, g: Any, eta: Any) -> Any:
+    return p - eta * g
+
+
 def _sgd_update(
     hp: Hyper, ctx: StepContext, params: list[Any], grads: list[Any], state: SGDState, loss: Any
 ) -> tuple[list[Any], dict[str, Any]]:
     eta = ctx.hp(hp["lr"])
     ctx.share([eta], params)
-    return [p - ctx.leaf(eta, p) * g for p, g in zip(params, grads, strict=True)], {}
+    return [_sgd_leaf(p, g, ctx.leaf(eta, p)) for p, g in zip(params, grads, strict=True)], {}
+
+
+def _sgd_small(hp: Hyper, p: Any, g: Any, state: SGDState, loss: Any) -> tuple[Any, tuple]:
+    return _sgd_leaf(p, g, hp["lr"]), ()
 
 
 def sgd(lr: Any = 0.01) -> Optimizer:
@@ -112,7 +126,7 @@ def sgd(lr: Any = 0.01) -> Optimizer:
     """
     return Optimizer(
         "sgd", {"lr": _lr(lr)}, init=_no_fields, update=_sgd_update, state_type=SGDState,
-        elementwise=True,
+        elementwise=True, small=_sgd_small,
     )
 
 
@@ -127,13 +141,24 @@ def _heavy_ball_update(
     eta, beta = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
     ctx.share([eta, beta], params)
     vel = [
-        ctx.leaf(beta, v) * v - ctx.leaf(eta, g) * g
+        _heavy_ball_velocity(v, g, ctx.leaf(eta, g), ctx.leaf(beta, v))
         for v, g in zip(state.previous, grads, strict=True)
     ]
     # map: one leaf per velocity by construction (no zip(strict=True) check, 0.5 us of a dim-10
     # step: benchmarks/bench_ecd.py, section small).
     new = list(map(operator.add, params, vel))
     return new, {"previous": tuple(vel)}
+
+
+def _heavy_ball_velocity(v: Any, g: Any, eta: Any, beta: Any) -> Any:
+    return beta * v - eta * g
+
+
+def _heavy_ball_small(
+    hp: Hyper, p: Any, g: Any, state: MomentumState, loss: Any
+) -> tuple[Any, tuple]:
+    vel = _heavy_ball_velocity(state.previous[0], g, hp["lr"], hp["momentum"])
+    return p + vel, ((vel,),)
 
 
 def heavy_ball(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
@@ -162,6 +187,7 @@ def heavy_ball(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
         update=_heavy_ball_update,
         state_type=MomentumState,
         elementwise=True,
+        small=_heavy_ball_small,
     )
 
 
@@ -179,10 +205,25 @@ def _nesterov_update(
 ) -> tuple[list[Any], dict[str, Any]]:
     eta, alpha = ctx.hp(hp["lr"]), ctx.hp(hp["momentum"])
     ctx.share([eta, alpha], params)
-    kicks = [ctx.leaf(eta, g) * g for g in grads]  # η g, formed once for both updates
-    vel = [ctx.leaf(alpha, v) * v - d for v, d in zip(state.velocity, kicks, strict=True)]
-    new = [y + ctx.leaf(alpha, v) * v - d for y, v, d in zip(params, vel, kicks, strict=True)]
+    new, vel = [], []
+    for y, g, v in zip(params, grads, state.velocity, strict=True):
+        y, v = _nesterov_leaf(y, g, v, ctx.leaf(eta, g), ctx.leaf(alpha, v))
+        new.append(y)
+        vel.append(v)
     return new, {"velocity": tuple(vel)}
+
+
+def _nesterov_leaf(y: Any, g: Any, v: Any, eta: Any, alpha: Any) -> tuple[Any, Any]:
+    d = eta * g  # η g, formed once for both updates
+    v = alpha * v - d
+    return y + alpha * v - d, v
+
+
+def _nesterov_small(
+    hp: Hyper, y: Any, g: Any, state: NesterovState, loss: Any
+) -> tuple[Any, tuple]:
+    y, v = _nesterov_leaf(y, g, state.velocity[0], hp["lr"], hp["momentum"])
+    return y, ((v,),)
 
 
 def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
@@ -230,6 +271,7 @@ def nesterov(lr: Any = 0.01, momentum: Any = 0.9) -> Optimizer:
         update=_nesterov_update,
         state_type=NesterovState,
         elementwise=True,
+        small=_nesterov_small,
     )
 
 
@@ -304,9 +346,10 @@ def adam(lr: Any = 1e-3, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Opt
     form of :func:`physopt_ref.core.numerics.hypot` fuses into the step's one loop, where an
     element pays two divisions and one square root, as in torch's fused Adam, plus the
     max/min/select of the scaled form. On the MLP of ``benchmarks/bench_adapters.py`` (2.4 M
-    float32 parameters, one thread, ``--clock cpu --parts``) the compiled step took 1.20x
-    torch's fused Adam with Python-float hyperparameters and 1.30x with 0-d tensor ones (the
-    torch adapter's); the plain, overflowing form would save 0.23-0.45 ms of about 2.6
+    float32 parameters, one thread, ``--clock cpu --parts``) the compiled step called past
+    Dynamo (as the torch adapter calls it) took 1.01x torch's fused Adam with Python-float
+    hyperparameters and 1.14x with 0-d tensor ones (through Dynamo at every call: 1.17x and
+    1.32x); the plain, overflowing form saved 0.23-0.45 ms of about 2.6 at an earlier stage
     (``docs/frameworks.md``).
 
     In float16 :math:`\epsilon = 10^{-8}` rounds to 0 in the leaf: an element whose gradients

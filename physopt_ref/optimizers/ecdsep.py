@@ -52,6 +52,7 @@ from physopt_ref.optimizers.ecd_common import (
     tree_dot,
     tree_sq_norm,
 )
+from physopt_ref.optimizers.ecd_small import ecdsep_small
 from physopt_ref.transforms.chain import weight_decay_keyword, with_transforms
 
 __all__ = ["ECDSepState", "ecdsep"]
@@ -308,6 +309,7 @@ def ecdsep(
         state_type=ecd_safety.safety_state_type(ECDSepState, hp["safety"]),
         needs_loss=True,
         squares_gradient=True,
+        small=ecdsep_small,
     )
     return with_transforms(optimizer, decay, hp)
 
