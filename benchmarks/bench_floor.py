@@ -148,19 +148,22 @@ class Floor:
         return run
 
     def next_to(self, step: Callable[[], Any], sync: Callable[[Any], None], written: int,
-                read_only: int, warmup: int = 3) -> tuple[float, float]:
-        """Median seconds of ``step()`` and of the floor, measured alternately."""
+                read_only: int, warmup: int = 3,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+        """Median seconds of ``step()`` and of the floor, measured alternately with ``clock``
+        (wall time by default; ``time.process_time`` for the CPU time of a one-thread process,
+        which the load of other processes does not inflate)."""
         floor = self.passes(written, read_only)
         for _ in range(warmup):
             sync(step())
             self.sync(floor())
         t_step, t_floor = [], []
         for _ in range(self.repeats):
-            t0 = time.perf_counter()
+            t0 = clock()
             sync(step())
-            t1 = time.perf_counter()
+            t1 = clock()
             self.sync(floor())
-            t2 = time.perf_counter()
+            t2 = clock()
             t_step.append(t1 - t0)
             t_floor.append(t2 - t1)
         return statistics.median(t_step), statistics.median(t_floor)

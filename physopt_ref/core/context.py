@@ -133,6 +133,11 @@ class StepContext:
         The shapes of every leaf of the whole tree when the rule sees slices of them (a donated,
         chunked step); ``None``: the leaves' own shapes. Read it through
         :meth:`tree_event_shapes`.
+    in_place : bool
+        Whether the rule may write its new parameters, and its per-leaf state arrays shaped like
+        them, into ``params`` and the state's arrays and return those: set by a donated step
+        traced by ``torch.compile`` (:mod:`physopt_ref.core.donate`), where writing inside a
+        ``torch.cond`` branch saves a copy of the branch's output (BBI). False elsewhere.
     """
 
     __slots__ = (
@@ -145,6 +150,7 @@ class StepContext:
         "compute_dtype",
         "count",
         "dtype",
+        "in_place",
         "leaf_ids",
         "like",
         "tree_shapes",
@@ -161,6 +167,7 @@ class StepContext:
         self.like = like
         self.dtype = dtype = like.dtype
         self._t = self.leaf_ids = self.tree_shapes = None
+        self.in_place = False
         if type(like) is np.ndarray:
             # Every step builds a context: NumPy's compute dtype comes from a per-dtype cache
             # (finfo is the dearest part of a dim-10 step's scaffold, benchmarks/bench_ecd.py).

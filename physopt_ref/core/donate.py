@@ -230,7 +230,12 @@ def _whole(
     opt: Any, ctx: Any, params: list[Any], grads: list[Any], state: Any, loss: Any,
     layout: _Layout, traced: bool = False,
 ) -> tuple[list[Any], dict[str, Any]]:
-    """The rule on the whole arrays, its results copied into the donated buffers."""
+    """The rule on the whole arrays, its results copied into the donated buffers.
+
+    Under ``torch.compile`` the rule may write them itself (``ctx.in_place``) and return the
+    buffers; the copies of those are then skipped (:func:`_write`).
+    """
+    ctx.in_place = traced
     new, fields = opt._update_rule(opt._rule_hp, ctx, params, grads, state, loss)
     return _write_back(ctx.xp, params, state, layout, new, fields, traced)
 

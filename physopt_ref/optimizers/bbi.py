@@ -23,13 +23,13 @@ from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
-from physopt_ref.core.control import graph_cond_active, if_any
+from physopt_ref.core.control import graph_cond_active
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
-from physopt_ref.core.tree import select_tree
 from physopt_ref.core.validate import check_bool, check_int, check_real
 from physopt_ref.optimizers import ecd_safety
+from physopt_ref.optimizers.bbi_kernel import PerRun, eager_update, graph_update
 from physopt_ref.optimizers.ecd_common import (
     check_direction,
     check_eps2,
@@ -38,10 +38,7 @@ from physopt_ref.optimizers.ecd_common import (
     check_seed,
     energy_shell_phase,
     finish_call,
-    initial_momentum,
     int_zeros,
-    redraw_directions,
-    rescale_factor,
     tree_sq_norm,
 )
 from physopt_ref.optimizers.ecd_small import bbi_small
@@ -357,20 +354,6 @@ def _bbi_update(
     Es = xp.where(active, energy, one)
     shell = (Es - Vs) * (Es / Vs + 1.0)  # E²/V - V, exact 0 when E = V, no E² overflow
     mag0 = xp.sqrt(xp.where(shell > 0.0, shell, zero))
-    pi, p2 = initial_momentum(ctx, grads, mag0, init_now, state.momentum, state.p2)
-    # In a torch graph, every operand of torch.cond is a materialised buffer: the branches
-    # start from the stored momentum and form the initial one themselves (fused with the kick;
-    # the copy outside is then dead code). Elsewhere they start from `pi`.
-    regraph = graph_cond_active(xp)
-
-    def started(momentum: list[Any]) -> list[Any]:
-        if not regraph:
-            return momentum
-        return initial_momentum(ctx, grads, mag0, init_now, momentum, state.p2)[0]
-
-    # Energy rescale factor r (1 where it is skipped).
-    r = rescale_factor(ctx, p2, shell, hp["eps1"]) if hp["rescale"] else 1.0
-
     # Safety: a started run with V > E (shell < 0) has left its shell and backtracks.
     guard = ecd_safety.ShellGuard(hp["safety"], ctx, state, active, V, shell)
     live = guard.live
@@ -385,36 +368,18 @@ def _bbi_update(
     bounce = (live & hit) if hit is not None else xp.zeros_like(active)
     update = live & ~bounce
 
-    # Ordinary update: rescale, kick, drift (coefficients at θ_t). The new momentum is formed
-    # inside the branches of if_any, so that a compiled graph fuses the kick with its select.
+    # Ordinary update: rescale, kick, drift (coefficients at θ_t).
     v_over_e = Vs / Es
     kick = guard.scale(0.5 * dt * (v_over_e + Es / Vs))  # the run's Δt: 2^(-k/2) Δt
     drift = guard.scale(dt * v_over_e)
-
-    def kicked(momentum: list[Any]) -> list[Any]:
-        return [ctx.leaf(r, p) * p - ctx.leaf(kick, g) * g
-                for p, g in zip(momentum, grads, strict=True)]
-
-    def plain(momentum: list[Any]) -> list[Any]:
-        momentum = started(momentum)
-        return select_tree(xp, update, kicked(momentum), momentum, bn)
-
-    # A bounce redraws the direction at the same |π|; the draw is paid for only when some run
-    # bounces (physopt_ref.core.control.if_any: a host branch, jax.lax.cond or torch.cond).
-    def bounced(momentum: list[Any]) -> list[Any]:
-        momentum = started(momentum)
-        pi_b = redraw_directions(ctx, momentum, p2, bounce, seed=hp["seed"],
-                                 member=hp["member"], law=hp["bounce_direction"])
-        return select_tree(xp, update, kicked(momentum), pi_b, bn)
-
-    operand = list(state.momentum if regraph else pi)
-    if hit is not None:
-        pi_new = if_any(xp, bounce, bounced, plain, operand, graph_cond=True)
+    run = PerRun(mag0, init_now, shell, update, bounce if hit is not None else None, kick, drift)
+    if graph_cond_active(xp):
+        # In a torch graph: all the full-size work in one torch.cond (.bbi_kernel).
+        rare = init_now if hit is None else init_now | bounce
+        theta_new, pi_new, p2_new = graph_update(hp, ctx, params, grads, state, run, rare)
     else:
-        pi_new = plain(operand)
-    # Where `update`, pi_new is the kicked momentum: the drift of the official order.
-    theta_u = [th + ctx.leaf(drift, p) * p for th, p in zip(params, pi_new, strict=True)]
-    theta_new = select_tree(xp, update, theta_u, params, bn)
+        theta_new, pi_new = eager_update(hp, ctx, params, grads, state, run)
+        p2_new = tree_sq_norm(xp, pi_new, bn)
 
     # Counters: c1 restarts on a new minimum or a bounce and counts the other updates; c0
     # counts updates and restarts on a fixed bounce while fixed bounces remain.
@@ -436,7 +401,7 @@ def _bbi_update(
         **safe_fields,
         "momentum": tuple(pi_new),
         "energy": energy,
-        "p2": tree_sq_norm(xp, pi_new, bn),
+        "p2": p2_new,
         "potential": V,
         "best_potential": xp.where(new_min, V, state.best_potential),
         "fixed_counter": c0_new,
