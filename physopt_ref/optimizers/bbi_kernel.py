@@ -126,19 +126,25 @@ def eager_update(
     hp: Mapping[str, Any], ctx: StepContext, params: list[Any], grads: list[Any], state: Any,
     run: PerRun,
 ) -> tuple[list[Any], list[Any]]:
-    """The new parameters and momentum outside a torch graph (eager, ``jax.jit``).
+    r"""The new parameters and momentum outside a torch graph (eager, ``jax.jit``).
 
     The initial momentum and the bounce draw are paid for only when some run needs them
     (:func:`physopt_ref.core.control.if_any`: a host branch, or ``jax.lax.cond`` under jit).
+    Each branch returns only the momentum the kick starts from (the stored one, or the
+    redrawn one where a run bounces), and the other branch returns its operand unchanged; the
+    kick, the drift and :math:`|\pi'|^2` come after it. Under ``jax.jit`` the common call's
+    ``lax.cond`` is then an identity that XLA passes through without a copy, and the kick and
+    drift fuse outside it into loops that write the donated buffers in place: no branch output
+    the size of the parameters, and no copy of one into the momentum buffer (figures:
+    ``docs/speed.md``). Kicking the redrawn momentum changes nothing: it differs from the
+    stored one only where a run bounces, and a bouncing run does not update.
     """
     xp = ctx.xp
     pi, p2 = initial_momentum(ctx, grads, run.mag0, run.init_now, state.momentum, state.p2)
+    if run.bounce is not None:
+        def bounced(momentum: list[Any]) -> list[Any]:
+            return _redraw(hp, ctx, run, momentum, p2)()
 
-    def plain(momentum: list[Any]) -> list[Any]:
-        return _momentum(hp, ctx, run, grads, momentum, p2, None)
-
-    def bounced(momentum: list[Any]) -> list[Any]:
-        return _momentum(hp, ctx, run, grads, momentum, p2, _redraw(hp, ctx, run, momentum, p2))
-
-    pi_new = plain(pi) if run.bounce is None else if_any(xp, run.bounce, bounced, plain, pi)
+        pi = if_any(xp, run.bounce, bounced, list, pi)
+    pi_new = _momentum(hp, ctx, run, grads, pi, p2, None)
     return _drift(ctx, run, params, pi_new), pi_new
