@@ -128,3 +128,47 @@ def test_compiled_donated_common_step_is_one_pass() -> None:
     start = torch.linspace(-1.0, 1.0, n, dtype=torch.float32)
     want, _ = opt.step(start, g, opt.init(start), loss=loss)
     np.testing.assert_allclose(x.numpy(), want.numpy(), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(("hp", "conds"), [
+    ({"lr": 0.01}, 2),
+    ({"lr": 0.01, "t0": 3, "t1": 2, "bounce_direction": "isotropic"}, 2),
+    ({"lr": 0.01, "t0": None, "t1": None}, 1),
+], ids=["default", "isotropic", "no-bounces"])
+def test_jax_jit_common_step_has_no_full_size_cond_output(hp: dict, conds: int) -> None:
+    """``physopt_ref.compile`` on JAX (``jax.jit`` with donation): the ``lax.cond`` of the
+    initial momentum and of the bounce return, in the common branch, their operand unchanged;
+    the kick, the drift and |π'|² are computed after them, written into the donated buffers.
+
+    Before: the bounce ``cond``'s common branch computed the kicked momentum, a fresh
+    full-size branch output, which the drift and the reduction read again and XLA then copied
+    into the donated momentum buffer (a ``copy`` of the whole array on every call: 9 passes
+    over the arrays where 7 remain). The results stay those of the eager step.
+    """
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    n = 4099
+    opt = physopt_ref.bbi(**hp)
+    base = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    x, g, loss = jnp.asarray(base), jnp.asarray(0.5 * base), jnp.float32(1.5)
+    state = opt.init(x)
+    step = physopt_ref.compile(opt).for_array(x)
+    hlo = step.lower(x, g, state, loss).compile().as_text()
+    full = f"f32[{n}]"
+    copies = [line for line in hlo.splitlines() if " copy(" in line and f"= {full}" in line]
+    assert not copies, f"full-size copies: {copies}"
+    branches = re.findall(r"conditional\(.*?branch_computations=\{%([\w.]+), %([\w.]+)\}", hlo)
+    assert len(branches) == conds  # the start's, and the bounce's where bounces are on
+    for common, _ in branches:  # lax.cond: branch 0 runs when no run starts or bounces
+        body = hlo[hlo.index(f"%{common} ("):]
+        body = body[: body.index("\n}")]
+        assert "fusion(" not in body and re.search(r"ROOT %[\w.]+ = .* parameter\(0\)", body)
+    header = hlo.splitlines()[0]
+    assert "{0}: (0, {}, may-alias)" in header  # θ' written into the donated parameters
+    # The result equals the eager NumPy step's over 6 calls (starts and bounces included).
+    xs, state_np = base.copy(), opt.init(base.copy())
+    for _ in range(6):
+        x, state = step(x, g, state, loss)
+        xs, state_np = opt.step(xs, 0.5 * base, state_np, loss=np.float32(1.5))
+    np.testing.assert_allclose(np.asarray(x), xs, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(state.event), state_np.event)
