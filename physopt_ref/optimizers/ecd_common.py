@@ -43,6 +43,7 @@ __all__ = [
     "energy_shell_phase",
     "eps2_floor",
     "finish_call",
+    "grad_norm_if_starting",
     "initial_momentum",
     "int_zeros",
     "lower_floor",
@@ -51,6 +52,7 @@ __all__ = [
     "rescale_factor",
     "safe_divide",
     "scale_tree",
+    "started_momentum",
     "tree_dot",
     "tree_sq_norm",
 ]
@@ -196,21 +198,66 @@ def initial_momentum(
     momentum (no 0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept.
     Only calls where some run starts pay for it (:func:`physopt_ref.core.control.if_any`).
     """
-    xp, bn = ctx.xp, ctx.batch_ndim
-    one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
+    xp = ctx.xp
 
     def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
-        gnorm = xp.astype(tree_norm(xp, grads, bn), ctx.dtype)  # a finite norm is representable
-        moving = gnorm > 0.0
-        coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
-        new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
-        started_p2 = xp.where(moving, magnitude * magnitude, zero)
-        return new, xp.where(init_now, started_p2, p2)
+        return started_momentum(ctx, grads, magnitude, init_now, momentum, p2,
+                                _grad_norm(ctx, grads))
 
     def keep(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
         return list(momentum), p2
 
     return if_any(xp, init_now, start, keep, list(momentum), p2)
+
+
+def _grad_norm(ctx: StepContext, grads: Sequence[Any]) -> Any:
+    """:math:`|g|` per run, scaled (:func:`~physopt_ref.core.numerics.tree_norm`), in the
+    state dtype (a finite norm is representable)."""
+    return ctx.xp.astype(tree_norm(ctx.xp, list(grads), ctx.batch_ndim), ctx.dtype)
+
+
+def grad_norm_if_starting(ctx: StepContext, grads: Sequence[Any], init_now: Any) -> Any:
+    """:math:`|g|` per run where some run starts its momentum now, zeros otherwise.
+
+    In a graph (``jax.jit``: ``lax.cond``; ``torch.compile``: ``torch.cond``) only this per-run
+    scalar comes out of the branch, and its operands are the gradient leaves themselves: the
+    compiler materialises nothing of full size for it, and :func:`started_momentum` (the select)
+    fuses into the passes that read the momentum. :func:`initial_momentum` returns the selected
+    tree from the branch instead, which a graph must then store (a full-size buffer per step).
+    Use the result only where ``init_now`` holds (:func:`if_any`).
+    """
+    xp = ctx.xp
+
+    def norm(*leaves: Any) -> Any:
+        return _grad_norm(ctx, leaves)
+
+    def skip(*leaves: Any) -> Any:
+        return ctx.full(0.0)
+
+    return if_any(xp, init_now, norm, skip, *grads, graph_cond=True)
+
+
+def started_momentum(
+    ctx: StepContext,
+    grads: Sequence[Any],
+    magnitude: Any,
+    init_now: Any,
+    momentum: Sequence[Any],
+    p2: Any,
+    gnorm: Any,
+) -> tuple[list[Any], Any]:
+    """:func:`initial_momentum` given the per-run :math:`|g|` (``gnorm``): the select itself.
+
+    ``-magnitude · g/|g|`` where ``init_now`` (0 where :math:`|g| = 0`), ``momentum``
+    elsewhere; and the squared norm (``magnitude²``, 0, or ``p2``).
+    """
+    xp, bn = ctx.xp, ctx.batch_ndim
+    one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
+    moving = gnorm > 0.0
+    coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
+    new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
+    started_p2 = xp.where(moving, magnitude * magnitude, zero)
+    return new, xp.where(init_now, started_p2, p2)
 
 
 def rescale_factor(ctx: StepContext, p2: Any, target: Any, eps1: float) -> Any:
