@@ -25,8 +25,8 @@ momentum). One thread: the process pins itself to one core before JAX or torch s
 ``--count`` instead prints what the compilers make of the revision's rule and the current one
 at N = 1000 (no timing): inductor's full-size buffers allocated every step (in the compiled
 module's ``call``, outside the branch subgraphs that run only on a rare call) and its
-full-size loops (``TORCH_COMPILE_DEBUG`` output code); XLA's fusions with a full-size result
-(``jax.jit(...).lower(...).compile().as_text()``).
+full-size loops (the output code, from ``torch._inductor.utils.run_and_get_code``); XLA's
+fusions with a full-size result (``jax.jit(...).lower(...).compile().as_text()``).
 Nothing here is a test; the numbers depend on the machine.
 """
 
@@ -117,32 +117,27 @@ def time_forms(kind: str, n: int, repeats: int, nu: float, rev: str) -> None:
 
 def count_torch(label: str, opt: Any, nu: float) -> None:
     """Full-size loops and buffers in inductor's output code for ``opt``."""
-    import glob
-    import tempfile
-
     import torch
+    from torch._inductor.utils import run_and_get_code
 
     import physopt_ref as po
 
     n = 1000
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["TORCH_COMPILE_DEBUG"] = "1"
-        os.environ["TORCH_COMPILE_DEBUG_DIR"] = tmp
-        torch._dynamo.reset()
-        x = torch.linspace(-1.0, 1.0, n)
-        g, loss, state = 0.5 * x, torch.tensor(1.5), opt.init(x)
-        step = po.compile(opt)
-        for _ in range(2):
-            x, state = step(x, g, state, loss=loss)
-        code = "".join(open(f).read() for f in glob.glob(f"{tmp}/**/output_code.py",
-                                                          recursive=True))
-    del os.environ["TORCH_COMPILE_DEBUG"], os.environ["TORCH_COMPILE_DEBUG_DIR"]
+    torch._dynamo.reset()
+    x = torch.linspace(-1.0, 1.0, n)
+    g, loss, state = 0.5 * x, torch.tensor(1.5), opt.init(x)
+    _, codes = run_and_get_code(po.compile(opt), x, g, state, loss=loss)
+    code = "\n".join(codes)
     call = code[code.index("    def call(self, args):"):]
-    kernels = code[:code.index("    def call(self, args):")]
-    loops = len(re.findall(rf"x0<static_cast<int64_t>\((?:{n}|{n // 4})L\)", kernels))
+    kernels = dict(re.findall(r"\n(cpp_fused_\w+) = async_compile\.cpp_pybinding\((.*?)'''\)",
+                              code, re.S))
+    every_step = set(re.findall(r"\n        (cpp_fused_\w+)\(", call))  # not in a branch
+    full_loop = rf"x0<static_cast<int64_t>\((?:{n}|{n // 4})L\)"
+    loops = sum(len(re.findall(full_loop, kernels[k])) for k in every_step)
+    rare = sum(len(re.findall(full_loop, v)) for k, v in kernels.items() if k not in every_step)
     bufs = re.findall(rf"empty_strided_cpu\(\((?:{n}, |1, {n // 4}, 4)\)", call)
-    print(f"  torch  nu={nu:g} {label:<4}: {len(bufs)} full-size buffers every step; "
-          f"{loops} full-size loops in the kernels (the branch subgraphs' included)")
+    print(f"  torch  nu={nu:g} {label:<4}: {len(bufs)} full-size buffers and {loops} full-size "
+          f"loops every step; {rare} more loops in branches taken on rare calls")
 
 
 def count_jax(label: str, opt: Any, nu: float) -> None:
