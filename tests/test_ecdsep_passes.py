@@ -5,7 +5,7 @@ reductions |p_k|², p_k·z, |z|² in one, the writes of q and p with the final |
 the only full-size buffer inductor allocates per step is the jitter draw z (Philox's blocks
 are stored once, not recomputed: ``docs/speed.md``, "ECDSep's compiled passes"). Before, the
 started momentum (``initial_momentum``'s branch output, or the select inductor stored) and the
-kicked momentum (the operand of the overflow branch of ``_momentum_norm``) were full-size
+kicked momentum (the operand of the overflow branch of ``momentum_norm``) were full-size
 buffers too: one per step with ν = 0, three with ν > 0.
 """
 

@@ -17,7 +17,7 @@ times the overshoot below the loss,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from physopt_ref.backends import normal, uniform
@@ -47,6 +47,7 @@ __all__ = [
     "initial_momentum",
     "int_zeros",
     "lower_floor",
+    "momentum_norm",
     "random_directions",
     "redraw_directions",
     "rescale_factor",
@@ -384,3 +385,21 @@ def redraw_directions(
     back = [xp.reshape(xp.take(d, pos, axis=0), tuple(p.shape))
             for d, p in zip(scaled, momentum, strict=True)]
     return select_tree(xp, redraw, back, momentum, bn)
+
+
+def momentum_norm(xp: Any, p2: Any, momentum: Callable[[], list[Any]], batch_ndim: int) -> Any:
+    """:math:`|p|` per run: ``sqrt(p2)``, or the scaled norm where ``p2`` is not finite.
+
+    ``momentum()`` forms the momentum tree, called only in the branch that needs it (in a graph
+    from the step's inputs, so that the branch's only operand is the per-run ``p2``).
+    """
+    overflow = ~xp.isfinite(p2)
+
+    def scaled(p2: Any) -> Any:
+        norm = xp.astype(tree_norm(xp, momentum(), batch_ndim), p2.dtype)
+        return xp.where(overflow, norm, xp.sqrt(p2))
+
+    def plain(p2: Any) -> Any:
+        return xp.sqrt(p2)
+
+    return if_any(xp, overflow, scaled, plain, p2, graph_cond=True)

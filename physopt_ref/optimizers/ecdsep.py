@@ -24,13 +24,12 @@ bottom, so larger η concentrates the measure at small loss (the ECDSep README).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
-from physopt_ref.core.control import host_resident, if_any
-from physopt_ref.core.numerics import tree_norm
+from physopt_ref.core.control import host_resident
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
@@ -47,6 +46,7 @@ from physopt_ref.optimizers.ecd_common import (
     grad_norm_if_starting,
     initial_momentum,
     int_zeros,
+    momentum_norm,
     random_directions,
     rescale_factor,
     safe_divide,
@@ -386,9 +386,10 @@ def _ecdsep_update(
     # The minimum is two passes over the data (docs/speed.md, "ECDSep's compiled passes"): one
     # for the three independent reductions |p_k|², p_k·z, |z|², one for the writes of q and p
     # and the final |p|². Eagerly each array below is formed once. In a graph every use forms
-    # p, p_k (and p_j) again from the step's inputs: a compiler stores a value read by two loops
-    # (inductor by its reuse heuristics, XLA by fusion), which cost a full-size buffer per step;
-    # formed again, each fuses into the loop that reads it. The arithmetic is the same.
+    # p, p_k (and p_j) again from the step's inputs: inductor stores a value that several loops
+    # read (its reuse heuristics: a full-size buffer per step); formed again, each fuses into
+    # the loop that reads it, with the same arithmetic. (XLA merges the repeated expressions
+    # again: under jax.jit this changes nothing.) The draw z is stored once, not drawn twice.
     if gnorm is None:
         p_once = kicked(p)
 
@@ -410,7 +411,7 @@ def _ecdsep_update(
     # |p| from the |p|² the step carries anyway (one pass fewer than the scaled tree_norm),
     # except where |p|² overflowed (|p| > sqrt(finfo.max)): there the scaled norm, taken only
     # when some run needs it (issue 22). The drift 2Δt/(s+|p|²) then goes to 0, its limit.
-    norm = _momentum_norm(xp, p2k, kicked_momentum, bn)
+    norm = momentum_norm(xp, p2k, kicked_momentum, bn)
     move = guard.scale(safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero))
     q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, kicked_momentum(), strict=True)]
 
@@ -462,24 +463,6 @@ def _ecdsep_update(
 
 # The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
 _ECDSEP_RULES = widened(_ecdsep_init, _ecdsep_update)
-
-
-def _momentum_norm(xp: Any, p2: Any, momentum: Callable[[], list[Any]], batch_ndim: int) -> Any:
-    """:math:`|p|` per run: ``sqrt(p2)``, or the scaled norm where ``p2`` is not finite.
-
-    ``momentum()`` forms the momentum tree, called only in the branch that needs it (in a graph
-    from the step's inputs, so that the branch's only operand is the per-run ``p2``).
-    """
-    overflow = ~xp.isfinite(p2)
-
-    def scaled(p2: Any) -> Any:
-        norm = xp.astype(tree_norm(xp, momentum(), batch_ndim), p2.dtype)
-        return xp.where(overflow, norm, xp.sqrt(p2))
-
-    def plain(p2: Any) -> Any:
-        return xp.sqrt(p2)
-
-    return if_any(xp, overflow, scaled, plain, p2, graph_cond=True)
 
 
 register(
