@@ -53,7 +53,6 @@ __all__ = [
     "rescale_factor",
     "safe_divide",
     "scale_tree",
-    "started_momentum",
     "tree_dot",
     "tree_sq_norm",
 ]
@@ -191,6 +190,7 @@ def initial_momentum(
     init_now: Any,
     momentum: Sequence[Any],
     p2: Any,
+    gnorm: Any = None,
 ) -> tuple[list[Any], Any]:
     """The momentum and its squared norm, started as ``-magnitude · g/|g|`` where ``init_now``.
 
@@ -198,17 +198,26 @@ def initial_momentum(
     tree_norm`: no :math:`|g|^2` that overflows or underflows); a zero gradient gives a zero
     momentum (no 0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept.
     Only calls where some run starts pay for it (:func:`physopt_ref.core.control.if_any`).
+    Given ``gnorm`` (the per-run :math:`|g|` of :func:`grad_norm_if_starting`), the select
+    itself, without a branch: what a graph fuses into the passes that read the momentum.
     """
-    xp = ctx.xp
+    xp, bn = ctx.xp, ctx.batch_ndim
+    if gnorm is None:
 
-    def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
-        return started_momentum(ctx, grads, magnitude, init_now, momentum, p2,
-                                _grad_norm(ctx, grads))
+        def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
+            return initial_momentum(ctx, grads, magnitude, init_now, momentum, p2,
+                                    _grad_norm(ctx, grads))
 
-    def keep(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
-        return list(momentum), p2
+        def keep(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
+            return list(momentum), p2
 
-    return if_any(xp, init_now, start, keep, list(momentum), p2)
+        return if_any(xp, init_now, start, keep, list(momentum), p2)
+    one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
+    moving = gnorm > 0.0
+    coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
+    new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
+    started_p2 = xp.where(moving, magnitude * magnitude, zero)
+    return new, xp.where(init_now, started_p2, p2)
 
 
 def _grad_norm(ctx: StepContext, grads: Sequence[Any]) -> Any:
@@ -222,10 +231,10 @@ def grad_norm_if_starting(ctx: StepContext, grads: Sequence[Any], init_now: Any)
 
     In a graph (``jax.jit``: ``lax.cond``; ``torch.compile``: ``torch.cond``) only this per-run
     scalar comes out of the branch, and its operands are the gradient leaves themselves: the
-    compiler materialises nothing of full size for it, and :func:`started_momentum` (the select)
-    fuses into the passes that read the momentum. :func:`initial_momentum` returns the selected
-    tree from the branch instead, which a graph must then store (a full-size buffer per step).
-    Use the result only where ``init_now`` holds (:func:`if_any`).
+    compiler materialises nothing of full size for it, and the select
+    (:func:`initial_momentum` given ``gnorm``) fuses into the passes that read the momentum.
+    Without it the selected tree comes out of the branch, which a graph must then store (a
+    full-size buffer per step). Use the result only where ``init_now`` holds (:func:`if_any`).
     """
     xp = ctx.xp
 
@@ -236,29 +245,6 @@ def grad_norm_if_starting(ctx: StepContext, grads: Sequence[Any], init_now: Any)
         return ctx.full(0.0)
 
     return if_any(xp, init_now, norm, skip, *grads, graph_cond=True)
-
-
-def started_momentum(
-    ctx: StepContext,
-    grads: Sequence[Any],
-    magnitude: Any,
-    init_now: Any,
-    momentum: Sequence[Any],
-    p2: Any,
-    gnorm: Any,
-) -> tuple[list[Any], Any]:
-    """:func:`initial_momentum` given the per-run :math:`|g|` (``gnorm``): the select itself.
-
-    ``-magnitude · g/|g|`` where ``init_now`` (0 where :math:`|g| = 0`), ``momentum``
-    elsewhere; and the squared norm (``magnitude²``, 0, or ``p2``).
-    """
-    xp, bn = ctx.xp, ctx.batch_ndim
-    one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
-    moving = gnorm > 0.0
-    coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
-    new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
-    started_p2 = xp.where(moving, magnitude * magnitude, zero)
-    return new, xp.where(init_now, started_p2, p2)
 
 
 def rescale_factor(ctx: StepContext, p2: Any, target: Any, eps1: float) -> Any:

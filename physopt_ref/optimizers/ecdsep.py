@@ -29,10 +29,10 @@ from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
-from physopt_ref.core.control import host_resident
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
+from physopt_ref.core.tracing import is_tracing
 from physopt_ref.core.tree import select_tree
 from physopt_ref.core.validate import check_bool, check_real, is_array
 from physopt_ref.optimizers import ecd_safety
@@ -50,7 +50,6 @@ from physopt_ref.optimizers.ecd_common import (
     random_directions,
     rescale_factor,
     safe_divide,
-    started_momentum,
     tree_dot,
     tree_sq_norm,
 )
@@ -361,14 +360,15 @@ def _ecdsep_update(
     magnitude = (
         xp.sqrt(delta_e) if is_array(delta_e) else ctx.full(float(delta_e) ** 0.5)
     )
-    if host_resident(xp, init_now):
+    if not is_tracing(init_now):  # eager: each array once, as the arithmetic reads
         p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2)
         gnorm = None
     else:
         # In a graph only |g| comes out of a branch; the started momentum is a select that the
         # compiler fuses into the two passes below (no full-size buffer for it).
         gnorm = grad_norm_if_starting(ctx, grads, init_now)
-        p, p2 = started_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2, gnorm)
+        p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2,
+                                 gnorm)
 
     c = rescale_factor(ctx, p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
     # Safety: a started run with s V > e^E has left its shell and backtracks (ecd_safety).
@@ -385,10 +385,11 @@ def _ecdsep_update(
 
     # The minimum is two passes over the data (docs/speed.md, "ECDSep's compiled passes"): one
     # for the three independent reductions |p_k|², p_k·z, |z|², one for the writes of q and p
-    # and the final |p|². Eagerly each array below is formed once. In a graph every use forms
-    # p, p_k (and p_j) again from the step's inputs: inductor stores a value that several loops
-    # read (its reuse heuristics: a full-size buffer per step); formed again, each fuses into
-    # the loop that reads it, with the same arithmetic. (XLA merges the repeated expressions
+    # and the final |p|². Eagerly (every backend outside a trace, where forming again would
+    # cost passes) each array below is formed once. In a graph every use forms p, p_k (and p_j)
+    # again from the step's inputs: inductor stores a value that several loops read (its reuse
+    # heuristics: a full-size buffer per step); formed again, each fuses into the loop that
+    # reads it, with the same arithmetic. (XLA merges the repeated expressions
     # again: under jax.jit this changes nothing.) The draw z is stored once, not drawn twice.
     if gnorm is None:
         p_once = kicked(p)
@@ -401,7 +402,7 @@ def _ecdsep_update(
     else:
 
         def momentum() -> list[Any]:
-            return started_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2,
+            return initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2,
                                     gnorm)[0]
 
         def kicked_momentum() -> list[Any]:
