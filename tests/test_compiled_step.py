@@ -21,6 +21,7 @@ import pytest
 from physopt_ref.backends import to_numpy
 
 import physopt_ref
+import physopt_ref.core.compile as compile_module
 from physopt_ref import registered_names, tree_leaves
 from physopt_ref import testing as kit
 
@@ -96,8 +97,10 @@ def test_torch_compiled_donated_step(name: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
-def test_eager_backends_compile_to_the_donated_step(backend: str) -> None:
+def test_eager_backends_compile_to_the_donated_step(backend: str, monkeypatch) -> None:
     from physopt_ref.backends import get_namespace
+
+    monkeypatch.setattr(compile_module, "DONATE_MIN_BYTES", 0)  # donate these small leaves
 
     xp = get_namespace(backend)
     for name in ("adam", "bbi"):
@@ -121,10 +124,13 @@ def test_eager_backends_compile_to_the_donated_step(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
-def test_compile_falls_back_to_the_plain_step_for_whole_tree_rules(backend: str) -> None:
+def test_compile_falls_back_to_the_plain_step_for_whole_tree_rules(backend: str,
+                                                                   monkeypatch) -> None:
     """Donation cannot chunk BBI, ECDSep or Gravity (tree norms, max|G|): it would only add a
     copy (1.08-1.39x the plain step on NumPy), so ``compile`` runs the plain step for them."""
     from physopt_ref.backends import get_namespace
+
+    monkeypatch.setattr(compile_module, "DONATE_MIN_BYTES", 0)
 
     xp = get_namespace(backend)
     x = xp.asarray(np.linspace(-1.0, 1.0, 5))
@@ -141,6 +147,40 @@ def test_compile_falls_back_to_the_plain_step_for_whole_tree_rules(backend: str)
     ref, _ = opt.step(x, 0.5 * x, state, loss=xp.asarray(9.0))
     assert out is not x and not np.array_equal(to_numpy(out), to_numpy(x))
     np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+def test_compile_donates_on_the_host_only_from_large_leaves(backend: str, monkeypatch) -> None:
+    """Below ``DONATE_MIN_BYTES`` (glibc's largest mmap threshold) the plain eager step is
+    faster than the chunked donated one (issue 25: up to 2.6x at 4 MB leaves), so ``compile``
+    runs it there; a tree with one leaf at or above it gets the donated form. Both give the
+    pure step's bits."""
+    from physopt_ref.backends import get_namespace
+
+    xp = get_namespace(backend)
+    opt = physopt_ref.heavy_ball(lr=0.1, momentum=0.9)
+    small = xp.asarray(np.linspace(-1.0, 1.0, 6))  # 48 bytes
+    big = xp.asarray(np.linspace(-2.0, 2.0, 12))  # 96 bytes
+    monkeypatch.setattr(compile_module, "DONATE_MIN_BYTES", 96)
+    step = physopt_ref.compile(opt)
+    assert step.donates(small) is False
+    assert step.donates({"a": small, "b": big}) is True
+    assert step.donates(xp.asarray([True] * 96)) is True  # booleans: one byte each
+    assert step.donates(xp.asarray(np.zeros(12, dtype=np.float32))) is False  # 48 bytes
+    for params in (small, {"a": small, "b": big}):
+        state = opt.init(params)
+        grads = physopt_ref.tree_map(lambda a: 0.5 * a, params)
+        ref, ref_state = opt.step(params, grads, state)
+        leaves = physopt_ref.tree_leaves(params)
+        copies = physopt_ref.tree_map(lambda a: xp.asarray(np.array(to_numpy(a))), params)
+        out, out_state = step(copies, grads, opt.init(copies))
+        donated = isinstance(params, dict)
+        for a, b, r in zip(physopt_ref.tree_leaves(copies), physopt_ref.tree_leaves(out),
+                           physopt_ref.tree_leaves(ref), strict=True):
+            assert (a is b) is donated  # the donated form writes into the caller's buffers
+            np.testing.assert_array_equal(to_numpy(b), to_numpy(r))
+        assert len(leaves) == len(physopt_ref.tree_leaves(out))
+        np.testing.assert_array_equal(to_numpy(out_state.count), to_numpy(ref_state.count))
 
 
 def test_compile_refuses_what_it_cannot_compile() -> None:

@@ -16,8 +16,10 @@ What it is on each backend:
   specialised (``dynamic=False``): a step compiles once per parameter shape, and Dynamo's
   automatic dynamic shapes, which it keys by a code object's file and line and so would share
   between compiled steps, stay out of it;
-* **NumPy, array-api-strict**: no compiler; for element-wise rules the donated eager step,
-  which evaluates them chunk by chunk in the cache (:mod:`physopt_ref.core.donate`). Rules with
+* **NumPy, array-api-strict**: no compiler; for element-wise rules on a tree with a leaf of at
+  least :data:`DONATE_MIN_BYTES` (32 MiB) the donated eager step, which evaluates them chunk by
+  chunk in the cache (:mod:`physopt_ref.core.donate`); on smaller trees the plain eager step
+  (see :data:`DONATE_MIN_BYTES` for the measurement). Rules with
   reductions over the whole tree (BBI, ECDSep, Gravity) cannot be chunked: their donated form
   only copies the results of the whole-array step into the buffers, one more pass (measured
   1.08-1.39x the plain step at N = 1e7), so they get the plain eager step;
@@ -51,7 +53,20 @@ from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.donate import write_into
 from physopt_ref.core.tree import tree_leaves
 
-__all__ = ["CompiledStep", "compile"]
+__all__ = ["DONATE_MIN_BYTES", "CompiledStep", "compile"]
+
+#: Smallest leaf, in bytes, for which ``compile`` on NumPy and array-api-strict runs the donated
+#: (chunked) form of an element-wise rule rather than the plain eager step. glibc's ``malloc``
+#: serves every request of at least 32 MiB (``DEFAULT_MMAP_THRESHOLD_MAX`` on 64-bit) with a
+#: fresh ``mmap``, so a plain step's temporaries of that size page-fault at every call, which
+#: the chunked form avoids; smaller freed blocks are reused, and there the plain step is faster
+#: (the chunked form pays a Python call per 64 Ki-element chunk). Measured with
+#: ``python benchmarks/bench_ecd.py --only compile --compile-backends numpy --n N --repeats 3``
+#: (float32, CPU time, one thread), donated chunked / plain step: N = 1e6 (4 MB leaves) SGD
+#: 2.02x, heavy ball 1.60x, CoolMomentum 2.60x; N = 4e6 (16 MB) 1.11x, 1.22x, 1.94x; N = 1e7
+#: (40 MB) 0.60x, 0.74x, 1.03x. The choice changes no result: both forms give the pure step's
+#: bits. Other allocators place the threshold elsewhere; this one is glibc's.
+DONATE_MIN_BYTES = 32 * 2**20
 
 StepFn = Callable[[Any, Any, Any, Any], tuple[Any, Any]]
 
@@ -90,7 +105,7 @@ class CompiledStep:
         self.fixed_layout = bool(fixed_layout)
         self._fns: dict[str, StepFn] = {}
         if like is not None:
-            self._fn_for(tree_leaves(like)[0])
+            self._fn_for(tree_leaves(like))
 
     def __repr__(self) -> str:
         return f"compile({self.optimizer!r}, donate={self.donate})"
@@ -99,7 +114,7 @@ class CompiledStep:
         leaves = tree_leaves(params)
         if not leaves:
             raise ValueError("params holds no arrays")
-        return self._fn_for(leaves[0])(params, grads, state, loss)
+        return self._fn_for(leaves)(params, grads, state, loss)
 
     def backend_of(self, like: Any) -> str:
         """The backend name ``like`` (an array) compiles for."""
@@ -116,30 +131,36 @@ class CompiledStep:
         """Whether the step for ``like``'s backend (an array or a tree) writes into the buffers.
 
         JAX and torch: ``donate``. NumPy and array-api-strict: ``donate`` for element-wise
-        rules only (chunked in the cache; whole-tree rules would only add a copy). CuPy: never
+        rules on a tree with a leaf of at least :data:`DONATE_MIN_BYTES` (chunked in the cache;
+        whole-tree rules would only add a copy, smaller trees run faster plain). CuPy: never
         (eager copies on a device cost a pass and save nothing).
         """
-        backend = self.backend_of(tree_leaves(like)[0])
+        leaves = tree_leaves(like)
+        backend = self.backend_of(leaves[0])
         if backend in ("jax", "torch"):
             return self.donate
         if backend == "cupy":
             return False
-        return self.donate and self.optimizer.elementwise
+        return (self.donate and self.optimizer.elementwise
+                and max(map(_nbytes, leaves)) >= DONATE_MIN_BYTES)
 
     def for_array(self, like: Any) -> StepFn:
         """The step function for ``like``'s backend, called as ``fn(params, grads, state,
         loss)`` (what :meth:`__call__` looks up at every call)."""
-        return self._fn_for(like)
+        return self._fn_for(tree_leaves(like))
 
-    def _fn_for(self, like: Any) -> StepFn:
-        backend = self.backend_of(like)
-        fn = self._fns.get(backend)
+    def _fn_for(self, leaves: list[Any]) -> StepFn:
+        backend = self.backend_of(leaves[0])
+        key = backend
+        if backend in ("numpy", "array_api_strict"):  # the form depends on the leaves' size
+            key = f"{backend}:{self.donates(leaves)}"
+        fn = self._fns.get(key)
         if fn is None:
-            donate = self.donates(like)
+            donate = self.donates(leaves)
             if backend == "torch" and donate and self.fixed_layout:
-                fn = self._fns[backend] = _TorchDonated(self.optimizer, direct=True)
+                fn = self._fns[key] = _TorchDonated(self.optimizer, direct=True)
             else:
-                fn = self._fns[backend] = _BUILDERS[backend](self.optimizer, donate)
+                fn = self._fns[key] = _BUILDERS[backend](self.optimizer, donate)
         return fn
 
 
@@ -174,9 +195,26 @@ def compile(optimizer: Optimizer, *, donate: bool = True, like: Any = None) -> C
     >>> x = np.ones(4)
     >>> state = opt.init(x)
     >>> step = po.compile(opt)
-    >>> x, state = step(x, 2 * x, state)          # x and state are written in place
+    >>> x, state = step(x, 2 * x, state)  # the old x and state are not to be used again
     """
     return CompiledStep(optimizer, donate=donate, like=like)
+
+
+def _nbytes(a: Any) -> int:
+    """Bytes of one array's elements (from its shape and dtype; no data is read)."""
+    nbytes = getattr(a, "nbytes", None)
+    if nbytes is not None:
+        return int(nbytes)
+    xp = array_namespace(a)
+    size = 1
+    for n in a.shape:
+        size *= int(n)
+    if a.dtype == xp.bool:
+        return size
+    if xp.isdtype(a.dtype, "complex floating"):
+        return size * 2 * (xp.finfo(a.dtype).bits // 8)
+    info = xp.finfo if xp.isdtype(a.dtype, "real floating") else xp.iinfo
+    return size * (info(a.dtype).bits // 8)
 
 
 def _eager(opt: Optimizer, donate: bool) -> StepFn:

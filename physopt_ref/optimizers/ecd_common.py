@@ -17,7 +17,7 @@ times the overshoot below the loss,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from physopt_ref.backends import normal, uniform
@@ -43,9 +43,11 @@ __all__ = [
     "energy_shell_phase",
     "eps2_floor",
     "finish_call",
+    "grad_norm_if_starting",
     "initial_momentum",
     "int_zeros",
     "lower_floor",
+    "momentum_norm",
     "random_directions",
     "redraw_directions",
     "rescale_factor",
@@ -188,6 +190,7 @@ def initial_momentum(
     init_now: Any,
     momentum: Sequence[Any],
     p2: Any,
+    gnorm: Any = None,
 ) -> tuple[list[Any], Any]:
     """The momentum and its squared norm, started as ``-magnitude · g/|g|`` where ``init_now``.
 
@@ -195,22 +198,53 @@ def initial_momentum(
     tree_norm`: no :math:`|g|^2` that overflows or underflows); a zero gradient gives a zero
     momentum (no 0/0). Elsewhere ``momentum`` and its stored squared norm ``p2`` are kept.
     Only calls where some run starts pay for it (:func:`physopt_ref.core.control.if_any`).
+    Given ``gnorm`` (the per-run :math:`|g|` of :func:`grad_norm_if_starting`), the select
+    itself, without a branch: what a graph fuses into the passes that read the momentum.
     """
     xp, bn = ctx.xp, ctx.batch_ndim
+    if gnorm is None:
+
+        def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
+            return initial_momentum(ctx, grads, magnitude, init_now, momentum, p2,
+                                    _grad_norm(ctx, grads))
+
+        def keep(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
+            return list(momentum), p2
+
+        return if_any(xp, init_now, start, keep, list(momentum), p2)
     one, zero = ctx.scalar(1.0), ctx.scalar(0.0)
+    moving = gnorm > 0.0
+    coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
+    new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
+    started_p2 = xp.where(moving, magnitude * magnitude, zero)
+    return new, xp.where(init_now, started_p2, p2)
 
-    def start(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
-        gnorm = xp.astype(tree_norm(xp, grads, bn), ctx.dtype)  # a finite norm is representable
-        moving = gnorm > 0.0
-        coef = -safe_divide(xp, magnitude, gnorm, moving, one, zero)
-        new = select_tree(xp, init_now, scale_tree(xp, grads, coef, bn), momentum, bn)
-        started_p2 = xp.where(moving, magnitude * magnitude, zero)
-        return new, xp.where(init_now, started_p2, p2)
 
-    def keep(momentum: list[Any], p2: Any) -> tuple[list[Any], Any]:
-        return list(momentum), p2
+def _grad_norm(ctx: StepContext, grads: Sequence[Any]) -> Any:
+    """:math:`|g|` per run, scaled (:func:`~physopt_ref.core.numerics.tree_norm`), in the
+    state dtype (a finite norm is representable)."""
+    return ctx.xp.astype(tree_norm(ctx.xp, list(grads), ctx.batch_ndim), ctx.dtype)
 
-    return if_any(xp, init_now, start, keep, list(momentum), p2)
+
+def grad_norm_if_starting(ctx: StepContext, grads: Sequence[Any], init_now: Any) -> Any:
+    """:math:`|g|` per run where some run starts its momentum now, zeros otherwise.
+
+    In a graph (``jax.jit``: ``lax.cond``; ``torch.compile``: ``torch.cond``) only this per-run
+    scalar comes out of the branch, and its operands are the gradient leaves themselves: the
+    compiler materialises nothing of full size for it, and the select
+    (:func:`initial_momentum` given ``gnorm``) fuses into the passes that read the momentum.
+    Without it the selected tree comes out of the branch, which a graph must then store (a
+    full-size buffer per step). Use the result only where ``init_now`` holds (:func:`if_any`).
+    """
+    xp = ctx.xp
+
+    def norm(*leaves: Any) -> Any:
+        return _grad_norm(ctx, leaves)
+
+    def skip(*leaves: Any) -> Any:
+        return ctx.full(0.0)
+
+    return if_any(xp, init_now, norm, skip, *grads, graph_cond=True)
 
 
 def rescale_factor(ctx: StepContext, p2: Any, target: Any, eps1: float) -> Any:
@@ -337,3 +371,21 @@ def redraw_directions(
     back = [xp.reshape(xp.take(d, pos, axis=0), tuple(p.shape))
             for d, p in zip(scaled, momentum, strict=True)]
     return select_tree(xp, redraw, back, momentum, bn)
+
+
+def momentum_norm(xp: Any, p2: Any, momentum: Callable[[], list[Any]], batch_ndim: int) -> Any:
+    """:math:`|p|` per run: ``sqrt(p2)``, or the scaled norm where ``p2`` is not finite.
+
+    ``momentum()`` forms the momentum tree, called only in the branch that needs it (in a graph
+    from the step's inputs, so that the branch's only operand is the per-run ``p2``).
+    """
+    overflow = ~xp.isfinite(p2)
+
+    def scaled(p2: Any) -> Any:
+        norm = xp.astype(tree_norm(xp, momentum(), batch_ndim), p2.dtype)
+        return xp.where(overflow, norm, xp.sqrt(p2))
+
+    def plain(p2: Any) -> Any:
+        return xp.sqrt(p2)
+
+    return if_any(xp, overflow, scaled, plain, p2, graph_cond=True)

@@ -230,7 +230,7 @@ def _rescale(p2: Any, target: Any, eps1: float) -> Any:
 
 
 def _scaled_norm(p: Any) -> Any:
-    """:math:`|p|` where :math:`|p|^2` overflowed (``ecdsep._momentum_norm``'s scaled branch)."""
+    """:math:`|p|` where :math:`|p|^2` overflowed (``ecd_common.momentum_norm``'s scaled branch)."""
     from physopt_ref.core.numerics import tree_norm
 
     return _XP.astype(tree_norm(_XP, [p], 0), p.dtype)

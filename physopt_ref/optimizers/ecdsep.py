@@ -29,11 +29,10 @@ from typing import Any, NamedTuple
 
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.contract import Optimizer
-from physopt_ref.core.control import if_any
-from physopt_ref.core.numerics import tree_norm
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
+from physopt_ref.core.tracing import is_tracing
 from physopt_ref.core.tree import select_tree
 from physopt_ref.core.validate import check_bool, check_real, is_array
 from physopt_ref.optimizers import ecd_safety
@@ -44,8 +43,10 @@ from physopt_ref.optimizers.ecd_common import (
     check_seed,
     energy_shell_phase,
     finish_call,
+    grad_norm_if_starting,
     initial_momentum,
     int_zeros,
+    momentum_norm,
     random_directions,
     rescale_factor,
     safe_divide,
@@ -359,7 +360,15 @@ def _ecdsep_update(
     magnitude = (
         xp.sqrt(delta_e) if is_array(delta_e) else ctx.full(float(delta_e) ** 0.5)
     )
-    p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2)
+    if not is_tracing(init_now):  # eager: each array once, as the arithmetic reads
+        p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2)
+        gnorm = None
+    else:
+        # In a graph only |g| comes out of a branch; the started momentum is a select that the
+        # compiler fuses into the two passes below (no full-size buffer for it).
+        gnorm = grad_norm_if_starting(ctx, grads, init_now)
+        p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2,
+                                 gnorm)
 
     c = rescale_factor(ctx, p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
     # Safety: a started run with s V > e^E has left its shell and backtracks (ecd_safety).
@@ -370,36 +379,69 @@ def _ecdsep_update(
 
     # Kick with -Δt ∇log V = -Δt η ∇F̃ / (F̃ - F0) (current floor: no force-term bug).
     kick = guard.scale(dt * eta / gap_s)  # the run's Δt: 2^(-k/2) Δt
-    p_k = [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, grads, strict=True)]
-    p2k = tree_sq_norm(xp, p_k, bn)
+
+    def kicked(p: list[Any]) -> list[Any]:
+        return [ctx.leaf(c, a) * a - ctx.leaf(kick, f) * f for a, f in zip(p, grads, strict=True)]
+
+    # The minimum is two passes over the data (docs/speed.md, "ECDSep's compiled passes"): one
+    # for the three independent reductions |p_k|², p_k·z, |z|², one for the writes of q and p
+    # and the final |p|². Eagerly (every backend outside a trace, where forming again would
+    # cost passes) each array below is formed once. In a graph every use forms p, p_k (and p_j)
+    # again from the step's inputs: inductor stores a value that several loops read (its reuse
+    # heuristics: a full-size buffer per step); formed again, each fuses into the loop that
+    # reads it, with the same arithmetic. (XLA merges the repeated expressions
+    # again: under jax.jit this changes nothing.) The draw z is stored once, not drawn twice.
+    if gnorm is None:
+        p_once = kicked(p)
+
+        def kicked_momentum() -> list[Any]:
+            return p_once
+
+        def momentum() -> list[Any]:
+            return p
+    else:
+
+        def momentum() -> list[Any]:
+            return initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2,
+                                    gnorm)[0]
+
+        def kicked_momentum() -> list[Any]:
+            return kicked(momentum())
+
+    p2k = tree_dot(xp, kicked_momentum(), kicked_momentum(), bn)  # |p_k|²
     # |p| from the |p|² the step carries anyway (one pass fewer than the scaled tree_norm),
     # except where |p|² overflowed (|p| > sqrt(finfo.max)): there the scaled norm, taken only
     # when some run needs it (issue 22). The drift 2Δt/(s+|p|²) then goes to 0, its limit.
-    norm = _momentum_norm(xp, p2k, p_k, bn)
+    norm = momentum_norm(xp, p2k, kicked_momentum, bn)
     move = guard.scale(safe_divide(xp, 2.0 * dt, s + p2k, (s + p2k) > 0.0, one, zero))
-    q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, p_k, strict=True)]
+    q_new = [q + ctx.leaf(move, a) * a for q, a in zip(params, kicked_momentum(), strict=True)]
 
     # ν-jitter: u = p/|p| + ν z, then p = |p| u/|u| (exact norm restore), written as
     # p = a p + b z with |u|² = 1 + 2ν (p·z)/|p| + ν²|z|² from two inner products (no temporary
     # u). A zero p stays zero (a = b = 0).
     if is_array(nu) or nu > 0.0:
         z = random_directions(
-            xp, p_k, seed=hp["seed"], member=hp["member"], counter=ctx.count, batch_ndim=bn,
+            xp, p, seed=hp["seed"], member=hp["member"], counter=ctx.count, batch_ndim=bn,
             law="isotropic",
         )
         moving = norm > 0.0
         inv = safe_divide(xp, 1.0, norm, moving, one, zero)
-        u2 = 1.0 + 2.0 * nu * tree_dot(xp, p_k, z, bn) * inv + nu * nu * tree_sq_norm(xp, z, bn)
+        u2 = (1.0 + 2.0 * nu * tree_dot(xp, kicked_momentum(), z, bn) * inv
+              + nu * nu * tree_sq_norm(xp, z, bn))
         fac = safe_divide(xp, norm, xp.sqrt(u2), moving & (u2 > 0.0), one, zero)
         a_coef, b_coef = fac * inv, fac * nu
-        p_j = [
-            ctx.leaf(a_coef, a) * a + ctx.leaf(b_coef, b) * b for a, b in zip(p_k, z, strict=True)
-        ]
-        p2_j = tree_sq_norm(xp, p_j, bn)
-    else:
-        p_j, p2_j = p_k, p2k
 
-    p_new = select_tree(xp, update, p_j, p, bn)
+        def jittered() -> list[Any]:
+            return [ctx.leaf(a_coef, a) * a + ctx.leaf(b_coef, b) * b
+                    for a, b in zip(kicked_momentum(), z, strict=True)]
+
+        p_j = jittered()
+        p2_j = tree_dot(xp, p_j, p_j, bn) if gnorm is None else tree_dot(
+            xp, jittered(), jittered(), bn)
+    else:
+        p_j, p2_j = kicked_momentum(), p2k
+
+    p_new = select_tree(xp, update, p_j, momentum(), bn)
     q_out, safe_fields = guard.finish(params, select_tree(xp, update, q_new, params, bn), update)
     fields = {
         **safe_fields,
@@ -422,20 +464,6 @@ def _ecdsep_update(
 
 # The rules with the state in ``state_dtype`` (float32 for half-precision parameters).
 _ECDSEP_RULES = widened(_ecdsep_init, _ecdsep_update)
-
-
-def _momentum_norm(xp: Any, p2: Any, momentum: list[Any], batch_ndim: int) -> Any:
-    """:math:`|p|` per run: ``sqrt(p2)``, or the scaled norm where ``p2`` is not finite."""
-    overflow = ~xp.isfinite(p2)
-
-    def scaled(p2: Any, *leaves: Any) -> Any:
-        norm = xp.astype(tree_norm(xp, list(leaves), batch_ndim), p2.dtype)
-        return xp.where(overflow, norm, xp.sqrt(p2))
-
-    def plain(p2: Any, *leaves: Any) -> Any:
-        return xp.sqrt(p2)
-
-    return if_any(xp, overflow, scaled, plain, p2, *momentum, graph_cond=True)
 
 
 register(
