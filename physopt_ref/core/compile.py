@@ -51,6 +51,7 @@ from array_api_compat import (
 
 from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.donate import write_into
+from physopt_ref.core.numerics import itemsize
 from physopt_ref.core.tree import tree_leaves
 
 __all__ = ["DONATE_MIN_BYTES", "CompiledStep", "compile"]
@@ -136,7 +137,9 @@ class CompiledStep:
         (eager copies on a device cost a pass and save nothing).
         """
         leaves = tree_leaves(like)
-        backend = self.backend_of(leaves[0])
+        return self._donates(self.backend_of(leaves[0]), leaves)
+
+    def _donates(self, backend: str, leaves: list[Any]) -> bool:
         if backend in ("jax", "torch"):
             return self.donate
         if backend == "cupy":
@@ -151,12 +154,10 @@ class CompiledStep:
 
     def _fn_for(self, leaves: list[Any]) -> StepFn:
         backend = self.backend_of(leaves[0])
-        key = backend
-        if backend in ("numpy", "array_api_strict"):  # the form depends on the leaves' size
-            key = f"{backend}:{self.donates(leaves)}"
+        donate = self._donates(backend, leaves)
+        key = f"{backend}:{donate}"  # on NumPy the form depends on the leaves' size
         fn = self._fns.get(key)
         if fn is None:
-            donate = self.donates(leaves)
             if backend == "torch" and donate and self.fixed_layout:
                 fn = self._fns[key] = _TorchDonated(self.optimizer, direct=True)
             else:
@@ -205,16 +206,10 @@ def _nbytes(a: Any) -> int:
     nbytes = getattr(a, "nbytes", None)
     if nbytes is not None:
         return int(nbytes)
-    xp = array_namespace(a)
     size = 1
     for n in a.shape:
         size *= int(n)
-    if a.dtype == xp.bool:
-        return size
-    if xp.isdtype(a.dtype, "complex floating"):
-        return size * 2 * (xp.finfo(a.dtype).bits // 8)
-    info = xp.finfo if xp.isdtype(a.dtype, "real floating") else xp.iinfo
-    return size * (info(a.dtype).bits // 8)
+    return size * itemsize(array_namespace(a), a.dtype)
 
 
 def _eager(opt: Optimizer, donate: bool) -> StepFn:

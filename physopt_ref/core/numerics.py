@@ -16,7 +16,7 @@ from array_api_compat import is_torch_array
 from physopt_ref.core.tracing import is_tracing
 from physopt_ref.core.tree import expand_to_leaf, per_run_max, tree_dot
 
-__all__ = ["compute_dtype", "hypot", "tree_norm"]
+__all__ = ["compute_dtype", "hypot", "itemsize", "tree_norm"]
 
 
 def compute_dtype(xp: Any, dtype: Any) -> Any:
@@ -73,3 +73,12 @@ def hypot(xp: Any, x: Any, y: Any) -> Any:
         return hi * xp.sqrt(1.0 + q * q)
     return xp.hypot(x, y)
 
+
+def itemsize(xp: Any, dtype: Any) -> int:
+    """Bytes of one element of ``dtype`` in namespace ``xp`` (bool, integer, real or complex)."""
+    if dtype == xp.bool:
+        return 1
+    if xp.isdtype(dtype, "complex floating"):
+        return 2 * (xp.finfo(dtype).bits // 8)
+    info = xp.finfo(dtype) if xp.isdtype(dtype, "real floating") else xp.iinfo(dtype)
+    return info.bits // 8

@@ -61,6 +61,7 @@ from array_api_compat import array_namespace
 
 from physopt_ref.backends._random import _eager_host
 from physopt_ref.core.contract import Optimizer
+from physopt_ref.core.numerics import itemsize
 from physopt_ref.core.registry import REGISTRY
 from physopt_ref.core.tree import batch_shape_of, tree_flatten, tree_unflatten
 from physopt_ref.core.validate import is_array
@@ -186,19 +187,12 @@ def record_count(steps: int, record_every: int) -> int:
     return 1 + steps // record_every + 2
 
 
-def _itemsize(xp: Any, dtype: Any) -> int:
-    if dtype == xp.bool:
-        return 1
-    info = xp.finfo(dtype) if xp.isdtype(dtype, "real floating") else xp.iinfo(dtype)
-    return info.bits // 8
-
-
 def _nbytes(tree: Any) -> int:
     """Bytes of every array in a (NamedTuple / tuple / list) state."""
     if isinstance(tree, tuple | list):
         return sum(_nbytes(t) for t in tree)
     if hasattr(tree, "shape") and hasattr(tree, "dtype"):
-        return math.prod(tree.shape) * _itemsize(array_namespace(tree), tree.dtype)
+        return math.prod(tree.shape) * itemsize(array_namespace(tree), tree.dtype)
     return 0
 
 
@@ -228,7 +222,7 @@ def member_bytes(
     members_per_row = math.prod(leaves[0].shape[1:batch_ndim])
     P = sum(math.prod(leaf.shape[batch_ndim:]) for leaf in leaves)
     P0 = math.prod(leaves[0].shape[batch_ndim:])
-    b = max(_itemsize(xp, leaf.dtype) for leaf in leaves)
+    b = max(itemsize(xp, leaf.dtype) for leaf in leaves)
     first = chunk_optimizer(optimizer, 0, 1, members_per_row)
     state = first.init(slice_rows(x0, 0, 1), batch_ndim=batch_ndim)
     S = _nbytes(state) / members_per_row
