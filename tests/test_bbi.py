@@ -161,20 +161,23 @@ def test_jitted_bounce_draw_is_a_branch_output(law: str) -> None:
         momentum = [jnp.zeros(s) for s in shapes]
         count = jnp.arange(3, 9, dtype=jnp.int32)
 
-        def draw(redraw: Any, count: Any) -> list[Any]:
+        def draw(redraw: Any, count: Any, momentum: list[Any]) -> list[Any]:
             return _whole_draw(jnp, momentum, redraw, count, seed=3, member=2, law=law,
                                batch_ndim=1)
 
         redraw = jnp.asarray([False, True, False, False, True, False])
-        jaxpr = jax.make_jaxpr(draw)(redraw, count).jaxpr
+        jaxpr = jax.make_jaxpr(draw)(redraw, count, momentum).jaxpr
         assert [e.primitive.name for e in jaxpr.eqns][-1] == "cond"
         assert list(jaxpr.outvars) == list(jaxpr.eqns[-1].outvars)
         want = random_directions(np, [np.zeros(s) for s in shapes], seed=3, member=2,
                                  counter=np.arange(3, 9, dtype=np.int32), batch_ndim=1, law=law)
-        for got, w in zip(jax.jit(draw)(redraw, count), want, strict=True):
+        for got, w in zip(jax.jit(draw)(redraw, count, momentum), want, strict=True):
             np.testing.assert_array_equal(np.asarray(got), w)
-        for got in jax.jit(draw)(jnp.zeros(6, dtype=bool), count):
+        for got in jax.jit(draw)(jnp.zeros(6, dtype=bool), count, momentum):
             np.testing.assert_array_equal(np.asarray(got), 0.0)
+        # Events of 5 elements keep their reductions over the axis: a plain draw, no branch.
+        wide = [jnp.zeros((6, 5))]
+        assert "cond" not in str(jax.make_jaxpr(draw)(redraw, count, wide))
         # Eager (NumPy here): the plain draw.
         for got, w in zip(_whole_draw(np, [np.zeros(s) for s in shapes], np.zeros(6, bool),
                                       np.arange(3, 9, dtype=np.int32), seed=3, member=2,

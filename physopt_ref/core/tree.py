@@ -72,6 +72,7 @@ __all__ = [
     "TreeDef",
     "all_finite",
     "batch_shape_of",
+    "by_columns",
     "expand_to_leaf",
     "per_run_dot",
     "per_run_max",
@@ -300,21 +301,25 @@ def per_run_sum(xp: Any, x: Any, batch_ndim: int) -> Any:
 _COLUMN_EVENT = 4
 
 
-def _columns(x: Any, batch_ndim: int) -> list[Any] | None:
-    """The event elements of a leaf as per-run columns, where that is the faster way: a NumPy
-    leaf, or a JAX leaf being traced by ``jax.jit``, with 2 to :data:`_COLUMN_EVENT` elements a
-    run."""
+def by_columns(x: Any, batch_ndim: int) -> bool:
+    """Whether the per-run reductions of leaf ``x`` go column by column: an ensemble leaf with
+    2 to :data:`_COLUMN_EVENT` elements a run, on NumPy or being traced by ``jax.jit``."""
     if x.ndim == batch_ndim or batch_ndim == 0:
-        return None
+        return False
     if not is_numpy_array(x) and not (is_jax_array(x) and is_tracing(x)):
-        return None
+        return False
     n_event = 1
     for size in x.shape[batch_ndim:]:
         n_event *= int(size)
-    if not 1 < n_event <= _COLUMN_EVENT:
+    return 1 < n_event <= _COLUMN_EVENT
+
+
+def _columns(x: Any, batch_ndim: int) -> list[Any] | None:
+    """The event elements of a leaf as per-run columns, where :func:`by_columns`."""
+    if not by_columns(x, batch_ndim):
         return None
-    flat = x.reshape(*x.shape[:batch_ndim], n_event)
-    return [flat[..., j] for j in range(n_event)]
+    flat = x.reshape(*x.shape[:batch_ndim], -1)
+    return [flat[..., j] for j in range(flat.shape[-1])]
 
 
 def per_run_max(xp: Any, x: Any, batch_ndim: int) -> Any:

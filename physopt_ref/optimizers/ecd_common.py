@@ -26,7 +26,13 @@ from physopt_ref.backends import normal, uniform
 from physopt_ref.core.context import StepContext
 from physopt_ref.core.control import host_resident, if_any
 from physopt_ref.core.numerics import tree_norm
-from physopt_ref.core.tree import scale_tree, select_tree, tree_dot, tree_sq_norm
+from physopt_ref.core.tree import (
+    by_columns,
+    scale_tree,
+    select_tree,
+    tree_dot,
+    tree_sq_norm,
+)
 from physopt_ref.core.validate import check_choice, check_int
 
 __all__ = [
@@ -379,22 +385,22 @@ def _whole_draw(xp: Any, momentum: Sequence[Any], redraw: Any, count: Any, *, se
                 member: int, law: str, batch_ndim: int) -> list[Any]:
     """:func:`random_directions` for every run, as one array per leaf that is computed once.
 
-    Under ``jax.jit`` the draw is the output of a branch (:func:`if_any` on ``redraw``; the
-    other branch, zeros, is never selected: a run that does not redraw keeps its momentum).
-    XLA's CPU fusion otherwise recomputes the Philox rounds in every kernel that reads the
-    draw (its norm's and the scaled result's); as a branch output it is computed once, and
-    the short events' column reductions (:func:`physopt_ref.core.tree.per_run_max`,
-    :func:`~physopt_ref.core.tree.per_run_dot`) read it from memory. Measured for BBI's bounce
-    at 1e5 runs x 2 float64 (one thread, ``docs/speed.md``): 2.9 ms with the trailing-axis
-    reductions, 8 ms with column reductions and the draw recomputed, 1.2 ms with both. The
-    same numbers either way; elsewhere a plain call.
+    Where the norm's reductions go column by column (:func:`physopt_ref.core.tree.by_columns`:
+    ensembles of 2-4 elements a run under ``jax.jit``), the draw is the output of a branch
+    (:func:`if_any` on ``redraw``; the other branch, zeros, is never selected: a run that does
+    not redraw keeps its momentum). XLA's CPU fusion otherwise recomputes the Philox rounds in
+    every kernel that reads a column of the draw (the maximum's, the sum's and the scaled
+    result's); as a branch output the draw is computed once and read from memory. Measured for
+    BBI's bounce at 1e5 runs x 2 float64 (one thread, ``docs/speed.md``): 2.9 ms with the
+    trailing-axis reductions, 8 ms with column reductions and the draw recomputed, 1.2 ms with
+    both. The same numbers either way; elsewhere a plain call.
     """
 
     def draw(count: Any) -> list[Any]:
         return random_directions(xp, momentum, seed=seed, member=member, counter=count,
                                  batch_ndim=batch_ndim, law=law)
 
-    if not is_jax_namespace(xp):
+    if not all(by_columns(p, batch_ndim) for p in momentum) or not is_jax_namespace(xp):
         return draw(count)
 
     def skip(count: Any) -> list[Any]:
