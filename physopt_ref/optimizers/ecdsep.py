@@ -450,10 +450,9 @@ def _ecdsep_update(
     else:
         p_j, p2_j = kicked_momentum(), p2k
 
-    # A run that does not update does not start either (init_now implies update: a starting
-    # run is active and, not started yet, cannot backtrack), so there momentum() is the stored
-    # momentum, bit for bit. Under jax.jit the select reads the stored one: the started
-    # momentum then feeds only the kick and fuses into its loop instead of being stored.
+    # A run that does not update does not start (a starting run is active and cannot yet
+    # backtrack), so there momentum() is the stored momentum, bit for bit: under jax.jit the
+    # select reads that, and the started momentum fuses into the kick's loop, unstored.
     p_new = select_tree(xp, update, p_j, list(state.momentum) if xla else momentum(), bn)
     q_out, safe_fields = guard.finish(params, select_tree(xp, update, q_new, params, bn), update)
     fields = {
