@@ -23,10 +23,13 @@ momentum). One thread: the process pins itself to one core before JAX or torch s
 ``torch.set_num_threads(1)``; the library never changes these settings.
 
 ``--count`` instead prints what the compilers make of the revision's rule and the current one
-at N = 1000 (no timing): inductor's full-size buffers allocated every step (in the compiled
+(no timing): at N = 1000, inductor's full-size buffers allocated every step (in the compiled
 module's ``call``, outside the branch subgraphs that run only on a rare call) and its
-full-size loops (the output code, from ``torch._inductor.utils.run_and_get_code``); XLA's
-fusions with a full-size result (``jax.jit(...).lower(...).compile().as_text()``).
+full-size loops (the output code, from ``torch._inductor.utils.run_and_get_code``); at
+N = ``--count-n`` (default 16384: XLA on the CPU hands reductions of 4096 elements or more
+to YNNPACK, as at the timed sizes), the full-size results of the fusions and copies in the
+entry computation of ``physopt_ref.compile``'s donated ``jax.jit`` step
+(``.lower(...).compile().as_text()``), the two outputs (parameters and momentum) included.
 Nothing here is a test; the numbers depend on the machine.
 """
 
@@ -140,21 +143,21 @@ def count_torch(label: str, opt: Any, nu: float) -> None:
           f"loops every step; {rare} more loops in branches taken on rare calls")
 
 
-def count_jax(label: str, opt: Any, nu: float) -> None:
-    import jax
+def count_jax(label: str, opt: Any, nu: float, n: int) -> None:
+    """Full-size arrays XLA writes in ``physopt_ref.compile``'s donated step for ``opt``."""
     import jax.numpy as jnp
 
-    n = 1000
+    import physopt_ref as po
+
     x = jnp.linspace(-1.0, 1.0, n, dtype=jnp.float32)
     g, loss, state = 0.5 * x, jnp.float32(1.5), opt.init(x)
-    text = jax.jit(lambda x, g, s, f: opt.step(x, g, s, loss=f)).lower(
-        x, g, state, loss).compile().as_text()
-    entry = text[text.index("ENTRY"):]
-    fusions = re.findall(r"= (f32|u32|s32|pred)\[(\d+)\]\{0\} fusion\(", entry)
-    full = [f for f in fusions if int(f[1]) in (n, n // 4)]
+    text = po.compile(opt).for_array(x).lower(x, g, state, loss).compile().as_text()
+    entry = text[text.index("\nENTRY"):]
+    written = re.findall(r"= (?:f32|u32|s32|pred)\[(\d+)\]\{0\} (fusion|copy)\(", entry)
+    full = [kind for size, kind in written if int(size) in (n, n // 4)]
     print(f"  jax    nu={nu:g} {label:<4}: {entry.count(' fusion(')} fusions in the entry "
-          f"computation, {len(full)} of them with a full-size result; "
-          f"{entry.count(' conditional(')} conditionals")
+          f"computation; full-size results: {full.count('fusion')} fusions (2 are the "
+          f"outputs), {full.count('copy')} copies; {entry.count(' conditional(')} conditionals")
 
 
 def main() -> None:
@@ -165,6 +168,7 @@ def main() -> None:
     ap.add_argument("--backends", default="torch,jax")
     ap.add_argument("--nu", default="0,1e-5", help="comma-separated ν values")
     ap.add_argument("--count", action="store_true", help="count passes instead of timing")
+    ap.add_argument("--count-n", type=int, default=1 << 14, help="N of the JAX count")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="Dynamo detected a call")
     if hasattr(os, "sched_setaffinity"):
@@ -178,8 +182,12 @@ def main() -> None:
         for nu in (float(v) for v in args.nu.split(",")):
             if args.count:
                 for label, opt in forms(args.rev, nu).items():
-                    if label != "redraw":
-                        (count_torch if kind == "torch" else count_jax)(label, opt, nu)
+                    if label == "redraw":
+                        continue
+                    if kind == "torch":
+                        count_torch(label, opt, nu)
+                    else:
+                        count_jax(label, opt, nu, args.count_n)
             else:
                 time_forms(kind, int(args.n), args.repeats, nu, args.rev)
 

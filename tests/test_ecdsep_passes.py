@@ -7,6 +7,11 @@ are stored once, not recomputed: ``docs/speed.md``, "ECDSep's compiled passes").
 started momentum (``initial_momentum``'s branch output, or the select inductor stored) and the
 kicked momentum (the operand of the overflow branch of ``momentum_norm``) were full-size
 buffers too: one per step with ν = 0, three with ν > 0.
+
+Under ``jax.jit`` XLA merges the expressions the rule forms again, and keeps stored the
+values it cannot fuse into YNNPACK's reductions: the step writes the kicked momentum besides
+its two outputs (and the draw z with ν > 0); it stored the started momentum and, with ν > 0,
+the jittered momentum too (``docs/speed.md``, "ECDSep's passes under jax.jit").
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ import pytest
 import physopt_ref as po
 
 N = 1000
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Dynamo detected a call to a `functools.lru_cache`:UserWarning",
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
+)
 
 
 def _main_call(code: str) -> str:
@@ -69,3 +79,22 @@ def test_torch_compiled_ecdsep_overflow_branch_equals_eager() -> None:
         assert np.all(np.isfinite(xc))
         np.testing.assert_allclose(xc, xe, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(p2c, p2e, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("nu", "stored"), [(0.0, 1), (1e-3, 2)])
+def test_jax_compiled_ecdsep_stores_only_kicked_momentum_and_draw(nu: float, stored: int) -> None:
+    """XLA writes the two outputs and ``stored`` full-size temporaries per step: the kicked
+    momentum (read by the reductions and both writes), and the draw z with ν > 0. Before, also
+    the started momentum (ν = 0: 4 arrays written) and the jittered one (ν > 0: 6)."""
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    if jax.default_backend() != "cpu":
+        pytest.skip("the fusion counts are those of XLA on the CPU")
+    n = 1 << 14  # above 4096 elements, where XLA on the CPU hands reductions to YNNPACK
+    opt = po.ecdsep(lr=0.01, eta=1.0, nu=nu)
+    x = jnp.linspace(-1.0, 1.0, n, dtype=jnp.float32)
+    g, loss, state = 0.5 * x, jnp.float32(1.5), opt.init(x)
+    text = po.compile(opt).for_array(x).lower(x, g, state, loss).compile().as_text()
+    entry = text[text.index("\nENTRY"):]
+    written = re.findall(rf"= \w+\[(?:{n}|{n // 4})\]\{{0\}} (?:fusion|copy)\(", entry)
+    assert len(written) == 2 + stored, entry

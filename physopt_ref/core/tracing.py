@@ -1,5 +1,6 @@
-"""Tracing detection (JAX tracers, ``torch.compile``), the cached namespace lookup and
-the torch autograd guard that keeps optimizer steps out of autograd graphs.
+"""Tracing detection (JAX tracers, ``torch.compile``), the cached namespace lookup, the
+torch autograd guard that keeps optimizer steps out of autograd graphs, and the hint that keeps
+XLA from merging an expression a rule forms twice (:func:`kept_apart`).
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace, is_jax_array, is_torch_array
+from array_api_compat import array_namespace, is_jax_array, is_jax_namespace, is_torch_array
 
 __all__ = [
     "is_tracing",
+    "kept_apart",
+    "merges_repeats",
     "namespace_of_leaves",
 ]
 
@@ -27,6 +30,34 @@ def is_tracing(x: Any) -> bool:
 
         return bool(torch.compiler.is_compiling())
     return False
+
+
+def merges_repeats(xp: Any) -> bool:
+    """Whether a traced step of namespace ``xp`` is compiled by XLA (``jax.jit``).
+
+    XLA's common-subexpression elimination merges an expression a rule forms twice back into
+    one value, so forming a value again for each loop that reads it (what lets inductor fuse
+    it into each loop) changes nothing there; :func:`kept_apart` is the way to keep two such
+    expressions apart under XLA.
+    """
+    return bool(is_jax_namespace(xp))
+
+
+def kept_apart(xp: Any, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``values`` again, as values XLA does not merge with the originals (JAX; else as given).
+
+    Under ``jax.jit`` they pass through ``jax.lax.optimization_barrier``: an expression formed
+    from them is not merged (common-subexpression elimination) with the same expression formed
+    from the originals, so each can fuse into the loop that reads it instead of becoming one
+    stored array that both loops read. Meant for per-run scalars: the barrier's operands are
+    materialised (free for values that are computed anyway), and a full-size operand that is
+    a donated input would be copied.
+    """
+    if not is_jax_namespace(xp):
+        return values
+    import jax
+
+    return tuple(jax.lax.optimization_barrier(values))
 
 
 # ---------------------------------------------------------------------------------------------

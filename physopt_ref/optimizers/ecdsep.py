@@ -32,7 +32,7 @@ from physopt_ref.core.contract import Optimizer
 from physopt_ref.core.precision import check_state_dtype, widened
 from physopt_ref.core.registry import register
 from physopt_ref.core.schedules import check_real_or_schedule
-from physopt_ref.core.tracing import is_tracing
+from physopt_ref.core.tracing import is_tracing, kept_apart, merges_repeats
 from physopt_ref.core.tree import select_tree
 from physopt_ref.core.validate import check_bool, check_real, is_array
 from physopt_ref.optimizers import ecd_safety
@@ -369,6 +369,7 @@ def _ecdsep_update(
         gnorm = grad_norm_if_starting(ctx, grads, init_now)
         p, p2 = initial_momentum(ctx, grads, magnitude, init_now, state.momentum, state.p2,
                                  gnorm)
+    xla = gnorm is not None and merges_repeats(xp)  # traced by jax.jit
 
     c = rescale_factor(ctx, p2, exp_energy / Vs - s, hp["eps1"]) if hp["rescale"] else 1.0
     # Safety: a started run with s V > e^E has left its shell and backtracks (ecd_safety).
@@ -389,8 +390,10 @@ def _ecdsep_update(
     # cost passes) each array below is formed once. In a graph every use forms p, p_k (and p_j)
     # again from the step's inputs: inductor stores a value that several loops read (its reuse
     # heuristics: a full-size buffer per step); formed again, each fuses into the loop that
-    # reads it, with the same arithmetic. (XLA merges the repeated expressions
-    # again: under jax.jit this changes nothing.) The draw z is stored once, not drawn twice.
+    # reads it, with the same arithmetic. The draw z is stored once, not drawn twice. XLA
+    # merges the repeated expressions again (`xla`): under jax.jit the kicked momentum is the
+    # one stored array the reductions and both writes read, and the rest is kept apart below
+    # (docs/speed.md, "ECDSep's passes under jax.jit").
     if gnorm is None:
         p_once = kicked(p)
 
@@ -431,17 +434,26 @@ def _ecdsep_update(
         fac = safe_divide(xp, norm, xp.sqrt(u2), moving & (u2 > 0.0), one, zero)
         a_coef, b_coef = fac * inv, fac * nu
 
-        def jittered() -> list[Any]:
+        def jittered(a_coef: Any = a_coef, b_coef: Any = b_coef) -> list[Any]:
             return [ctx.leaf(a_coef, a) * a + ctx.leaf(b_coef, b) * b
                     for a, b in zip(kicked_momentum(), z, strict=True)]
 
         p_j = jittered()
-        p2_j = tree_dot(xp, p_j, p_j, bn) if gnorm is None else tree_dot(
-            xp, jittered(), jittered(), bn)
+        if xla:
+            # |p_j|² from p_k and z with the coefficients kept apart: XLA cannot merge this
+            # p_j with the one written, so neither is stored (the reduction reads p_k and z).
+            ab = kept_apart(xp, (a_coef, b_coef))
+            p2_j = tree_dot(xp, jittered(*ab), jittered(*ab), bn)
+        else:
+            p2_j = tree_dot(xp, p_j, p_j, bn) if gnorm is None else tree_dot(
+                xp, jittered(), jittered(), bn)
     else:
         p_j, p2_j = kicked_momentum(), p2k
 
-    p_new = select_tree(xp, update, p_j, momentum(), bn)
+    # A run that does not update does not start (a starting run is active and cannot yet
+    # backtrack), so there momentum() is the stored momentum, bit for bit: under jax.jit the
+    # select reads that, and the started momentum fuses into the kick's loop, unstored.
+    p_new = select_tree(xp, update, p_j, list(state.momentum) if xla else momentum(), bn)
     q_out, safe_fields = guard.finish(params, select_tree(xp, update, q_new, params, bn), update)
     fields = {
         **safe_fields,
