@@ -296,8 +296,8 @@ def per_run_sum(xp: Any, x: Any, batch_ndim: int) -> Any:
 #: that neither vectorises over runs nor fuses with its operand (``vecdot`` 0.73 ms, ``max``
 #: 0.61 ms; columns 0.17 ms, fused into the surrounding loop); there a column sum may differ
 #: from ``vecdot`` in the last bit, because XLA contracts ``a0*b0 + a1*b1`` into a fused
-#: multiply-add (jit and eager agree to rounding, ``docs/reproducibility.md``; maxima are
-#: exact).
+#: multiply-add (maxima are exact): jitted and eager runs agree to rounding, as elsewhere
+#: (``docs/reproducibility.md``: a chaotic run only on the same fingerprint).
 _COLUMN_EVENT = 4
 
 
