@@ -96,13 +96,15 @@ def _hp(name: str) -> dict[str, Any]:
     return SETTINGS[name]
 
 
-def _stepper(kind: str, name: str, n: int, compiled: bool, donate: bool = True) -> tuple:
+def _stepper(kind: str, name: str, n: int, compiled: bool, donate: bool = True,
+             **hp: Any) -> tuple:
+    """One step of ``name`` (``bench_steps.SETTINGS``' hyperparameters, updated by ``hp``)."""
     from bench_floor import _case
 
     import physopt_ref as po
 
-    one, _ = _case(kind, po.get_optimizer(name, **_hp(name)), n, donate and compiled,
-                      compiled)
+    one, _ = _case(kind, po.get_optimizer(name, **{**_hp(name), **hp}), n, donate and compiled,
+                   compiled)
     return one, _cpu_sync(kind)
 
 
@@ -321,6 +323,39 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
                    "record", True)
     report("backends where Threefry-2x32-20 beats Philox-4x32-10", f"{sum(wins)} of {len(wins)}",
            "choose", True)
+    if "numpy" in kinds:
+        _rng_reference(n, repeats)
+
+
+def _rng_reference(n: int, repeats: int) -> None:
+    """What the "NumPy eager ECDSep / SGD <= 4x" target is up against, at the same N, side by
+    side (interleaved, medians), as multiples of the SGD step: NumPy's own fastest normals
+    (``default_rng().standard_normal(n, dtype=float32)``, PCG64 + ziggurat, not keyed), the
+    library's N float32 normals (``physopt_ref.backends.normal``: Philox-4x32-10 + Box-Muller),
+    the SGD step, ECDSep with ν = 0 (no draw) and with the default ν (one normal an element)."""
+    from physopt_ref.backends import normal
+
+    like = np.zeros(1, dtype=np.float32)
+    gen = np.random.default_rng(0)
+    cases = {
+        "sgd": _stepper("numpy", "sgd", n, compiled=False)[0],
+        "ecdsep nu=0": _stepper("numpy", "ecdsep", n, compiled=False, nu=0.0)[0],
+        "ecdsep": _stepper("numpy", "ecdsep", n, compiled=False)[0],
+        "numpy standard_normal": lambda: gen.standard_normal(n, dtype=np.float32),
+        "library normal": lambda: normal(0, 1, (n,), like=like),
+    }
+    t = interleaved(cases, lambda _: None, repeats)
+    sgd = t["sgd"]
+    print(f"  Reference, NumPy eager, N = {n:.0e} float32, ms and multiples of the SGD step:")
+    for k, v in t.items():
+        print(f"    {k:<24}{v * 1e3:9.2f} ms {v / sgd:7.2f}x", flush=True)
+    best = (t["ecdsep nu=0"] + t["numpy standard_normal"]) / sgd
+    print(f"    ECDSep nu=0 + NumPy's own normals (a lower bound for any generator): "
+          f"{best:.2f}x SGD; the jitter's share of the ECDSep step "
+          f"{(t['ecdsep'] - t['ecdsep nu=0']) / t['ecdsep']:.0%}", flush=True)
+    report("NumPy eager ECDSep / SGD (reference rows)", f"{t['ecdsep'] / sgd:.1f}x", "<= 4x",
+           t["ecdsep"] / sgd <= 4.0)
+    report("  ECDSep nu=0 + NumPy's own normals / SGD", f"{best:.1f}x", "<= 4x", best <= 4.0)
 
 
 def _ensemble_runs(members: int, steps: int) -> dict[tuple[str, str], Callable[[], None]]:
