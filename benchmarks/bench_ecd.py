@@ -36,6 +36,10 @@ Sections (``--only``, comma-separated):
               run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words);
               on torch also Philox with the int64 products left to wrap (the carrier
               torch.compile used before issue 21, undefined behaviour in inductor's C++).
+``draw``      the library's NumPy draw of N values (``physopt_ref.backends.normal`` and
+              ``uniform``, float32 and float64): the uint32 path (``backends/_numpy_draw.py``)
+              / the portable int64 path it replaced on NumPy (same bits), interleaved, in CPU
+              time of the process (``time.process_time``, one thread).
 ``ensembles`` ``physopt_ref.run`` on the 2-D Ackley problem, 1e5 members, 300 steps, float64:
               BBI / heavy ball on NumPy and on JAX with ``compile=True``, alternating repeats
               (``--ensemble-repeats``), in CPU seconds of the process (one thread: the load of
@@ -60,7 +64,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SECTIONS = ("eager", "floor", "compile", "nesterov", "small", "ensembles", "rng")
+SECTIONS = ("eager", "floor", "compile", "nesterov", "small", "ensembles", "rng", "draw")
 CLASSIC = ("sgd", "heavy_ball", "nesterov", "adam")
 ECD = ("bbi", "ecdsep")
 LOSS = 1.5
@@ -244,7 +248,17 @@ def section_small(steps: int, repeats: int) -> None:
 
 
 def _generators(kind: str, n: int) -> dict[str, Callable[[], Any]]:
-    """Closures producing ``n`` words (Philox, Threefry) and ``n/2`` words (Philox) on ``kind``."""
+    """Closures producing ``n`` words (Philox, Threefry) and ``n/2`` words (Philox) on ``kind``.
+
+    Every closure returns all the words it computes (four lanes of Philox, two of Threefry), so
+    that a compiler cannot drop the rounds of unused lanes. The compiled ones (torch.compile,
+    jax.jit) take their block counters as an input array: with the counters made inside the
+    graph (``arange``), inductor inlines every intermediate word into its users (a buffer
+    that reads no input is recomputed, never loaded), and Threefry's words, each used two or
+    three times a round, then make an expression tree that doubles in size each round:
+    compiling 4 rounds took 4.6 s, 8 rounds 82 s, 20 rounds did not finish in 15 minutes
+    (``docs/speed.md``, "The generator choice").
+    """
     from physopt_ref.backends import get_namespace
     from physopt_ref.backends._philox import _CHUNK_BLOCKS, _Int64Words, _rounds, philox4x32
     from physopt_ref.backends._threefry import threefry2x32
@@ -256,35 +270,39 @@ def _generators(kind: str, n: int) -> dict[str, Callable[[], Any]]:
 
         dt = xp.uint32
 
-        def ph(blocks: int) -> Any:
-            c = xp.arange(blocks, dtype=dt)
+        def ph(c: Any) -> Any:
             return philox4x32(xp, (c, xp.asarray(7, dtype=dt), xp.asarray(3, dtype=dt),
-                                   xp.asarray(0, dtype=dt)), key)[0]
+                                   xp.asarray(0, dtype=dt)), key)
 
-        def tf(blocks: int) -> Any:
-            c = xp.arange(blocks, dtype=dt)
-            return threefry2x32(xp, (c, xp.asarray(7, dtype=dt)), key)[0]
+        def tf(c: Any) -> Any:
+            return threefry2x32(xp, (c, xp.asarray(7, dtype=dt)), key)
 
-        return {"philox": jax.jit(lambda: ph(n // 4)), "threefry": jax.jit(lambda: tf(n // 2)),
-                "philox-half": jax.jit(lambda: ph(n // 8))}
+        jph, jtf = jax.jit(ph), jax.jit(tf)
+        ctr = {b: xp.arange(b, dtype=dt) for b in (n // 4, n // 2, n // 8)}
+        wait = jax.block_until_ready  # every lane (a tuple: the section's sync sees no array)
+        return {"philox": lambda: wait(jph(ctr[n // 4])),
+                "threefry": lambda: wait(jtf(ctr[n // 2])),
+                "philox-half": lambda: wait(jph(ctr[n // 8]))}
     if kind == "torch":
         import torch
 
-        def tph(blocks: int) -> Any:
-            c = torch.arange(blocks, dtype=torch.int64)
-            return philox4x32(xp, (c, 7, 3, 0), key)[0]
+        def tph(c: Any) -> Any:
+            return philox4x32(xp, (c, 7, 3, 0), key)
 
-        def ttf(blocks: int) -> Any:
-            c = torch.arange(blocks, dtype=torch.int64)
-            return threefry2x32(xp, (c, 7), key)[0]
+        def ttf(c: Any) -> Any:
+            return threefry2x32(xp, (c, 7), key)
 
-        def wrapping(blocks: int) -> Any:  # the carrier used under torch.compile before issue 21
-            c = torch.arange(blocks, dtype=torch.int64)
-            return _rounds(_Int64Words(xp), c, 7, 3, 0, *key, 10)[0]
+        def wrapping(c: Any) -> Any:  # the carrier used under torch.compile before issue 21
+            return _rounds(_Int64Words(xp), c, 7, 3, 0, *key, 10)
 
-        fns = {"philox": lambda: tph(n // 4), "threefry": lambda: ttf(n // 2),
-               "philox-half": lambda: tph(n // 8), "philox-wrapping": lambda: wrapping(n // 4)}
-        return {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in fns.items()}
+        ctr = {b: torch.arange(b, dtype=torch.int64) for b in (n // 4, n // 2, n // 8)}
+        fns = {"philox": (tph, n // 4), "threefry": (ttf, n // 2),
+               "philox-half": (tph, n // 8), "philox-wrapping": (wrapping, n // 4)}
+        out = {}
+        for k, (f, blocks) in fns.items():
+            g = torch.compile(f, fullgraph=True, dynamic=False)
+            out[k] = lambda g=g, c=ctr[blocks]: g(c)
+        return out
 
     def chunked(gen: Callable[[Any], Any], blocks: int, per: int) -> Callable[[], Any]:
         def run() -> Any:
@@ -308,7 +326,16 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
           "(Philox, half a word per normal), ms:")
     wins = []
     for kind in kinds:
-        t = interleaved(_generators(kind, n), _cpu_sync(kind), repeats)
+        cases, sync = _generators(kind, n), _cpu_sync(kind)
+        if kind != "numpy":  # the first call traces and compiles
+            first = {}
+            for k, fn in cases.items():
+                t0 = time.perf_counter()
+                sync(fn())
+                first[k] = time.perf_counter() - t0
+            print(f"    {kind:<6} first call (trace + compile), s: "
+                  + "  ".join(f"{k} {v:.1f}" for k, v in first.items()), flush=True)
+        t = interleaved(cases, sync, repeats)
         r = t["threefry"] / t["philox"]
         wins.append(r < 1.0)
         print(f"    {kind:<6} philox {t['philox'] * 1e3:8.2f}  threefry {t['threefry'] * 1e3:8.2f}"
@@ -356,6 +383,40 @@ def _rng_reference(n: int, repeats: int) -> None:
     report("NumPy eager ECDSep / SGD (reference rows)", f"{t['ecdsep'] / sgd:.1f}x", "<= 4x",
            t["ecdsep"] / sgd <= 4.0)
     report("  ECDSep nu=0 + NumPy's own normals / SGD", f"{best:.1f}x", "<= 4x", best <= 4.0)
+
+
+def section_draw(n: int, repeats: int) -> None:
+    import physopt_ref.backends._random as random_module
+    from physopt_ref.backends import normal, uniform
+
+    fast = random_module._numpy_fast
+
+    def portable(*_: Any) -> bool:
+        return False
+
+    def timed(draw: Callable[..., Any], like: Any, path: Callable[..., bool]) -> Callable[[], Any]:
+        def run() -> Any:
+            random_module._numpy_fast = path
+            try:
+                return draw(7, 3, (n,), like=like)
+            finally:
+                random_module._numpy_fast = fast
+        return run
+
+    print(f"NumPy draws of N = {n:.0e} values, uint32 path / portable int64 path (same bits), "
+          "CPU ms:")
+    for dtype in (np.float32, np.float64):
+        like = np.zeros(1, dtype=dtype)
+        for draw in (normal, uniform):
+            a, b = timed(draw, like, fast), timed(draw, like, portable)
+            assert np.array_equal(a().view(np.uint8), b().view(np.uint8))
+            t = interleaved({"fast": a, "portable": b}, lambda _: None, repeats,
+                            clock=time.process_time)
+            r = t["fast"] / t["portable"]
+            print(f"    {draw.__name__:<8}{np.dtype(dtype).name:<9}{t['fast'] * 1e3:9.2f} ms "
+                  f"{t['portable'] * 1e3:9.2f} ms {r:6.2f}x", flush=True)
+            report(f"NumPy {draw.__name__} {np.dtype(dtype).name}, uint32 / portable path",
+                   f"{r:.2f}x", "< 1", r < 1.0)
 
 
 def _ensemble_runs(members: int, steps: int) -> dict[tuple[str, str], Callable[[], None]]:
