@@ -22,8 +22,9 @@ or right shift for ``uint32``) and JAX with x64. JAX without x64 has no ``int64`
 words are ``uint32`` and the high word of a product is assembled from 16-bit halves. Under
 ``torch.compile`` the int64 products are formed from 16-bit halves of the multiplier, never
 overflowing: inductor writes C++ (or Triton) kernels, where a signed overflow is undefined and
-GCC miscompiled the wrapping form (issue 21; ``_philox._Int64ExactWords``). All give the same
-bits.
+GCC miscompiled the wrapping form (issue 21; ``_philox._Int64ExactWords``). Eager NumPy draws
+of float32 and float64 run the rounds on ``uint32`` words with exact ``uint64`` products
+(``_numpy_draw``: fewer passes). All give the same bits.
 
 The key and counter packing (stable: seeded results depend on it)
 -----------------------------------------------------------------

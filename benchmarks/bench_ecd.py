@@ -33,9 +33,13 @@ Sections (``--only``, comma-separated):
               Philox-4x32-10 (``backends/_philox.py``, the one in use), from Threefry-2x32-20
               (``backends/_threefry.py``), and N/2 Philox words (a "half a word per normal"
               variant with 16-bit uniforms), on NumPy eager (cache-sized chunks, as the draws
-              run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words);
-              on torch also Philox with the int64 products left to wrap (the carrier
-              torch.compile used before issue 21, undefined behaviour in inductor's C++).
+              run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words;
+              compiled: the counters an input array, every lane returned, the first call's
+              trace + compile time printed); on torch also Philox with the int64 products
+              left to wrap (the carrier torch.compile used before issue 21, undefined
+              behaviour in inductor's C++). With NumPy, reference rows at the same N: NumPy's
+              own normals, the library's normal draw, SGD, ECDSep with nu = 0 and default nu,
+              as multiples of the SGD step.
 ``draw``      the library's NumPy draw of N values (``physopt_ref.backends.normal`` and
               ``uniform``, float32 and float64): the uint32 path (``backends/_numpy_draw.py``)
               / the portable int64 path it replaced on NumPy (same bits), interleaved, in CPU
@@ -356,7 +360,7 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
 
 def _rng_reference(n: int, repeats: int) -> None:
     """What the "NumPy eager ECDSep / SGD <= 4x" target is up against, at the same N, side by
-    side (interleaved, medians), as multiples of the SGD step: NumPy's own fastest normals
+    side (interleaved, medians of the process's CPU time), as multiples of the SGD step: NumPy's own fastest normals
     (``default_rng().standard_normal(n, dtype=float32)``, PCG64 + ziggurat, not keyed), the
     library's N float32 normals (``physopt_ref.backends.normal``: Philox-4x32-10 + Box-Muller),
     the SGD step, ECDSep with ν = 0 (no draw) and with the default ν (one normal an element)."""
@@ -371,9 +375,9 @@ def _rng_reference(n: int, repeats: int) -> None:
         "numpy standard_normal": lambda: gen.standard_normal(n, dtype=np.float32),
         "library normal": lambda: normal(0, 1, (n,), like=like),
     }
-    t = interleaved(cases, lambda _: None, repeats)
+    t = interleaved(cases, lambda _: None, repeats, clock=time.process_time)
     sgd = t["sgd"]
-    print(f"  Reference, NumPy eager, N = {n:.0e} float32, ms and multiples of the SGD step:")
+    print(f"  Reference, NumPy eager, N = {n:.0e} float32, CPU ms and multiples of the SGD step:")
     for k, v in t.items():
         print(f"    {k:<24}{v * 1e3:9.2f} ms {v / sgd:7.2f}x", flush=True)
     best = (t["ecdsep nu=0"] + t["numpy standard_normal"]) / sgd
