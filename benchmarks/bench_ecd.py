@@ -360,10 +360,11 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
 
 def _rng_reference(n: int, repeats: int) -> None:
     """What the "NumPy eager ECDSep / SGD <= 4x" target is up against, at the same N, side by
-    side (interleaved, medians of the process's CPU time), as multiples of the SGD step: NumPy's
-    own fastest normals (``default_rng().standard_normal(n, dtype=float32)``, PCG64 + ziggurat, not keyed), the
-    library's N float32 normals (``physopt_ref.backends.normal``: Philox-4x32-10 + Box-Muller),
-    the SGD step, ECDSep with ν = 0 (no draw) and with the default ν (one normal an element)."""
+    side (interleaved, medians of the process's CPU time), as multiples of the SGD step:
+    NumPy's own fastest normals (``default_rng().standard_normal(n, dtype=float32)``, PCG64 +
+    ziggurat, not keyed), the library's N float32 normals (``physopt_ref.backends.normal``:
+    Philox-4x32-10 + Box-Muller), the SGD step, ECDSep with ν = 0 (no draw) and with the
+    default ν (one normal an element)."""
     from physopt_ref.backends import normal
 
     like = np.zeros(1, dtype=np.float32)
