@@ -2,7 +2,9 @@ r"""The eager NumPy draw in ``uint32`` words: the bits of :mod:`._random`, with 
 
 :func:`._random._draw` runs a large NumPy draw in cache-sized chunks (``_CHUNK_BLOCKS``), each
 chunk a few dozen element-wise passes. This module computes the same words, uniforms and
-normals with about half the passes over half the bytes:
+normals with fewer passes over narrower words; NumPy charges about as much for a cast or a
+strided pass as for the passes saved, so the draw takes about 0.85-0.98x of the portable path's
+time (``benchmarks/bench_ecd.py --only draw``; ``docs/speed.md``):
 
 * **Philox rounds in uint32 words** (:func:`numpy_rounds`). The portable carrier holds each
   32-bit word in an ``int64`` and masks it before every product (:mod:`._philox`); here the
