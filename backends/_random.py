@@ -252,8 +252,9 @@ class _Draw:
         if not isinstance(ctr, int):  # host memory (NumPy): a 0-d count is read as an int
             ctr = int(ctr) if ctr.ndim == 0 else ctr[m0:m1, ...].astype(np.uint32)
         blocks = np.arange(b0, b1, dtype=np.uint32)[None, :]
-        lanes = numpy_rounds(blocks, ctr, self.stream, members, k0, k1, _ROUNDS)
-        return tuple(np.broadcast_to(x, (m1 - m0, b1 - b0)) for x in lanes)
+        c0, c1, c2, c3 = (np.broadcast_to(x, (m1 - m0, b1 - b0)) for x in
+                          numpy_rounds(blocks, ctr, self.stream, members, k0, k1, _ROUNDS))
+        return c0, c1, c2, c3
 
     def chunks(self, eager_host: bool) -> list[tuple[int, int, int, int]]:
         m, nb = self.n_members, self.n_blocks
