@@ -435,3 +435,63 @@ def test_jitted_jax_draw_has_no_concatenate() -> None:
     host = uniform(5, np.zeros(3, np.int32), (3, 10), like=np.zeros((3, 10), np.float32),
                    batch_ndim=1)
     np.testing.assert_array_equal(np.asarray(fn(c, x)), to_numpy(host))  # uniforms are exact
+
+
+def test_numpy_rounds_meet_known_answer_vectors() -> None:
+    """The uint32 rounds of NumPy's draws (backends/_numpy_draw.py) meet Random123's vectors,
+    with counter words given as arrays or as ints (a lane known on the host)."""
+    from physopt_ref.backends._numpy_draw import numpy_rounds
+
+    for ctr, key, expected in KAT:
+        words = [np.asarray([c], dtype=np.uint32) for c in ctr]
+        for host in range(4):  # one lane at a time as a Python int
+            mixed = [int(ctr[i]) if i == host else words[i] for i in range(4)]
+            out = numpy_rounds(*mixed, key[0], key[1], 10)
+            assert [int(np.asarray(x).reshape(-1)[0]) for x in out] == list(expected)
+
+
+def _portable(monkeypatch: pytest.MonkeyPatch, fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn`` on NumPy through the portable int64 path (main's path before the uint32 one),
+    with its cache-sized chunks of main."""
+    from physopt_ref.backends import _random
+
+    with monkeypatch.context() as m:
+        m.setattr(_random, "_numpy_fast", lambda *_: False)
+        m.setattr(_random, "_CHUNK_BLOCKS", 1 << 14)
+        return fn(*args, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["uniform", "normal"])
+def test_numpy_fast_draw_has_the_bits_of_the_portable_path(
+    kind: str, dtype: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NumPy float32 and float64 draws run the Philox rounds on uint32 words and write the
+    floats in place (backends/_numpy_draw.py); every bit equals the portable int64 path's
+    (the code every other backend runs, and NumPy ran before), over shapes that take one or
+    several chunks, batch axes, seeds, counters (an int, a 0-d array, one per member) and
+    member offsets or index arrays."""
+    from physopt_ref.backends import _random
+
+    fn = uniform if kind == "uniform" else normal
+    like = np.zeros(1, dtype=dtype)
+    cases = [((70_001,), 0), ((3, 40_001), 1), ((20_000, 7), 1), ((4, 3, 5), 2), ((17, 3), 0),
+             ((2, 3, 9_000), 1), ((0, 5), 1)]
+    seen = 0
+    for shape, bn in cases:
+        members = int(np.prod(shape[:bn]))
+        batch = shape[:bn]
+        per_member = (np.arange(members, dtype=np.int64).reshape(batch) * 3 + 1) if bn else 5
+        index = (np.arange(members, dtype=np.int64).reshape(batch) * 7 + 2) if bn else 9
+        for seed, counter, member in [(0, 0, 0), (2**64 - 1, 2**32 - 1, 11),
+                                      (12345, np.asarray(9, dtype=np.int32), 3),
+                                      (99, per_member, index)]:
+            kw = {"like": like, "batch_ndim": bn, "stream": 5, "member": member}
+            fast = fn(seed, counter, shape, **kw)
+            assert _random._numpy_fast(np, like.dtype, 1)  # the uint32 path took it
+            slow = _portable(monkeypatch, fn, seed, counter, shape, **kw)
+            assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape == shape
+            np.testing.assert_array_equal(fast.view(f"u{like.itemsize}"),
+                                          slow.view(f"u{like.itemsize}"))
+            seen += fast.size
+    assert seen > 10**6
