@@ -22,9 +22,8 @@ or right shift for ``uint32``) and JAX with x64. JAX without x64 has no ``int64`
 words are ``uint32`` and the high word of a product is assembled from 16-bit halves. Under
 ``torch.compile`` the int64 products are formed from 16-bit halves of the multiplier, never
 overflowing: inductor writes C++ (or Triton) kernels, where a signed overflow is undefined and
-GCC miscompiled the wrapping form (issue 21; ``_philox._Int64ExactWords``). Eager NumPy draws
-of float32 and float64 run the rounds on ``uint32`` words with exact ``uint64`` products
-(``_numpy_draw``: fewer passes). All give the same bits.
+GCC miscompiled the wrapping form (issue 21; ``_philox._Int64ExactWords``). All give the same
+bits.
 
 The key and counter packing (stable: seeded results depend on it)
 -----------------------------------------------------------------
@@ -81,7 +80,6 @@ from array_api_compat import (
 )
 
 from ._floats import _box_muller, _form_dtype, _host_units, _interleave, _narrow, _uniforms
-from ._numpy_draw import fill_block, numpy_rounds
 from ._philox import (
     _CHUNK_BLOCKS,
     _HOST_BLOCKS,
@@ -239,23 +237,6 @@ class _Draw:
         shape = (m1 - m0, b1 - b0)
         return tuple(x if tuple(x.shape) == shape else xp.broadcast_to(x, shape) for x in lanes)
 
-    def numpy_lanes(self, m0: int, m1: int, b0: int, b1: int) -> tuple[Any, Any, Any, Any]:
-        """:meth:`lanes` on NumPy as ``uint32`` words (:func:`._numpy_draw.numpy_rounds`)."""
-        k0, k1 = self.seed & _MASK, (self.seed >> 32) & _MASK
-        if self.members is not None:
-            members = self.members[m0:m1, ...].astype(np.uint32)
-        elif m1 - m0 == 1:
-            members = self.member + m0
-        else:
-            members = np.arange(self.member + m0, self.member + m1, dtype=np.uint32)[:, None]
-        ctr = self.ctr
-        if not isinstance(ctr, int):  # host memory (NumPy): a 0-d count is read as an int
-            ctr = int(ctr) if ctr.ndim == 0 else ctr[m0:m1, ...].astype(np.uint32)
-        blocks = np.arange(b0, b1, dtype=np.uint32)[None, :]
-        c0, c1, c2, c3 = (np.broadcast_to(x, (m1 - m0, b1 - b0)) for x in
-                          numpy_rounds(blocks, ctr, self.stream, members, k0, k1, _ROUNDS))
-        return c0, c1, c2, c3
-
     def chunks(self, eager_host: bool) -> list[tuple[int, int, int, int]]:
         m, nb = self.n_members, self.n_blocks
         if not eager_host or m * nb <= _CHUNK_BLOCKS:
@@ -319,13 +300,6 @@ def _small_host_draw(
     return out.reshape(tuple(shape))
 
 
-def _numpy_fast(xp: Any, dtype: Any, n_blocks: int) -> bool:
-    """Whether :func:`_draw` takes :mod:`._numpy_draw` (NumPy, float32 or float64, not empty):
-    the same bits in fewer passes."""
-    return (n_blocks > 0 and is_numpy_namespace(xp)
-            and np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64)))
-
-
 def _draw(
     kind: str, seed: int, counter: Any, shape: Sequence[int], like: Any, batch_ndim: int,
     stream: int, member: Any,
@@ -343,12 +317,6 @@ def _draw(
     per_block = 4 if xp.finfo(dtype).bits <= 32 else 2  # values per 4-word block
     n_blocks = -(-n_event // per_block)
     draw = _Draw(xp, seed, counter, batch_shape, n_blocks, stream, dev, member)
-    if _numpy_fast(xp, dtype, draw.n_members * n_blocks):
-        out = np.empty((draw.n_members, n_blocks, per_block), dtype=dtype)
-        for m0, m1, b0, b1 in draw.chunks(True):
-            fill_block(kind, draw.numpy_lanes(m0, m1, b0, b1), out[m0:m1, b0:b1])
-        out = out.reshape(draw.n_members, n_blocks * per_block)
-        return xp.reshape(out[:, :n_event], tuple(shape))
     pieces = []
     for m0, m1, b0, b1 in draw.chunks(_eager_host(xp, like)):
         values = _uniforms(xp, draw.lanes(m0, m1, b0, b1), form, kind == "normal")

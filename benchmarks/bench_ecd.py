@@ -40,10 +40,6 @@ Sections (``--only``, comma-separated):
               behaviour in inductor's C++). With NumPy, reference rows at the same N: NumPy's
               own normals, the library's normal draw, SGD, ECDSep with nu = 0 and default nu,
               as multiples of the SGD step.
-``draw``      the library's NumPy draw of N values (``physopt_ref.backends.normal`` and
-              ``uniform``, float32 and float64): the uint32 path (``backends/_numpy_draw.py``)
-              / the portable int64 path it replaced on NumPy (same bits), interleaved, in CPU
-              time of the process (``time.process_time``, one thread).
 ``ensembles`` ``physopt_ref.run`` on the 2-D Ackley problem, 1e5 members, 300 steps, float64:
               BBI / heavy ball on NumPy and on JAX with ``compile=True``, alternating repeats
               (``--ensemble-repeats``), in CPU seconds of the process (one thread: the load of
@@ -68,7 +64,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SECTIONS = ("eager", "floor", "compile", "nesterov", "small", "ensembles", "rng", "draw")
+SECTIONS = ("eager", "floor", "compile", "nesterov", "small", "ensembles", "rng")
 CLASSIC = ("sgd", "heavy_ball", "nesterov", "adam")
 ECD = ("bbi", "ecdsep")
 LOSS = 1.5
@@ -388,40 +384,6 @@ def _rng_reference(n: int, repeats: int) -> None:
     report("NumPy eager ECDSep / SGD (reference rows)", f"{t['ecdsep'] / sgd:.1f}x", "<= 4x",
            t["ecdsep"] / sgd <= 4.0)
     report("  ECDSep nu=0 + NumPy's own normals / SGD", f"{best:.1f}x", "<= 4x", best <= 4.0)
-
-
-def section_draw(n: int, repeats: int) -> None:
-    import physopt_ref.backends._random as random_module
-    from physopt_ref.backends import normal, uniform
-
-    fast = random_module._numpy_fast
-
-    def portable(*_: Any) -> bool:
-        return False
-
-    def timed(draw: Callable[..., Any], like: Any, path: Callable[..., bool]) -> Callable[[], Any]:
-        def run() -> Any:
-            random_module._numpy_fast = path
-            try:
-                return draw(7, 3, (n,), like=like)
-            finally:
-                random_module._numpy_fast = fast
-        return run
-
-    print(f"NumPy draws of N = {n:.0e} values, uint32 path / portable int64 path (same bits), "
-          "CPU ms:")
-    for dtype in (np.float32, np.float64):
-        like = np.zeros(1, dtype=dtype)
-        for draw in (normal, uniform):
-            a, b = timed(draw, like, fast), timed(draw, like, portable)
-            assert np.array_equal(a().view(np.uint8), b().view(np.uint8))
-            t = interleaved({"fast": a, "portable": b}, lambda _: None, repeats,
-                            clock=time.process_time)
-            r = t["fast"] / t["portable"]
-            print(f"    {draw.__name__:<8}{np.dtype(dtype).name:<9}{t['fast'] * 1e3:9.2f} ms "
-                  f"{t['portable'] * 1e3:9.2f} ms {r:6.2f}x", flush=True)
-            report(f"NumPy {draw.__name__} {np.dtype(dtype).name}, uint32 / portable path",
-                   f"{r:.2f}x", "< 1", r < 1.0)
 
 
 def _ensemble_runs(members: int, steps: int) -> dict[tuple[str, str], Callable[[], None]]:
