@@ -33,9 +33,13 @@ Sections (``--only``, comma-separated):
               Philox-4x32-10 (``backends/_philox.py``, the one in use), from Threefry-2x32-20
               (``backends/_threefry.py``), and N/2 Philox words (a "half a word per normal"
               variant with 16-bit uniforms), on NumPy eager (cache-sized chunks, as the draws
-              run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words);
-              on torch also Philox with the int64 products left to wrap (the carrier
-              torch.compile used before issue 21, undefined behaviour in inductor's C++).
+              run), torch.compile and jax.jit (JAX's default 32-bit mode: uint32 words;
+              compiled: the counters an input array, every lane returned, the first call's
+              trace + compile time printed); on torch also Philox with the int64 products
+              left to wrap (the carrier torch.compile used before issue 21, undefined
+              behaviour in inductor's C++). With NumPy, reference rows at the same N: NumPy's
+              own normals, the library's normal draw, SGD, ECDSep with nu = 0 and default nu,
+              as multiples of the SGD step.
 ``ensembles`` ``physopt_ref.run`` on the 2-D Ackley problem, 1e5 members, 300 steps, float64:
               BBI / heavy ball on NumPy and on JAX with ``compile=True``, alternating repeats
               (``--ensemble-repeats``), in CPU seconds of the process (one thread: the load of
@@ -96,13 +100,15 @@ def _hp(name: str) -> dict[str, Any]:
     return SETTINGS[name]
 
 
-def _stepper(kind: str, name: str, n: int, compiled: bool, donate: bool = True) -> tuple:
+def _stepper(kind: str, name: str, n: int, compiled: bool, donate: bool = True,
+             **hp: Any) -> tuple:
+    """One step of ``name`` (``bench_steps.SETTINGS``' hyperparameters, updated by ``hp``)."""
     from bench_floor import _case
 
     import physopt_ref as po
 
-    one, _ = _case(kind, po.get_optimizer(name, **_hp(name)), n, donate and compiled,
-                      compiled)
+    one, _ = _case(kind, po.get_optimizer(name, **{**_hp(name), **hp}), n, donate and compiled,
+                   compiled)
     return one, _cpu_sync(kind)
 
 
@@ -242,7 +248,17 @@ def section_small(steps: int, repeats: int) -> None:
 
 
 def _generators(kind: str, n: int) -> dict[str, Callable[[], Any]]:
-    """Closures producing ``n`` words (Philox, Threefry) and ``n/2`` words (Philox) on ``kind``."""
+    """Closures producing ``n`` words (Philox, Threefry) and ``n/2`` words (Philox) on ``kind``.
+
+    Every closure returns all the words it computes (four lanes of Philox, two of Threefry), so
+    that a compiler cannot drop the rounds of unused lanes. The compiled ones (torch.compile,
+    jax.jit) take their block counters as an input array: with the counters made inside the
+    graph (``arange``), inductor inlines every intermediate word into its users (a buffer
+    that reads no input is recomputed, never loaded), and Threefry's words, each used two or
+    three times a round, then make an expression tree that doubles in size each round:
+    compiling 4 rounds took 4.6 s, 8 rounds 82 s, 20 rounds did not finish in 15 minutes
+    (``docs/speed.md``, "The generator choice").
+    """
     from physopt_ref.backends import get_namespace
     from physopt_ref.backends._philox import _CHUNK_BLOCKS, _Int64Words, _rounds, philox4x32
     from physopt_ref.backends._threefry import threefry2x32
@@ -254,35 +270,39 @@ def _generators(kind: str, n: int) -> dict[str, Callable[[], Any]]:
 
         dt = xp.uint32
 
-        def ph(blocks: int) -> Any:
-            c = xp.arange(blocks, dtype=dt)
+        def ph(c: Any) -> Any:
             return philox4x32(xp, (c, xp.asarray(7, dtype=dt), xp.asarray(3, dtype=dt),
-                                   xp.asarray(0, dtype=dt)), key)[0]
+                                   xp.asarray(0, dtype=dt)), key)
 
-        def tf(blocks: int) -> Any:
-            c = xp.arange(blocks, dtype=dt)
-            return threefry2x32(xp, (c, xp.asarray(7, dtype=dt)), key)[0]
+        def tf(c: Any) -> Any:
+            return threefry2x32(xp, (c, xp.asarray(7, dtype=dt)), key)
 
-        return {"philox": jax.jit(lambda: ph(n // 4)), "threefry": jax.jit(lambda: tf(n // 2)),
-                "philox-half": jax.jit(lambda: ph(n // 8))}
+        jph, jtf = jax.jit(ph), jax.jit(tf)
+        ctr = {b: xp.arange(b, dtype=dt) for b in (n // 4, n // 2, n // 8)}
+        wait = jax.block_until_ready  # every lane (a tuple: the section's sync sees no array)
+        return {"philox": lambda: wait(jph(ctr[n // 4])),
+                "threefry": lambda: wait(jtf(ctr[n // 2])),
+                "philox-half": lambda: wait(jph(ctr[n // 8]))}
     if kind == "torch":
         import torch
 
-        def tph(blocks: int) -> Any:
-            c = torch.arange(blocks, dtype=torch.int64)
-            return philox4x32(xp, (c, 7, 3, 0), key)[0]
+        def tph(c: Any) -> Any:
+            return philox4x32(xp, (c, 7, 3, 0), key)
 
-        def ttf(blocks: int) -> Any:
-            c = torch.arange(blocks, dtype=torch.int64)
-            return threefry2x32(xp, (c, 7), key)[0]
+        def ttf(c: Any) -> Any:
+            return threefry2x32(xp, (c, 7), key)
 
-        def wrapping(blocks: int) -> Any:  # the carrier used under torch.compile before issue 21
-            c = torch.arange(blocks, dtype=torch.int64)
-            return _rounds(_Int64Words(xp), c, 7, 3, 0, *key, 10)[0]
+        def wrapping(c: Any) -> Any:  # the carrier used under torch.compile before issue 21
+            return _rounds(_Int64Words(xp), c, 7, 3, 0, *key, 10)
 
-        fns = {"philox": lambda: tph(n // 4), "threefry": lambda: ttf(n // 2),
-               "philox-half": lambda: tph(n // 8), "philox-wrapping": lambda: wrapping(n // 4)}
-        return {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in fns.items()}
+        ctr = {b: torch.arange(b, dtype=torch.int64) for b in (n // 4, n // 2, n // 8)}
+        fns = {"philox": (tph, n // 4), "threefry": (ttf, n // 2),
+               "philox-half": (tph, n // 8), "philox-wrapping": (wrapping, n // 4)}
+        out = {}
+        for k, (f, blocks) in fns.items():
+            g = torch.compile(f, fullgraph=True, dynamic=False)
+            out[k] = lambda g=g, c=ctr[blocks]: g(c)
+        return out
 
     def chunked(gen: Callable[[Any], Any], blocks: int, per: int) -> Callable[[], Any]:
         def run() -> Any:
@@ -306,7 +326,16 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
           "(Philox, half a word per normal), ms:")
     wins = []
     for kind in kinds:
-        t = interleaved(_generators(kind, n), _cpu_sync(kind), repeats)
+        cases, sync = _generators(kind, n), _cpu_sync(kind)
+        if kind != "numpy":  # the first call traces and compiles
+            first = {}
+            for k, fn in cases.items():
+                t0 = time.perf_counter()
+                sync(fn())
+                first[k] = time.perf_counter() - t0
+            print(f"    {kind:<6} first call (trace + compile), s: "
+                  + "  ".join(f"{k} {v:.1f}" for k, v in first.items()), flush=True)
+        t = interleaved(cases, sync, repeats)
         r = t["threefry"] / t["philox"]
         wins.append(r < 1.0)
         print(f"    {kind:<6} philox {t['philox'] * 1e3:8.2f}  threefry {t['threefry'] * 1e3:8.2f}"
@@ -321,6 +350,40 @@ def section_rng(n: int, repeats: int, kinds: tuple[str, ...] = ("numpy", "torch"
                    "record", True)
     report("backends where Threefry-2x32-20 beats Philox-4x32-10", f"{sum(wins)} of {len(wins)}",
            "choose", True)
+    if "numpy" in kinds:
+        _rng_reference(n, repeats)
+
+
+def _rng_reference(n: int, repeats: int) -> None:
+    """What the "NumPy eager ECDSep / SGD <= 4x" target is up against, at the same N, side by
+    side (interleaved, medians of the process's CPU time), as multiples of the SGD step:
+    NumPy's own fastest normals (``default_rng().standard_normal(n, dtype=float32)``, PCG64 +
+    ziggurat, not keyed), the library's N float32 normals (``physopt_ref.backends.normal``:
+    Philox-4x32-10 + Box-Muller), the SGD step, ECDSep with ν = 0 (no draw) and with the
+    default ν (one normal an element)."""
+    from physopt_ref.backends import normal
+
+    like = np.zeros(1, dtype=np.float32)
+    gen = np.random.default_rng(0)
+    cases = {
+        "sgd": _stepper("numpy", "sgd", n, compiled=False)[0],
+        "ecdsep nu=0": _stepper("numpy", "ecdsep", n, compiled=False, nu=0.0)[0],
+        "ecdsep": _stepper("numpy", "ecdsep", n, compiled=False)[0],
+        "numpy standard_normal": lambda: gen.standard_normal(n, dtype=np.float32),
+        "library normal": lambda: normal(0, 1, (n,), like=like),
+    }
+    t = interleaved(cases, lambda _: None, repeats, clock=time.process_time)
+    sgd = t["sgd"]
+    print(f"  Reference, NumPy eager, N = {n:.0e} float32, CPU ms and multiples of the SGD step:")
+    for k, v in t.items():
+        print(f"    {k:<24}{v * 1e3:9.2f} ms {v / sgd:7.2f}x", flush=True)
+    best = (t["ecdsep nu=0"] + t["numpy standard_normal"]) / sgd
+    print(f"    ECDSep nu=0 + NumPy's own normals (a lower bound for any generator): "
+          f"{best:.2f}x SGD; the jitter's share of the ECDSep step "
+          f"{(t['ecdsep'] - t['ecdsep nu=0']) / t['ecdsep']:.0%}", flush=True)
+    report("NumPy eager ECDSep / SGD (reference rows)", f"{t['ecdsep'] / sgd:.1f}x", "<= 4x",
+           t["ecdsep"] / sgd <= 4.0)
+    report("  ECDSep nu=0 + NumPy's own normals / SGD", f"{best:.1f}x", "<= 4x", best <= 4.0)
 
 
 def _ensemble_runs(members: int, steps: int) -> dict[tuple[str, str], Callable[[], None]]:
