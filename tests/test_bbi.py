@@ -145,6 +145,46 @@ def test_eager_bounce_draws_only_for_the_bouncing_runs(monkeypatch: pytest.Monke
         np.testing.assert_array_equal(s1.event, s2.event)
 
 
+@pytest.mark.parametrize("law", ["cube", "isotropic"])
+def test_jitted_bounce_draw_is_a_branch_output(law: str) -> None:
+    """Under ``jax.jit`` the bounce's whole-ensemble draw comes out of a ``lax.cond`` on the
+    bouncing runs: XLA then computes the Philox rounds once and the norm's column reductions
+    read the draw from memory (without the branch, XLA's CPU fusion recomputed the draw in
+    each kernel that reads it; ``docs/speed.md``). The draw is the one of every other backend,
+    bit for bit; with no run bouncing the branch gives zeros, which the select never takes."""
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    from physopt_ref.optimizers.ecd_common import _whole_draw, random_directions
+
+    with jax.enable_x64(True):
+        shapes = [(6, 2), (6, 3)]
+        momentum = [jnp.zeros(s) for s in shapes]
+        count = jnp.arange(3, 9, dtype=jnp.int32)
+
+        def draw(redraw: Any, count: Any, momentum: list[Any]) -> list[Any]:
+            return _whole_draw(jnp, momentum, redraw, count, seed=3, member=2, law=law,
+                               batch_ndim=1)
+
+        redraw = jnp.asarray([False, True, False, False, True, False])
+        jaxpr = jax.make_jaxpr(draw)(redraw, count, momentum).jaxpr
+        assert [e.primitive.name for e in jaxpr.eqns][-1] == "cond"
+        assert list(jaxpr.outvars) == list(jaxpr.eqns[-1].outvars)
+        want = random_directions(np, [np.zeros(s) for s in shapes], seed=3, member=2,
+                                 counter=np.arange(3, 9, dtype=np.int32), batch_ndim=1, law=law)
+        for got, w in zip(jax.jit(draw)(redraw, count, momentum), want, strict=True):
+            np.testing.assert_array_equal(np.asarray(got), w)
+        for got in jax.jit(draw)(jnp.zeros(6, dtype=bool), count, momentum):
+            np.testing.assert_array_equal(np.asarray(got), 0.0)
+        # Events of 5 elements keep their reductions over the axis: a plain draw, no branch.
+        wide = [jnp.zeros((6, 5))]
+        assert "cond" not in str(jax.make_jaxpr(draw)(redraw, count, wide))
+        # Eager (NumPy here): the plain draw.
+        for got, w in zip(_whole_draw(np, [np.zeros(s) for s in shapes], np.zeros(6, bool),
+                                      np.arange(3, 9, dtype=np.int32), seed=3, member=2,
+                                      law=law, batch_ndim=1), want, strict=True):
+            np.testing.assert_array_equal(got, w)
+
+
 def _on_shell_state(xp: Any, delta_e: float, x0: list[np.ndarray], v0: float = 0.0):
     """Take two steps on the test loss so that π is generic; return (opt factory args, state)."""
     hp = dict(lr=0.05, v0=v0, delta_e=delta_e, t0=None, t1=None)

@@ -272,3 +272,59 @@ def test_trace_to_dict_energies_and_pandas():
     frame = pd.DataFrame(d["runs"])
     assert frame.shape[0] == 2 and "evaluations_to_target" in frame
     assert pd.DataFrame(d["history"]).shape[0] == 2 * tr.recorded_steps.size
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_records_are_the_values_at_each_record(compiled: bool) -> None:
+    """The trace's losses and state history are, bit for bit, the values the loop held at each
+    record (seen by the callback, which runs at every record): the host buffers that the
+    records are copied into one record late (``runner/records.py``) change no value, also for
+    a run whose last step is no multiple of ``record_every`` and for ``record_x``."""
+    from physopt_ref.runner.advance import _per_run_fields
+
+    if compiled:
+        jnp = pytest.importorskip("jax.numpy")
+        x0: Any = jnp.asarray(starts(5))
+    else:
+        x0 = starts(5)
+    opt = REGISTRY["bbi"].factory(**REGISTRY["bbi"].test_hyperparameters)
+    seen: list[tuple[Any, ...]] = []
+
+    def callback(info: Any) -> None:
+        fields = _per_run_fields(info.state.energy.__array_namespace__(), info.state, (5,))
+        seen.append((info.step, np.array(to_numpy(info.loss)), np.array(to_numpy(info.x)),
+                     {k: np.array(to_numpy(v)) for k, v in fields.items()}))
+
+    tr = run(opt, Quad(), x0, 23, record_every=4, callback=callback, record_x=True,
+             compile=compiled)
+    assert tr.recorded_steps.tolist() == [s for s, *_ in seen] == [0, 4, 8, 12, 16, 20, 23]
+    np.testing.assert_array_equal(tr.losses, np.stack([f for _, f, _, _ in seen]))
+    np.testing.assert_array_equal(tr.xs, np.stack([x for _, _, x, _ in seen]))
+    assert tr.losses.dtype == np.float64 and tr.xs.dtype == np.asarray(to_numpy(x0)).dtype
+    assert set(tr.state_history) == {"energy", "p2", "potential", "floor", "best_potential"}
+    for name, values in tr.state_history.items():
+        assert values.dtype == np.float64
+        np.testing.assert_array_equal(values, np.stack([h[name] for *_, h in seen[1:]]))
+
+
+def test_record_rows_copy_one_record_late_and_grow() -> None:
+    """A record's backend array is released once the next record arrives (the loop no longer
+    keeps every record on the backend), and the rows grow past the planned count."""
+    import gc
+    import weakref
+
+    from physopt_ref.runner.records import _Rows, max_records
+
+    assert max_records(300, 5) == 61 and max_records(23, 4) == 7 and max_records(1, 1) == 2
+    rows = _Rows(2, np.float64)
+    values = [np.full(3, float(i), dtype=np.float32) for i in range(5)]
+    refs = [weakref.ref(v) for v in values]
+    for v in values:
+        rows.append(v)
+    del values, v
+    gc.collect()
+    assert [r() is None for r in refs] == [True] * 4 + [False]  # the last one waits
+    assert len(rows) == 5
+    got = rows.array()
+    assert got.dtype == np.float64 and refs[4]() is None
+    np.testing.assert_array_equal(got, np.repeat(np.arange(5.0)[:, None], 3, axis=1))

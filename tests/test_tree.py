@@ -202,3 +202,42 @@ def test_numpy_per_run_reductions_and_selects_keep_the_bits(shape: tuple, batch_
                                   np.where(mask, a, b))
     np.testing.assert_array_equal(select_state(np, keep, {"x": a}, {"x": b}, batch_ndim)["x"],
                                   np.where(mask, a, b))
+
+
+@pytest.mark.parametrize(("shape", "batch_ndim", "columns"), [
+    ((50, 2), 1, True), ((4, 5, 3), 2, True), ((30, 2, 2), 1, True), ((40, 5), 1, False),
+])
+def test_jitted_per_run_reductions_of_short_events_go_by_columns(
+        shape: tuple, batch_ndim: int, columns: bool) -> None:
+    """Under ``jax.jit`` events of 2-4 elements are reduced column by column (XLA runs a
+    reduction over a short trailing axis as a slow library kernel; ``core/tree.py``): no
+    ``dot_general`` or ``reduce_max`` in the trace. The maximum is exact; the sum is the
+    column sum to the last bit (XLA may fuse a product into the addition). Events of 5 or
+    more elements keep ``vecdot`` and ``max``."""
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    from physopt_ref.core.tree import per_run_dot, per_run_max
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+        a.flat[3] = np.nan
+
+        def both(x: Any, y: Any) -> tuple[Any, Any]:
+            return per_run_dot(jnp, x, y, batch_ndim), per_run_max(jnp, x, batch_ndim)
+
+        text = str(jax.make_jaxpr(both)(jnp.asarray(a), jnp.asarray(b)))
+        assert ("dot_general" not in text and "reduce_max" not in text) == columns, text
+        dot, mx = jax.jit(both)(jnp.asarray(a), jnp.asarray(b))
+        lead = shape[:batch_ndim]
+        flat_a, flat_b = a.reshape(*lead, -1), b.reshape(*lead, -1)
+        np.testing.assert_array_equal(np.asarray(mx), np.max(flat_a, axis=-1))
+        want = np.vecdot(flat_a, flat_b, axis=-1)
+        bound = 4 * np.finfo(float).eps * np.sum(np.abs(flat_a * flat_b), axis=-1)
+        got = np.asarray(dot)
+        assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(want).sum() == 1
+        ok = ~np.isnan(want)
+        assert np.all(np.abs(got[ok] - want[ok]) <= bound[ok])
+        # Eager JAX keeps vecdot and max over the axis (one dispatch each).
+        np.testing.assert_array_equal(np.asarray(per_run_max(jnp, jnp.asarray(a), batch_ndim)),
+                                      np.max(flat_a, axis=-1))

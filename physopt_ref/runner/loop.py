@@ -32,6 +32,7 @@ from physopt_ref.core.tree import (
     tree_unflatten,
 )
 from physopt_ref.core.validate import check_bool, check_int
+from physopt_ref.runner.records import _Recorder, max_records
 from physopt_ref.runner.run_checkpoint import load_run, problem_fingerprint, save_run
 from physopt_ref.runner.trace import STATUS_MESSAGES, Trace
 
@@ -49,45 +50,6 @@ from physopt_ref.runner.advance import (
     _Runs,
     _start,
 )
-
-
-class _Recorder:
-    """The records: step numbers, losses, points (optional) and per-run state fields."""
-
-    fields: dict[str, list[Any]]
-
-    def __init__(self, ens: _Ensemble, record_x: bool, runs: _Runs | None,
-                 restored: dict[str, Any] | None = None) -> None:
-        self.ens = ens
-        self.record_x = record_x
-        if restored is not None:  # the records of a checkpoint (host arrays)
-            self.steps, self.losses = restored["steps"], restored["losses"]
-            self.xs, self.fields = restored["xs"], restored["fields"]
-            return
-        assert runs is not None  # a fresh recorder starts from the runs
-        self.steps = [0]
-        self.losses = [runs.f]
-        self.xs = [runs.x[0]] if record_x else []
-        self.fields = {}
-
-    def add(self, k: int, runs: _Runs) -> None:
-        self.steps.append(k)
-        self.losses.append(runs.f)
-        if self.record_x:
-            self.xs.append(runs.x[0])
-        for name, value in _per_run_fields(self.ens.xp, runs.state, self.ens.batch_shape).items():
-            self.fields.setdefault(name, []).append(value)
-
-    def host(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
-        """Steps, losses, state history and points, as NumPy arrays."""
-
-        def stack(values: list[Any]) -> np.ndarray:
-            return np.stack([np.asarray(to_numpy(v), dtype=np.float64) for v in values])
-
-        history = {name: stack(values) for name, values in self.fields.items()
-                   if len(values) == len(self.losses) - 1}
-        xs = np.stack([to_numpy(v) for v in self.xs]) if self.record_x else None
-        return np.asarray(self.steps, dtype=np.int64), stack(self.losses), history, xs
 
 
 def _info(ens: _Ensemble, runs: _Runs, k: int) -> StepInfo:
@@ -134,14 +96,19 @@ def _loop(
 ) -> Trace:
     t0 = time.perf_counter()
     cb = cfg.callback
+    capacity = max_records(cfg.steps, cfg.record_every)
+
+    def fields(state: Any) -> dict[str, Any]:
+        return _per_run_fields(ens.xp, state, ens.batch_shape)
+
     if resume is None:
         runs = _start(optimizer, fun, leaves, ens, cfg)
-        rec = _Recorder(ens, cfg.record_x, runs)
+        rec = _Recorder.start(capacity, cfg.record_x, fields, runs.f, runs.x[0])
         stopped, k, done, before = False, 0, False, 0.0
     else:
         saved = load_run(resume, optimizer, ens, cfg, leaves)
         runs = _Runs(**saved["runs"])
-        rec = _Recorder(ens, cfg.record_x, None, saved["records"])
+        rec = _Recorder.restored(capacity, cfg.record_x, fields, saved["records"])
         stopped, k, done, before = False, saved["step"], saved["done"], saved["elapsed"]
     every = cfg.checkpoint_every
     advance = _advance
@@ -153,7 +120,7 @@ def _loop(
         if resume is None:
             stopped = cb is not None and _call_callback(cb, _info(ens, runs, 0))
         elif k == cfg.steps and rec.steps[-1] != k:  # the end of this call, as in one call
-            rec.add(k, runs)
+            rec.add(k, runs.f, runs.x[0], runs.state)
             stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
         while k < cfg.steps and not stopped and not done:
             runs = advance(optimizer, fun, ens, cfg, runs, k)
@@ -161,7 +128,7 @@ def _loop(
             check = cfg.stop_when_done and k % cfg.check_every == 0
             done = check and not bool(ens.xp.any(runs.active))
             if k % cfg.record_every == 0 or k == cfg.steps or done:
-                rec.add(k, runs)
+                rec.add(k, runs.f, runs.x[0], runs.state)
                 stopped = cb is not None and _call_callback(cb, _info(ens, runs, k))
             if every is not None and cfg.checkpoint is not None and k % every == 0 \
                     and k < cfg.steps:

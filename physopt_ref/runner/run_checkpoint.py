@@ -84,9 +84,8 @@ def save_run(path: str | os.PathLike, optimizer: Optimizer, ens: Any, cfg: Any, 
     steps, losses, _, xs = rec.host()
     arrays["records/steps"] = steps
     arrays["records/losses"] = losses
-    for name, values in rec.fields.items():
-        arrays[f"records/field/{name}"] = np.stack(
-            [np.asarray(to_numpy(v), dtype=np.float64) for v in values])
+    for name, values in rec.field_arrays().items():
+        arrays[f"records/field/{name}"] = values
     if xs is not None:
         arrays["records/xs"] = xs
     like = runs.x[0]
